@@ -1,0 +1,62 @@
+"""Errors users can cause, and the exit codes the CLI maps them to.
+
+Every error a user's input or invocation can trigger is a :class:`MedseqError` subclass whose
+message is one line naming the file and the reason. The CLI prints it on stderr and exits with
+:attr:`MedseqError.exit_code`; anything else is a bug and exits 1.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from pathlib import Path
+
+
+class ExitCode(IntEnum):
+    """Process exit codes, documented in ``docs/cli.md``."""
+
+    OK = 0
+    USAGE = 1
+    INVALID_INPUT = 2
+
+
+class MedseqError(Exception):
+    """Base class of errors users can cause; ``str(err)`` is a single line."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+    def __init__(self, message: str, *, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.reason = " ".join(message.split())
+        super().__init__(f"{self.path}: {self.reason}" if self.path is not None else self.reason)
+
+
+class UsageError(MedseqError):
+    """The command line or a config file is wrong (exit code 1)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class InputDataError(MedseqError):
+    """Input data cannot be used: bad DICOM, inconsistent geometry, bad masks (exit code 2)."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+
+class DicomError(InputDataError):
+    """A DICOM file or series cannot be read or is geometrically inconsistent."""
+
+
+class NiftiError(InputDataError):
+    """A NIfTI file cannot be read or is unusable (4D, NaN, mismatched mask)."""
+
+
+class LayoutError(InputDataError):
+    """A folder holds no recognisable input layout, or the layout itself is broken."""
+
+
+class CacheError(InputDataError):
+    """A preprocessing cache or run directory is missing, incomplete or from another version."""
+
+
+class MissingDependencyError(UsageError):
+    """An optional dependency is missing; the message names the extra to install."""

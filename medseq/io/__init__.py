@@ -1,0 +1,1 @@
+"""Finding and loading image series: DICOM trees, NIfTI layouts and manifests."""

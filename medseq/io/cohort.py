@@ -1,0 +1,96 @@
+"""Records that discovery produces: a Cohort of Patients, each with Timepoints in date order.
+
+Discovery reads headers only; these records say where the pixels are, and
+:func:`medseq.io.load.load_image` turns a :class:`SeriesInfo` into a :class:`~medseq.io.volume.Volume`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+
+class Layout(str, Enum):
+    """The input layouts ``discover`` understands."""
+
+    DICOM = "dicom"
+    NIFTI = "nifti"
+    MANIFEST = "manifest"
+
+
+class ImageFormat(str, Enum):
+    """How one timepoint's image is stored."""
+
+    DICOM = "dicom"
+    NIFTI = "nifti"
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """One image series chosen for a timepoint, described from headers only."""
+
+    format: ImageFormat
+    files: tuple[Path, ...]
+    """DICOM instance files of the series (deduplicated), or the single NIfTI file."""
+    series_uid: str | None = None
+    description: str = ""
+    modality: str = ""
+    shape: tuple[int, int, int] | None = None
+    spacing: tuple[float, float, float] | None = None
+    affine: tuple[tuple[float, ...], ...] | None = None
+    """4x4 voxel-to-RAS+ affine, when the headers give it."""
+
+    @property
+    def file_count(self) -> int:
+        return len(self.files)
+
+
+@dataclass(frozen=True)
+class Timepoint:
+    """One scan of a patient: a study (DICOM), a folder (NIfTI) or a manifest row."""
+
+    name: str
+    date: dt.date | None
+    days: int | None
+    """Days from the patient's baseline (first) scan; ``None`` when undated."""
+    image: SeriesInfo
+    mask: Path | None = None
+    study_uid: str | None = None
+
+
+@dataclass(frozen=True)
+class Patient:
+    """A patient's timepoints, in date order (baseline first)."""
+
+    patient_id: str
+    timepoints: tuple[Timepoint, ...]
+    label: int | None = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file, series or patient that discovery left out, and why."""
+
+    path: str
+    reason: str
+    patient_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Everything discovery found under one input path."""
+
+    layout: Layout
+    root: Path
+    patients: tuple[Patient, ...]
+    skipped: tuple[Skipped, ...] = ()
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def patient(self, patient_id: str) -> Patient:
+        """The patient with this ID (``KeyError`` if absent)."""
+        for patient in self.patients:
+            if patient.patient_id == patient_id:
+                return patient
+        raise KeyError(patient_id)
