@@ -55,16 +55,18 @@ def command(
     from medseq.cli import COMMANDS
 
     parts = {name: _installed_version(name) for name in PARTS}
-    info = {
+    commands = [name for name, _ in COMMANDS]
+    syntaxes = [
+        {"uid": uid, "name": name, "decoder": decoder,
+         "available": decoder == "numpy" or parts.get(decoder) is not None}
+        for uid, (name, decoder) in TRANSFER_SYNTAXES.items()
+    ]
+    info: dict[str, object] = {
         "version": __version__,
         "python": platform.python_version(),
-        "commands": [name for name, _ in COMMANDS],
+        "commands": commands,
         "input_layouts": LAYOUTS,
-        "transfer_syntaxes": [
-            {"uid": uid, "name": name, "decoder": decoder,
-             "available": decoder == "numpy" or parts.get(decoder) is not None}
-            for uid, (name, decoder) in TRANSFER_SYNTAXES.items()
-        ],
+        "transfer_syntaxes": syntaxes,
         "installed": parts,
         "network_access": False,
     }
@@ -73,10 +75,10 @@ def command(
         return
     out = stdout_console()
     out.print(f"medseq {__version__} (Python {info['python']})")
-    out.print("commands: " + ", ".join(info["commands"]))
+    out.print("commands: " + ", ".join(commands))
     for name, text in LAYOUTS.items():
         out.print(f"layout {name}: {text}")
-    for ts in info["transfer_syntaxes"]:
+    for ts in syntaxes:
         mark = "yes" if ts["available"] else "no "
         out.print(f"  [{mark}] {ts['name']} ({ts['uid']})")
     for name, version in parts.items():

@@ -1,7 +1,8 @@
 """Records that discovery produces: a Cohort of Patients, each with Timepoints in date order.
 
 Discovery reads headers only; these records say where the pixels are, and
-:func:`medseq.io.load.load_image` turns a :class:`SeriesInfo` into a :class:`~medseq.io.volume.Volume`.
+:func:`medseq.io.load.load_image` turns a :class:`SeriesInfo` into a
+:class:`~medseq.io.volume.Volume`.
 """
 
 from __future__ import annotations

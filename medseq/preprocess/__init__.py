@@ -1,0 +1,1 @@
+"""Preprocessing into a registered, content-keyed cache (``medseq preprocess``)."""

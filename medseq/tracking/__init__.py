@@ -1,0 +1,1 @@
+"""Lesion measurement, correspondence across timepoints, and response criteria."""
