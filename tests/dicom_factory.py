@@ -183,13 +183,19 @@ def write_series(
             (hex names without an extension).
         shuffle: Assign instance numbers and names in a random order unrelated to position.
         preamble: ``False`` writes neither the 128-byte preamble, ``DICM`` nor file meta.
-        transfer_syntax: One of :data:`UNCOMPRESSED`, ``RLELossless`` or ``JPEG2000Lossless``.
+        transfer_syntax: One of :data:`UNCOMPRESSED`, ``RLELossless`` or ``JPEG2000Lossless``
+            (JPEG 2000 needs at least 32 pixels a side; ``preamble=False`` needs an
+            uncompressed, non-deflated syntax).
         instance_numbers: InstanceNumber per slice (default 1..n, shuffled when ``shuffle``).
         sop_instance_uids: SOPInstanceUID per slice (generated when ``None``).
         extra: Element keyword -> value set on every slice.
         edit: Per-slice hook ``edit(k, ds)`` run last, for broken-series cases.
         seed: Seeds pixels, shuffling and random names.
     """
+    if not preamble and transfer_syntax not in (ImplicitVRLittleEndian, ExplicitVRLittleEndian,
+                                                ExplicitVRBigEndian):
+        raise ValueError("preamble=False writes no file meta, so the transfer syntax must be "
+                         "uncompressed and not deflated")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cols, rows, count = shape
@@ -399,9 +405,9 @@ def _save(ds: Dataset, path: Path, *, transfer_syntax: str, preamble: bool) -> N
         ds.compress(transfer_syntax, data, generate_instance_uid=False)
     elif transfer_syntax == ExplicitVRBigEndian:
         ds.PixelData = data.astype(data.dtype.newbyteorder(">")).tobytes()
-        meta.TransferSyntaxUID = transfer_syntax
+        meta.TransferSyntaxUID = pydicom.uid.UID(transfer_syntax)
     elif transfer_syntax in UNCOMPRESSED:
-        meta.TransferSyntaxUID = transfer_syntax
+        meta.TransferSyntaxUID = pydicom.uid.UID(transfer_syntax)
     else:
         raise ValueError(f"transfer_syntax {transfer_syntax!r} is not supported by the factory")
     if preamble:

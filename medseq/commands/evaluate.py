@@ -1,12 +1,110 @@
-"""`medseq evaluate` (not built yet)."""
+"""`medseq evaluate`: patient-level metrics of a training run beside the size-only baseline."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
 from medseq.commands._common import reports_errors
+from medseq.console import emit_json, stderr, stdout_console
 from medseq.errors import UsageError
 
 
 @reports_errors
-def command() -> None:
-    """Not built yet."""
-    raise UsageError("medseq evaluate is not built yet")
+def command(
+    run: Path = typer.Argument(..., help="Training run directory (from medseq train)."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Evaluate the run's all-patient model on this external cache instead "
+        "of the cross-validation predictions."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Write the evaluation as JSON to stdout."),
+    bootstrap: int = typer.Option(
+        2000, "--bootstrap", min=100, help="Bootstrap resamples for confidence intervals."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+) -> None:
+    """Evaluate a run: AUC with bootstrap 95% CI, balanced accuracy, sensitivity, specificity,
+    Brier score, calibration and confusion matrix per fold and pooled, always beside the
+    size-only baseline on the same patients with a DeLong test, plus the forecast MAE in mL.
+
+    Writes RUN/evaluation.json (RUN/evaluation-external-NAME.json with --data) and a table on
+    stdout.
+
+    Example: medseq evaluate runs/demo --json
+    """
+    from medseq.evaluation.evaluate import EvaluationSettings, evaluate_run
+    from medseq.evaluation.rundir import EVALUATION_NAME
+    from medseq.io.atomic import write_text_atomic
+
+    settings = EvaluationSettings(n_bootstrap=bootstrap, seed=seed)
+    if data is None:
+        doc = evaluate_run(run, settings)
+        out = run / EVALUATION_NAME
+    else:
+        from medseq.evaluation.external import evaluate_external
+
+        if not data.is_dir():
+            raise UsageError("--data must be a preprocessed cache directory", path=data)
+        doc = evaluate_external(run, data, settings, progress=stderr)
+        out = run / f"evaluation-external-{data.resolve().name}.json"
+    write_text_atomic(out, json.dumps(doc, indent=2) + "\n")
+    if as_json:
+        emit_json(doc)
+    else:
+        print_tables(doc)
+    stderr.print(f"wrote {out}")
+
+
+def print_tables(doc: dict[str, Any]) -> None:
+    """The evaluation as two rich tables (pooled, per fold) and the verdict, on stdout."""
+    from rich.table import Table
+
+    console = stdout_console()
+    pooled = doc["pooled"]
+    table = Table(title=f"{doc['cohort']}: {doc['n_patients']} patients, "
+                        f"{doc['n_responders']} responders")
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    table.add_column("size-only baseline", justify="right")
+    model, base = pooled["model"], pooled["baseline"]
+    table.add_row("AUC (95% CI)", _auc(model), _auc(base))
+    for key, name in (("balanced_accuracy", "balanced accuracy"), ("sensitivity", "sensitivity"),
+                      ("specificity", "specificity"), ("brier", "Brier score")):
+        table.add_row(name, _num(model[key]), _num(base[key]))
+    table.add_row("calibration slope", _num(model["calibration"]["slope"]),
+                  _num(base["calibration"]["slope"]))
+    table.add_row("calibration intercept", _num(model["calibration"]["intercept"]),
+                  _num(base["calibration"]["intercept"]))
+    table.add_row("confusion TP/FP/TN/FN", _cm(model["confusion"]), _cm(base["confusion"]))
+    mae = pooled["forecast"]["mae_ml"]
+    table.add_row("forecast MAE (mL)", _num(mae), "")
+    console.print(table)
+    if doc.get("folds"):
+        folds = Table(title="per fold (out-of-fold)")
+        for col in ("fold", "patients", "responders", "AUC model", "AUC baseline", "Brier model",
+                    "forecast MAE mL"):
+            folds.add_column(col, justify="right")
+        for f in doc["folds"]:
+            folds.add_row(str(f["fold"]), str(f["n_patients"]), str(f["n_responders"]),
+                          _num(f["model"]["auc"]), _num(f["baseline"]["auc"]),
+                          _num(f["model"]["brier"]), _num(f["forecast"]["mae_ml"]))
+        console.print(folds)
+    console.print(f"Verdict: {doc['verdict']}")
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _auc(m: dict[str, Any]) -> str:
+    if m["auc"] is None:
+        return "n/a"
+    lo, hi = m["auc_ci"]
+    return f"{m['auc']:.3f} ({lo:.3f}-{hi:.3f})"
+
+
+def _cm(cm: dict[str, int]) -> str:
+    return f"{cm['tp']}/{cm['fp']}/{cm['tn']}/{cm['fn']}"

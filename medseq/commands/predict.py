@@ -1,12 +1,145 @@
-"""`medseq predict` (not built yet)."""
+"""`medseq predict`: one patient (or a cohort with --all) end to end, machine-readable."""
 
 from __future__ import annotations
 
-from medseq.commands._common import reports_errors
-from medseq.errors import UsageError
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from medseq.commands._common import parse_shard, reports_errors
+from medseq.console import emit_json, stderr, stdout_console
+from medseq.errors import InputDataError, UsageError
 
 
 @reports_errors
-def command() -> None:
-    """Not built yet."""
-    raise UsageError("medseq predict is not built yet")
+def command(
+    study: Path = typer.Argument(
+        ..., help="One patient: a DICOM tree, NIfTI layout or manifest CSV (a cohort with --all)."
+    ),
+    model: Path | None = typer.Option(
+        None, "--model", help="Training run directory (default: the newest under ./runs/)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Write the prediction as JSON to stdout."),
+    all_patients: bool = typer.Option(
+        False, "--all", help="Predict every patient of STUDY; one JSON line per patient."
+    ),
+    shard: str | None = typer.Option(None, "--shard", help="With --all: only part K of N (K/N)."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="With --all: write the JSON lines to this file."
+    ),
+    series: str | None = typer.Option(
+        None, "--series", help="Regular expression on SeriesDescription choosing DICOM series."
+    ),
+    keep_ids: bool = typer.Option(
+        False, "--keep-ids", help="Report the input's patient ids instead of pseudonyms."
+    ),
+) -> None:
+    """Predict treatment response for one patient: discovery, the model's preprocessing (in a
+    temporary folder, removed afterwards), lesion tracking with RECIST 1.1, and the model.
+
+    Prints the pseudonymous id, timepoints, lesion tracks, RECIST per follow-up, the response
+    probability and class, the forecast next lesion burden, model provenance and warnings.
+    A patient of the training cohort is scored by the fold model that held it out.
+
+    Example: medseq predict scans/patient_007 --model runs/demo --json
+    """
+    shard_kn = parse_shard(shard)
+    if not all_patients and (shard_kn is not None or output is not None):
+        raise UsageError("--shard and -o go with --all")
+    if not study.exists():
+        raise InputDataError("no such file or folder", path=study)
+    from medseq.predict import load_run, predict_one, resolve_run
+
+    run = load_run(resolve_run(model))
+    if all_patients:
+        _predict_all(study, run, shard_kn, output, series=series, keep_ids=keep_ids)
+        return
+    doc = predict_one(study, run, series=series, keep_ids=keep_ids)
+    for message in doc["warnings"]:
+        stderr.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
+    if as_json:
+        emit_json(doc)
+    else:
+        print_summary(doc)
+
+
+def _predict_all(study: Path, run: Any, shard: tuple[int, int] | None, output: Path | None,
+                 *, series: str | None, keep_ids: bool) -> None:
+    from medseq.io.atomic import write_text_atomic
+    from medseq.predict import predict_cohort
+
+    def progress(done: int, total: int) -> None:
+        stderr.print(f"predicted {done}/{total}", highlight=False)
+
+    lines = []
+    failed = 0
+    for doc in predict_cohort(study, run, shard=shard, series=series, keep_ids=keep_ids,
+                              on_patient=progress):
+        if "error" in doc:
+            failed += 1
+            stderr.print(f"[yellow]warning:[/yellow] {doc['patient_id']}: {doc['error']}",
+                         markup=True, highlight=False)
+        line = json.dumps(doc) + "\n"
+        lines.append(line)
+        if output is None:
+            typer.echo(line, nl=False)
+    if lines and failed == len(lines):
+        raise InputDataError(f"no patient could be predicted ({failed} failed)", path=study)
+    if output is not None:
+        write_text_atomic(output, "".join(lines))
+        stderr.print(f"wrote {len(lines)} predictions to {output}" +
+                     (f" ({failed} failed)" if failed else ""), highlight=False)
+
+
+def print_summary(doc: dict[str, Any]) -> None:
+    """A human summary of one prediction on stdout."""
+    from rich.table import Table
+
+    console = stdout_console()
+    pred = doc["prediction"]
+    console.print(f"[bold]Patient {doc['patient_id']}[/bold] ({doc['modality']}, "
+                  f"{len(doc['timepoints'])} scans, days "
+                  f"{', '.join(str(tp['days']) for tp in doc['timepoints'])})")
+    console.print(f"Predicted response: [bold]{pred['class']}[/bold] "
+                  f"(probability {pred['probability']:.3f}, threshold {pred['threshold']})")
+    if pred["forecast_next_ml"] is not None:
+        console.print(f"Forecast lesion burden at the next scan: {pred['forecast_next_ml']:.2f} mL")
+    table = Table(title="RECIST 1.1 per scan")
+    for col in ("scan", "day", "lesions", "SOD mm", "vs baseline", "vs nadir", "new", "response",
+                "volume mL"):
+        table.add_column(col, justify="right")
+    for r in doc["recist"]:
+        table.add_row(str(r["timepoint"]), str(r["days"]), str(r["lesions"]), _n(r["sod_mm"], 1),
+                      _pct(r["change_from_baseline_pct"]), _pct(r["change_from_nadir_pct"]),
+                      "yes" if r["new_lesions"] else "no", r["response"] or "baseline",
+                      _n(r["total_volume_ml"], 2))
+    console.print(table)
+    console.print(f"Best overall response so far: {doc['best_overall_response']}")
+    tracks = Table(title="Tracked lesions (volume mL per scan)")
+    tracks.add_column("track")
+    days = [tp["days"] for tp in doc["timepoints"]]
+    for d in days:
+        tracks.add_column(f"day {d}", justify="right")
+    per: dict[str, dict[int, float]] = {}
+    targets = set(doc["targets"])
+    for row in doc["lesions"]:
+        if row["volume_ml"] is not None:
+            vols = per.setdefault(row["track_id"], {})
+            vols[row["days"]] = vols.get(row["days"], 0.0) + row["volume_ml"]
+    for track, vols in sorted(per.items()):
+        name = f"{track} (target)" if track in targets else track
+        tracks.add_row(name, *(_n(vols.get(d), 2) for d in days))
+    console.print(tracks)
+    m = doc["model"]
+    console.print(f"Model: {m['used']} of run {m['run']} (medseq {m['medseq_version']}, "
+                  f"config {str(m['config_hash'])[:19]})")
+
+
+def _n(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:+.1f}%"

@@ -1,12 +1,72 @@
-"""`medseq train` (not built yet)."""
+"""``medseq train``: cross-validate and train the response model on a preprocessing cache."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+import typer
 
 from medseq.commands._common import reports_errors
 from medseq.errors import UsageError
 
 
 @reports_errors
-def command() -> None:
-    """Not built yet."""
-    raise UsageError("medseq train is not built yet")
+def command(
+    cache: Path = typer.Argument(None, help="Preprocessing cache (from medseq preprocess)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Run directory to write."),
+    config_file: Path = typer.Option(None, "--config", help="YAML training settings."),
+    labels: Path = typer.Option(
+        None, "--labels", help="CSV patient_id,label (default: manifest labels, else RECIST "
+        "best overall response from tracking, responder = CR or PR)."
+    ),
+    folds: int = typer.Option(None, "--folds", help="Cross-validation folds (default 5)."),
+    epochs: int = typer.Option(None, "--epochs", help="Maximum epochs per fold (default 40)."),
+    seed: int = typer.Option(None, "--seed", help="Seed for splits, weights, sampling, "
+                             "augmentation (default 0)."),
+    device: str = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in -o from its last "
+                                "checkpoint, with its saved settings."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved "
+                                      "settings as YAML and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+) -> None:
+    """Train the CNN + time-aware recurrent response model with k-fold cross-validation.
+
+    Writes config.yaml, splits.json, metrics.jsonl, predictions.jsonl (out-of-fold),
+    model.safetensors + model.json and folds/<k>/ to the run directory. Under
+    torchrun --nproc-per-node N -m medseq train ... it trains with DistributedDataParallel.
+
+    Example: medseq train cache/ -o runs/r1 --folds 5 --epochs 30 --seed 1
+    """
+    from medseq.config import dump_yaml, load_config
+    from medseq.training.config import TrainConfig
+
+    overrides = {"folds": folds, "epochs": epochs, "seed": seed, "device": device}
+    if resume:
+        if output is None:
+            raise UsageError("--resume needs -o RUN, the run to continue")
+        given = [f"--{k}" for k, v in overrides.items() if v is not None and k != "device"]
+        if config_file is not None or labels is not None or given:
+            raise UsageError("--resume takes its settings and labels from the run directory; "
+                             "drop " + ", ".join(given + (["--config"] if config_file else [])
+                                                  + (["--labels"] if labels else [])))
+        saved = output / "config.yaml"
+        if not saved.is_file():
+            raise UsageError("nothing to resume: no config.yaml", path=output)
+        config = load_config(TrainConfig, saved, {"device": device})
+    else:
+        config = load_config(TrainConfig, config_file, overrides)
+    if print_config:
+        typer.echo(dump_yaml(config), nl=False)
+        return
+    if cache is None or output is None:
+        raise UsageError("give a cache and -o RUN (or --print-config)")
+    from medseq.training.run import train_run
+
+    summary = train_run(cache, output, config, labels_csv=labels, resume=resume,
+                        progress=not quiet)
+    from medseq.console import stderr
+
+    auc = f"{summary.oof_auc:.3f}" if summary.oof_auc is not None else "n/a"
+    stderr.print(f"done: {summary.patients} patients, out-of-fold AUC {auc}, run in {output}",
+                 markup=False, highlight=False)

@@ -70,6 +70,18 @@ class Patient:
     label: int | None = None
 
 
+class SkipKind(str, Enum):
+    """What a :class:`Skipped` entry leaves out."""
+
+    FILE = "file"
+    FOLDER = "folder"
+    SERIES = "series"
+    STUDY = "study"
+    PATIENT = "patient"
+    ROW = "row"
+    """A manifest row."""
+
+
 @dataclass(frozen=True)
 class Skipped:
     """A file, series or patient that discovery left out, and why."""
@@ -77,6 +89,7 @@ class Skipped:
     path: str
     reason: str
     patient_id: str | None = None
+    kind: SkipKind = SkipKind.FILE
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,10 @@ class RegistrationRecord(BaseModel):
     iterations: int | None = None
     ok: bool = True
     message: str = ""
+    body_dice: float | None = None
+    """Overlap of the body masks after registration (the failure check)."""
+    initialization: str | None = None
+    """``moments`` (body centroids) or ``geometry`` (image centres)."""
 
 
 class TimepointRecord(BaseModel):
@@ -65,6 +69,16 @@ class TimepointRecord(BaseModel):
     registration: RegistrationRecord = Field(default_factory=RegistrationRecord)
     lesion_volume_ml: float | None = None
     """Total lesion volume of the native mask (None without a mask)."""
+    native_shape: list[int] | None = None
+    """Shape of the source image's original grid (pairs with ``native_affine``)."""
+    source_stat: str | None = None
+    """Hash of the source files' paths, sizes and mtimes: unchanged means ``content_hash``
+    can be reused without reading the bytes again."""
+    mask_hash: str | None = None
+    """SHA-256 of the source mask file's bytes."""
+    mask_stat: str | None = None
+    intensity: dict[str, Any] | None = None
+    """How the crops of this timepoint were normalised (CT window, or MR body mean/std)."""
 
 
 class TargetRecord(BaseModel):
@@ -97,6 +111,12 @@ class PatientRecord(BaseModel):
     crops: str | None = None
     """float16 array [T, L, 2, S, S, S] (image, mask channels) or None without targets."""
     crop_shape: list[int] | None = None
+    grid_shape: list[int] | None = None
+    """Shape of the registered volumes (the baseline's canonical grid)."""
+    grid_affine: Matrix4 | None = None
+    """Voxel -> RAS+ affine of the registered volumes."""
+    timings: dict[str, float] = Field(default_factory=dict)
+    """Seconds per stage and ``committed_at`` (epoch seconds); not part of the content."""
 
 
 class CacheManifest(BaseModel):

@@ -1,0 +1,79 @@
+"""Settings files: YAML into pydantic models, command-line overrides on top, stable hashes.
+
+Each stage defines its own pydantic model (``PreprocessConfig``, ``TrainConfig``); this module
+only loads, overrides and fingerprints them, so every command handles config files the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from medseq.errors import UsageError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_config(
+    model: type[M], path: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> M:
+    """Build ``model`` from an optional YAML file, then apply ``overrides``.
+
+    Overrides use dotted keys for nested settings (``{"model.hidden": 64}``); ``None`` values are
+    ignored so unset CLI options do not mask the file. Errors name the file and the setting.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as err:
+            raise UsageError(f"cannot read config ({err.strerror})", path=path) from None
+        except yaml.YAMLError as err:
+            raise UsageError(f"not valid YAML ({_first_line(str(err))})", path=path) from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise UsageError("config must be a YAML mapping of settings", path=path)
+        data = loaded
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, key, value)
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        source = f"{path}: " if path is not None else ""
+        raise UsageError(f"{source}setting {where}: {first['msg']}") from None
+
+
+def config_hash(config: BaseModel) -> str:
+    """Stable ``sha256:`` hash of a config's canonical JSON (key order does not matter)."""
+    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def dump_yaml(config: BaseModel) -> str:
+    """The config as YAML, in field order, for ``--print-config`` and run directories."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UsageError(f"setting {key}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text

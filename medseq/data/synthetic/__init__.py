@@ -1,0 +1,14 @@
+"""Synthetic longitudinal CT cohorts with exact ground truth (``medseq sample-data``).
+
+Modules: :mod:`.phantom` (anatomy), :mod:`.lesions` (shapes and texture), :mod:`.dynamics`
+(growth under treatment, response cues), :mod:`.plan` (everything random about a patient),
+:mod:`.truth` (rasterised masks, measurements, RECIST), :mod:`.render` (images),
+:mod:`.dicom_writer` / :mod:`.nifti_writer` (files) and :mod:`.cohort` (orchestration).
+"""
+
+from __future__ import annotations
+
+from medseq.data.synthetic.cohort import generate_cohort, simulate_cohort
+from medseq.data.synthetic.plan import SIZES
+
+__all__ = ["SIZES", "generate_cohort", "simulate_cohort"]

@@ -1,0 +1,1 @@
+"""Patient-level evaluation: metrics, the size-only baseline, and run-directory evaluation."""

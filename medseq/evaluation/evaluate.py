@@ -1,0 +1,283 @@
+"""Evaluate a training run: the model beside the size-only baseline, per fold and pooled.
+
+Everything is patient-level and out-of-fold: the model's probabilities are those
+``predictions.jsonl`` recorded for each patient by the fold model that never saw it, and the
+baseline is refitted on the same folds. The verdict sentence says plainly whether the model beats
+the baseline; a model that does not must say so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medseq import __version__
+from medseq.errors import CacheError
+from medseq.evaluation import metrics
+from medseq.evaluation.baseline import (
+    BaselineModel,
+    fit_baseline,
+    out_of_fold_baseline,
+    relative_volume_change,
+)
+from medseq.evaluation.rundir import (
+    SPLITS_NAME,
+    PatientPrediction,
+    read_json,
+    read_model_info,
+    read_predictions,
+    read_splits,
+    require_run,
+)
+
+SCHEMA_VERSION = 1
+THRESHOLD = 0.5
+"""Probability at or above which a patient is called a responder."""
+ALPHA = 0.05
+"""Significance level of the verdict's DeLong test."""
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How uncertainty is estimated."""
+
+    n_bootstrap: int = metrics.DEFAULT_BOOTSTRAP
+    seed: int = metrics.DEFAULT_SEED
+    level: float = 0.95
+    threshold: float = THRESHOLD
+    n_bins: int = 10
+
+
+@dataclass(frozen=True)
+class ScoredPatient:
+    """One evaluated patient: label, model and baseline probabilities, forecast pairs."""
+
+    patient_id: str
+    fold: int | None
+    label: int
+    probability: float
+    baseline_probability: float
+    size_change: float
+    forecast_pairs: tuple[tuple[float, float], ...] = ()
+
+
+def evaluate_run(run_dir: Path, settings: EvaluationSettings | None = None) -> dict[str, Any]:
+    """Cross-validated evaluation of ``run_dir``; the document ``evaluation.json`` holds."""
+    settings = settings or EvaluationSettings()
+    run_dir = require_run(run_dir)
+    predictions = read_predictions(run_dir)
+    splits = read_splits(run_dir)
+    scored, excluded = score_cross_validation(predictions, splits)
+    doc = evaluation_document(scored, settings, cohort="cross-validation")
+    doc["excluded"] = excluded
+    doc["model"] = model_provenance(run_dir)
+    return doc
+
+
+def score_cross_validation(
+    predictions: Sequence[PatientPrediction], splits: Mapping[str, int]
+) -> tuple[list[ScoredPatient], list[dict[str, str]]]:
+    """Pair every labelled patient's out-of-fold probability with the baseline's.
+
+    Patients without a label or without two scans (no size change) are left out of both, and
+    listed with the reason, so model and baseline always see the same patients.
+    """
+    excluded: list[dict[str, str]] = []
+    usable: list[PatientPrediction] = []
+    features: dict[str, float] = {}
+    for p in predictions:
+        change = relative_volume_change(p.burden_ml)
+        if p.label is None:
+            excluded.append({"patient_id": p.patient_id, "reason": "no label"})
+        elif change is None:
+            excluded.append({"patient_id": p.patient_id, "reason": "fewer than two scans"})
+        else:
+            usable.append(p)
+            features[p.patient_id] = change
+    folds = {p.patient_id: _fold_of(p, splits) for p in usable}
+    labels = {p.patient_id: int(p.label) for p in usable if p.label is not None}
+    base_probs, _ = out_of_fold_baseline(features, labels, folds)
+    scored = [
+        ScoredPatient(
+            patient_id=p.patient_id,
+            fold=folds[p.patient_id],
+            label=labels[p.patient_id],
+            probability=p.probability,
+            baseline_probability=base_probs[p.patient_id],
+            size_change=features[p.patient_id],
+            forecast_pairs=tuple(p.forecast_pairs()),
+        )
+        for p in usable
+    ]
+    return scored, excluded
+
+
+def fit_full_baseline(predictions: Sequence[PatientPrediction]) -> BaselineModel:
+    """The baseline fitted on every labelled training patient (for external cohorts)."""
+    pairs = [
+        (change, int(p.label))
+        for p in predictions
+        if p.label is not None and (change := relative_volume_change(p.burden_ml)) is not None
+    ]
+    return fit_baseline([c for c, _ in pairs], [y for _, y in pairs])
+
+
+def evaluation_document(
+    scored: Sequence[ScoredPatient], settings: EvaluationSettings, *, cohort: str
+) -> dict[str, Any]:
+    """Metrics per fold and pooled, DeLong comparison, verdict and per-patient rows."""
+    if not scored:
+        raise ValueError("no patient can be evaluated (none has a label and two scans)")
+    labels = [s.label for s in scored]
+    model_p = [s.probability for s in scored]
+    base_p = [s.baseline_probability for s in scored]
+    pooled_model = classifier_metrics(labels, model_p, settings)
+    pooled_base = classifier_metrics(labels, base_p, settings)
+    comparison = compare(labels, model_p, base_p)
+    folds = []
+    for fold in sorted({s.fold for s in scored if s.fold is not None}):
+        part = [s for s in scored if s.fold == fold]
+        y = [s.label for s in part]
+        folds.append({
+            "fold": fold,
+            "n_patients": len(part),
+            "n_responders": int(sum(y)),
+            "model": classifier_metrics(y, [s.probability for s in part], settings),
+            "baseline": classifier_metrics(y, [s.baseline_probability for s in part], settings),
+            "forecast": forecast_metrics(part),
+        })
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "medseq_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "cohort": cohort,
+        "n_patients": len(scored),
+        "n_responders": int(sum(labels)),
+        "settings": {
+            "threshold": settings.threshold,
+            "bootstrap_resamples": settings.n_bootstrap,
+            "bootstrap_seed": settings.seed,
+            "confidence_level": settings.level,
+            "calibration_bins": settings.n_bins,
+            "baseline": "logistic regression on (v1 - v0) / v0, total lesion volume of the first "
+                        "two scans, fitted on the same folds",
+        },
+        "pooled": {
+            "model": pooled_model,
+            "baseline": pooled_base,
+            "comparison": comparison,
+            "forecast": forecast_metrics(scored),
+        },
+        "folds": folds,
+        "verdict": verdict(comparison),
+        "patients": [
+            {
+                "patient_id": s.patient_id,
+                "fold": s.fold,
+                "label": s.label,
+                "probability": s.probability,
+                "baseline_probability": s.baseline_probability,
+                "size_change": s.size_change,
+            }
+            for s in scored
+        ],
+    }
+
+
+def classifier_metrics(
+    labels: Sequence[int], probabilities: Sequence[float], settings: EvaluationSettings
+) -> dict[str, Any]:
+    """Every per-classifier metric; AUC-type entries are None when a class is missing."""
+    cm = metrics.confusion_matrix(labels, probabilities, threshold=settings.threshold)
+    both = metrics.has_both_classes(labels)
+    auc = metrics.roc_auc(labels, probabilities) if both else None
+    ci = (
+        metrics.bootstrap_auc_ci(labels, probabilities, n_resamples=settings.n_bootstrap,
+                                 level=settings.level, seed=settings.seed)
+        if both else None
+    )
+    cal = metrics.calibration(labels, probabilities, n_bins=settings.n_bins)
+    return {
+        "n": len(labels),
+        "auc": auc,
+        "auc_ci": list(ci) if ci is not None else None,
+        "balanced_accuracy": cm.balanced_accuracy,
+        "sensitivity": cm.sensitivity,
+        "specificity": cm.specificity,
+        "brier": metrics.brier_score(labels, probabilities),
+        "calibration": {
+            "slope": cal.slope,
+            "intercept": cal.intercept,
+            "curve": [
+                {"lower": b.lower, "upper": b.upper, "mean_predicted": b.mean_predicted,
+                 "observed_fraction": b.observed_fraction, "count": b.count}
+                for b in cal.bins
+            ],
+        },
+        "confusion": cm.as_dict(),
+    }
+
+
+def compare(
+    labels: Sequence[int], model_p: Sequence[float], base_p: Sequence[float]
+) -> dict[str, Any]:
+    """DeLong test of model AUC minus baseline AUC on the same patients."""
+    if not metrics.has_both_classes(labels):
+        return {"test": "DeLong", "auc_difference": None, "std_error": None, "z": None,
+                "p_value": None}
+    res = metrics.delong_test(labels, model_p, base_p)
+    return {"test": "DeLong", "auc_difference": res.difference, "std_error": res.std_error,
+            "z": res.z, "p_value": res.p_value}
+
+
+def forecast_metrics(scored: Sequence[ScoredPatient]) -> dict[str, Any]:
+    """MAE (mL) of the next-scan burden forecast over every (scan t -> t+1) pair."""
+    pairs = [pair for s in scored for pair in s.forecast_pairs]
+    mae = metrics.mean_absolute_error([o for o, _ in pairs], [f for _, f in pairs])
+    return {"mae_ml": mae, "n_pairs": len(pairs)}
+
+
+def verdict(comparison: Mapping[str, Any], *, alpha: float = ALPHA) -> str:
+    """One honest sentence comparing the model with the size-only baseline."""
+    diff = comparison.get("auc_difference")
+    p = comparison.get("p_value")
+    if diff is None:
+        return "cannot compare with the size-only baseline: the cohort holds only one class"
+    p_text = "not computable" if p is None else _p(p)
+    if p is not None and p < alpha and diff > 0:
+        return (f"the model beats the size-only baseline (AUC difference {diff:+.3f}, "
+                f"DeLong p={p_text})")
+    if p is not None and p < alpha and diff < 0:
+        return (f"the model is worse than the size-only baseline (AUC difference {diff:+.3f}, "
+                f"DeLong p={p_text})")
+    return (f"the model does not beat the size-only baseline (AUC difference {diff:+.3f}, "
+            f"DeLong p={p_text})")
+
+
+def model_provenance(run_dir: Path) -> dict[str, Any]:
+    """Version, config hash and architecture name of the run's all-patient model."""
+    info = read_model_info(run_dir)
+    keys = ("medseq_version", "config_hash", "preprocess_config_hash", "architecture",
+            "label_names", "observe", "epochs")
+    out = {k: info[k] for k in keys if k in info}
+    splits_path = Path(run_dir) / SPLITS_NAME
+    if "config_hash" not in out and splits_path.is_file():
+        splits = read_json(splits_path)
+        if isinstance(splits, dict) and "config_hash" in splits:
+            out["config_hash"] = splits["config_hash"]
+    return out
+
+
+def _fold_of(p: PatientPrediction, splits: Mapping[str, int]) -> int:
+    if p.patient_id in splits:
+        return int(splits[p.patient_id])
+    if p.fold is not None:
+        return p.fold
+    raise CacheError(f"patient {p.patient_id} is in no fold of {SPLITS_NAME}")
+
+
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"

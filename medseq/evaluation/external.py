@@ -1,0 +1,109 @@
+"""Evaluate a run's all-patient model on an external cohort (``medseq evaluate RUN --data``).
+
+The external cache must come from ``medseq preprocess`` with the model's settings. Labels are
+the cache's manifest labels when it has any, else the best overall RECIST response from tracking
+that cache. The size-only baseline is fitted once on the whole training cohort and applied
+unchanged, so both are tested on data neither has seen.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from medseq.errors import CacheError, InputDataError
+from medseq.evaluation.baseline import relative_volume_change
+from medseq.evaluation.evaluate import (
+    EvaluationSettings,
+    ScoredPatient,
+    evaluation_document,
+    fit_full_baseline,
+    model_provenance,
+)
+from medseq.evaluation.rundir import read_predictions, require_run
+
+
+def evaluate_external(
+    run_dir: Path, cache_dir: Path, settings: EvaluationSettings | None = None, *,
+    progress: Console | None = None,
+) -> dict[str, Any]:
+    """Score every usable patient of ``cache_dir`` with the run's all-patient model."""
+    import numpy as np
+
+    from medseq.models.inference import load_model, predict_patient
+    from medseq.preprocess.manifest import read_manifest
+
+    settings = settings or EvaluationSettings()
+    run_dir = require_run(run_dir)
+    if not (run_dir / "model.safetensors").is_file():
+        raise CacheError("no all-patient model (model.safetensors) to evaluate externally",
+                         path=run_dir)
+    baseline = fit_full_baseline(read_predictions(run_dir))
+    manifest = read_manifest(cache_dir)
+    records = manifest.ok_patients()
+    labels, excluded = _labels(cache_dir, records)
+    model, _ = load_model(run_dir)
+    scored: list[ScoredPatient] = []
+    for n, record in enumerate(records, start=1):
+        pid = record.patient_id
+        if pid not in labels:
+            continue
+        burden = [tp.lesion_volume_ml for tp in sorted(record.timepoints, key=lambda t: t.index)]
+        change = relative_volume_change(burden)
+        if not record.crops or not record.targets:
+            excluded.append({"patient_id": pid, "reason": "no lesion crops"})
+            continue
+        if change is None:
+            excluded.append({"patient_id": pid, "reason": "fewer than two scans"})
+            continue
+        path = Path(cache_dir) / record.crops
+        try:
+            crops = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise CacheError(f"unreadable crops ({err})", path=path) from None
+        days = [tp.days for tp in sorted(record.timepoints, key=lambda t: t.index)]
+        result = predict_patient(model, crops, days)
+        forecast = result.get("forecast_ml", [])
+        pairs = tuple(
+            (float(observed), float(f)) for observed, f in zip(burden[1:], forecast, strict=False)
+            if observed is not None
+        )
+        scored.append(ScoredPatient(
+            patient_id=pid, fold=None, label=labels[pid],
+            probability=float(result["probability"]),
+            baseline_probability=baseline.predict([change])[0], size_change=change,
+            forecast_pairs=pairs,
+        ))
+        if progress is not None:
+            progress.print(f"scored {n}/{len(records)}", highlight=False)
+    if not scored:
+        raise InputDataError("no patient of the external cohort can be evaluated (each needs "
+                             "a label, lesion crops and two scans)", path=cache_dir)
+    doc = evaluation_document(scored, settings, cohort="external")
+    doc["data"] = Path(cache_dir).resolve().name
+    doc["excluded"] = excluded
+    doc["model"] = model_provenance(run_dir)
+    doc["baseline_model"] = baseline.as_dict()
+    return doc
+
+
+def _labels(cache_dir: Path, records: list[Any]) -> tuple[dict[str, int], list[dict[str, str]]]:
+    """Manifest labels when any patient has one, else RECIST responder from tracking."""
+    excluded: list[dict[str, str]] = []
+    if any(r.label is not None for r in records):
+        labels = {r.patient_id: int(r.label) for r in records if r.label is not None}
+        excluded += [{"patient_id": r.patient_id, "reason": "no label"}
+                     for r in records if r.label is None]
+        return labels, excluded
+    from medseq.tracking.pipeline import track_cache
+
+    labels = {}
+    for result in track_cache(Path(cache_dir)):
+        if result.responder is None:
+            excluded.append({"patient_id": result.patient_id,
+                             "reason": result.note or "response not evaluable"})
+        else:
+            labels[result.patient_id] = int(result.responder)
+    return labels, excluded

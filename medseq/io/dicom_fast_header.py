@@ -1,0 +1,130 @@
+"""A fast reader for the common shape of DICOM header: a little-endian dataset, plain values.
+
+pydicom's reader costs about 0.25-0.5 ms per file, most of the time it takes to load a CT
+series or to scan a tree. Files from scanners and PACS exports are nearly always a preamble,
+explicit file meta, then an implicit or explicit VR little-endian dataset (compressed pixel
+data included) whose wanted elements are plain values. For those, this module walks the
+elements of one bytes buffer and hands the wanted ones to pydicom as raw, unconverted elements,
+so every value is still converted by pydicom and reads exactly as ``dcmread`` would give it.
+Anything else (no preamble, big endian, deflated, a wanted sequence, an undefined length, a
+header longer than the buffer) returns ``None`` and the caller falls back to ``pydicom.dcmread``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Collection
+
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import BaseTag
+
+__all__ = ["FAST_HEADER_BYTES", "parse_header"]
+
+FAST_HEADER_BYTES = 64 * 1024
+"""How much of a file to read for the fast path; headers with big private blocks fall back."""
+
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
+                       b"UR", b"UT", b"UV"})
+_EXPLICIT = struct.Struct("<HH2sH").unpack_from
+_IMPLICIT = struct.Struct("<HHI").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_OTHER_ENCODINGS = frozenset({
+    "1.2.840.10008.1.2.2",  # explicit VR big endian
+    "1.2.840.10008.1.2.1.99",  # deflated explicit VR little endian
+    "1.2.840.10008.1.2.8.1",  # deflated image frame compression: treat as unknown
+})
+_PIXEL_DATA = 0x7FE00010
+_UNDEFINED = 0xFFFFFFFF
+_Elements = dict[BaseTag, DataElement | RawDataElement]
+
+
+def parse_header(buf: bytes, *, wanted: Collection[int], sequences: Collection[int],
+                 whole_file: bool) -> tuple[Dataset, int | None] | None:
+    """The wanted elements of ``buf`` (a file's first bytes) and the pixel element's offset.
+
+    Args:
+        buf: The start of the file, with the 128-byte preamble and ``DICM``.
+        wanted: Tags to keep (others are skipped unread).
+        sequences: Wanted tags that hold sequences; finding one means falling back.
+        whole_file: ``buf`` holds the whole file, so a dataset without pixel data is complete.
+
+    Returns:
+        ``(dataset, pixel offset or None)``, or ``None`` when this file needs pydicom.
+    """
+    if len(buf) < 144 or buf[128:132] != b"DICM":
+        return None
+    meta, pos = _file_meta(buf)
+    if meta is None:
+        return None
+    syntax_element = meta.get(BaseTag(0x00020010))
+    if syntax_element is None or syntax_element.value is None:
+        return None
+    syntax = syntax_element.value.rstrip(b"\x00 ").decode("ascii", "replace")
+    if syntax in _OTHER_ENCODINGS:
+        return None
+    implicit = syntax == _IMPLICIT_LE  # every other syntax encodes explicit VR little endian
+    elements: _Elements = {}
+    end = len(buf)
+    while pos + 8 <= end:
+        if implicit:
+            group, elem, length = _IMPLICIT(buf, pos)
+            vr_text: str | None = None
+            start = pos + 8
+        else:
+            group, elem, vr, length = _EXPLICIT(buf, pos)
+            if vr in _LONG_VRS:
+                if pos + 12 > end:
+                    return None
+                length = _U32(buf, pos + 8)[0]
+                start = pos + 12
+            else:
+                start = pos + 8
+            vr_text = vr.decode("ascii", "replace")
+        tag = (group << 16) | elem
+        if tag == _PIXEL_DATA:
+            return _dataset(elements, meta, implicit), pos
+        if length == _UNDEFINED:
+            return None  # a sequence or item of undefined length: pydicom walks those
+        if tag in wanted and (vr_text == "SQ" or tag in sequences):
+            return None
+        stop = start + length
+        if tag in wanted:
+            if stop > end:
+                return None
+            elements[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr_text, length,
+                                                    buf[start:stop], start, implicit, True)
+        pos = stop
+    if whole_file and pos == end:
+        return _dataset(elements, meta, implicit), None
+    return None
+
+
+def _file_meta(buf: bytes) -> tuple[_Elements | None, int]:
+    """Group 0002 (always explicit VR little endian), and where the dataset starts."""
+    pos = 132
+    meta: _Elements = {}
+    while pos + 8 <= len(buf):
+        group, elem, vr, length = _EXPLICIT(buf, pos)
+        if group != 0x0002:
+            return meta, pos
+        if vr in _LONG_VRS:
+            length = _U32(buf, pos + 8)[0]
+            start = pos + 12
+        else:
+            start = pos + 8
+        if length == _UNDEFINED or start + length > len(buf):
+            return None, pos
+        tag = BaseTag((group << 16) | elem)
+        meta[tag] = RawDataElement(tag, vr.decode("ascii", "replace"), length,
+                                   buf[start:start + length], start, False, True)
+        pos = start + length
+    return None, pos
+
+
+def _dataset(elements: _Elements, meta: _Elements, implicit: bool) -> Dataset:
+    ds = Dataset(elements)
+    ds.file_meta = FileMetaDataset(meta)
+    ds.set_original_encoding(implicit, True, None)
+    return ds

@@ -1,0 +1,247 @@
+"""The content-keyed cache: input hashes, per-patient commits and the shared manifest.
+
+A patient is committed by writing ``CACHE/<id>/patient.json`` (its :class:`PatientRecord`)
+after all of its files are in place; ``manifest.json`` is the index of those records. Every
+file is written under a temporary name and renamed, so a kill leaves either the old file or the
+new one. Several processes (``--shard K/N`` job arrays) may write one cache at once: each
+manifest update is a read-modify-write under an exclusive ``flock`` on ``CACHE/.manifest.lock``,
+and every run starts by folding the ``patient.json`` records into the manifest, which repairs an
+index left behind by a kill or by a file system without locks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from medseq import __version__
+from medseq.errors import CacheError
+from medseq.io.atomic import write_text_atomic
+from medseq.io.cohort import ImageFormat, SeriesInfo
+from medseq.preprocess.manifest import (
+    MANIFEST_NAME,
+    SCHEMA_VERSION,
+    CacheManifest,
+    PatientRecord,
+    read_manifest,
+    write_manifest,
+)
+
+RECORD_NAME = "patient.json"
+LOCK_NAME = ".manifest.lock"
+CHUNK = 1 << 20
+_OUTPUT = re.compile(r"^(t\d{2,}_(image\.nii|mask\.nii|mask_native\.nii\.gz)|crops\.npy)$")
+_TEMPORARY = re.compile(r"^\..+\.tmp")
+
+
+def content_hash(series: SeriesInfo, *, root: Path, previous: tuple[str, str] | None = None
+                 ) -> tuple[str, str]:
+    """``(content hash, stat key)`` of a timepoint's source image.
+
+    NIfTI: SHA-256 of the file's bytes. DICOM: SHA-256 over each file's path (relative to the
+    input root), size and modification time plus the series UID -- reading every byte of a
+    DICOM tree would cost more than preprocessing it. ``previous`` is the pair recorded last
+    time; when the stat key (path, size, mtime) is unchanged its hash is reused unread.
+    """
+    stat_key = stat_hash(series.files, root=root, extra=series.series_uid or "")
+    if previous is not None and previous[1] == stat_key:
+        return previous[0], stat_key
+    if series.format == ImageFormat.NIFTI:
+        return bytes_hash(series.files[0]), stat_key
+    return "stat-" + stat_key, stat_key
+
+
+def file_hash(path: Path, *, root: Path, previous: tuple[str, str] | None = None
+              ) -> tuple[str, str]:
+    """``(SHA-256 of the bytes, stat key)`` of one file (a mask), reusing ``previous`` if fresh."""
+    stat_key = stat_hash([path], root=root)
+    if previous is not None and previous[1] == stat_key:
+        return previous[0], stat_key
+    return bytes_hash(path), stat_key
+
+
+def bytes_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+    except OSError as err:
+        raise CacheError(f"cannot read input ({err.strerror})", path=path) from None
+    return "sha256:" + digest.hexdigest()
+
+
+def stat_hash(files: Sequence[Path], *, root: Path, extra: str = "") -> str:
+    digest = hashlib.sha256(extra.encode("utf-8"))
+    for path in sorted(files):
+        try:
+            info = os.stat(path)
+        except OSError as err:
+            raise CacheError(f"cannot read input ({err.strerror})", path=path) from None
+        digest.update(f"\0{_relative(path, root)}\0{info.st_size}\0{info.st_mtime_ns}".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def input_hash(parts: dict[str, Any]) -> str:
+    """SHA-256 of a canonical JSON of everything that decides a patient's outputs."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class CacheIndex:
+    """The manifest of one cache, kept in memory and written after every patient.
+
+    Use :meth:`open` once per run, :meth:`commit` per patient.
+    """
+
+    def __init__(self, cache_dir: Path, manifest: CacheManifest) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.manifest = manifest
+        self._seen_mtime: int | None = None
+
+    @classmethod
+    def open(cls, cache_dir: Path, *, config: dict[str, Any], config_hash: str,
+             pseudonymised: bool) -> CacheIndex:
+        """Load (or start) the manifest of ``cache_dir`` and fold in committed patient records.
+
+        Raises:
+            CacheError: the folder holds another schema version, or was made with the other
+                ``--keep-ids`` setting (mixing pseudonyms and real ids would defeat both).
+        """
+        cache_dir = Path(cache_dir)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with _locked(cache_dir):
+            if (cache_dir / MANIFEST_NAME).exists():
+                manifest = read_manifest(cache_dir)
+            else:
+                manifest = CacheManifest(medseq_version=__version__, config=config,
+                                         config_hash=config_hash, pseudonymised=pseudonymised)
+            if manifest.pseudonymised != pseudonymised:
+                made = "without" if manifest.pseudonymised else "with"
+                raise CacheError(f"this cache was made {made} --keep-ids; use the same setting "
+                                 "or a new cache folder", path=cache_dir)
+            for record in _committed_records(cache_dir):
+                manifest.patients[record.patient_id] = record
+            manifest.medseq_version = __version__
+            manifest.config, manifest.config_hash = config, config_hash
+            index = cls(cache_dir, manifest)
+            index._write()
+        return index
+
+    def set_fingerprint(self, fingerprint: dict[str, Any]) -> None:
+        if fingerprint != self.manifest.fingerprint:
+            self.manifest.fingerprint = fingerprint
+            with _locked(self.cache_dir):
+                self._refresh()
+                self.manifest.fingerprint = fingerprint
+                self._write()
+
+    def get(self, patient_id: str) -> PatientRecord | None:
+        return self.manifest.patients.get(patient_id)
+
+    def commit(self, record: PatientRecord) -> None:
+        """Write the patient's record, then the manifest (both atomically)."""
+        folder = self.cache_dir / record.patient_id
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(folder / RECORD_NAME, record.model_dump_json(indent=2) + "\n")
+        with _locked(self.cache_dir):
+            self._refresh()
+            self.manifest.patients[record.patient_id] = record
+            self._write()
+
+    def _refresh(self) -> None:
+        """Pick up patients another process (shard) committed since our last write."""
+        path = self.cache_dir / MANIFEST_NAME
+        with contextlib.suppress(OSError):
+            mtime = path.stat().st_mtime_ns
+            if mtime != self._seen_mtime:
+                theirs = read_manifest(self.cache_dir)
+                for patient_id, record in theirs.patients.items():
+                    mine = self.manifest.patients.get(patient_id)
+                    if mine is None or _committed_at(record) > _committed_at(mine):
+                        self.manifest.patients[patient_id] = record
+
+    def _write(self) -> None:
+        path = write_manifest(self.cache_dir, self.manifest)
+        self._seen_mtime = path.stat().st_mtime_ns
+
+
+def outputs_of(record: PatientRecord) -> list[str]:
+    """Cache-relative paths of every file a patient record names."""
+    paths = [record.crops] if record.crops else []
+    for tp in record.timepoints:
+        paths += [p for p in (tp.image, tp.mask, tp.mask_native) if p]
+    return paths
+
+
+def is_complete(cache_dir: Path, record: PatientRecord) -> bool:
+    """True when every file the record names exists."""
+    return all((Path(cache_dir) / rel).is_file() for rel in outputs_of(record))
+
+
+def clear_stale(folder: Path, keep: Sequence[str] = ()) -> None:
+    """Delete cache outputs and leftover temporary files in a patient folder, except ``keep``."""
+    if not folder.is_dir():
+        return
+    keep_names = {Path(name).name for name in keep}
+    for path in folder.iterdir():
+        stale_output = _OUTPUT.match(path.name) and path.name not in keep_names
+        if path.is_file() and (stale_output or _TEMPORARY.match(path.name)):
+            path.unlink(missing_ok=True)
+
+
+def _committed_records(cache_dir: Path) -> Iterator[PatientRecord]:
+    for path in sorted(cache_dir.glob(f"*/{RECORD_NAME}")):
+        try:
+            yield PatientRecord.model_validate_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValidationError):
+            continue  # a torn or foreign file: that patient is simply redone
+
+
+def _committed_at(record: PatientRecord) -> float:
+    """When a record was committed (``timings.committed_at``, seconds since the epoch)."""
+    timings = getattr(record, "timings", None)
+    value = timings.get("committed_at", 0.0) if isinstance(timings, dict) else 0.0
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return Path(path).resolve().as_posix()
+
+
+@contextlib.contextmanager
+def _locked(cache_dir: Path) -> Iterator[None]:
+    """Exclusive lock on the cache's manifest; best effort where ``flock`` is unsupported."""
+    handle = open(Path(cache_dir) / LOCK_NAME, "a+b")  # noqa: SIM115 - held for the block
+    try:
+        # Lustre without flock raises: then the next run's repair from patient.json covers it.
+        with contextlib.suppress(OSError):
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()
+
+
+__all__ = [
+    "RECORD_NAME",
+    "SCHEMA_VERSION",
+    "CacheIndex",
+    "clear_stale",
+    "content_hash",
+    "file_hash",
+    "input_hash",
+    "is_complete",
+    "outputs_of",
+]

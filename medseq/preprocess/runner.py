@@ -1,0 +1,350 @@
+"""A whole ``medseq preprocess`` run: discover, pick this shard, skip what is up to date,
+process the rest in a process pool, commit each patient, summarise.
+
+Patients are processed in the order of their cache ids (pseudonyms), so ``--shard K/N`` takes a
+deterministic 1/N of them: the ones at positions K-1, K-1+N, ... of that order.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import time
+import traceback
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseq.config import config_hash
+from medseq.errors import CacheError, MedseqError
+from medseq.io.cohort import Cohort, Patient, SkipKind
+from medseq.preprocess.cache import (
+    CacheIndex,
+    clear_stale,
+    content_hash,
+    file_hash,
+    input_hash,
+    is_complete,
+    outputs_of,
+)
+from medseq.preprocess.config import PIPELINE_VERSION, PreprocessConfig
+from medseq.preprocess.manifest import PatientRecord
+from medseq.preprocess.orient import ras_spacing
+from medseq.preprocess.pipeline import PatientJob, SourceHashes, process_patient
+from medseq.preprocess.pseudonym import load_or_create_salt, pseudonym
+
+FALLBACK_SPACING = (1.0, 1.0, 1.0)
+
+
+@dataclass
+class Failure:
+    """A patient that failed, by cache id, with a one-line reason free of identifiers."""
+
+    patient_id: str
+    error: str
+
+
+@dataclass
+class RunSummary:
+    """What a run did (printed as a table, or as JSON with ``--json``)."""
+
+    cache: str
+    patients: int
+    """Patients in the input (all shards)."""
+    selected: int
+    """Patients this run was responsible for (its shard)."""
+    processed: int = 0
+    skipped: int = 0
+    """Up to date: inputs and config unchanged since they were cached."""
+    failed: list[Failure] = field(default_factory=list)
+    timepoints: int = 0
+    seconds: float = 0.0
+    target_spacing: list[float] = field(default_factory=list)
+    shard: str | None = None
+    stopped_early: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["failed_count"] = len(self.failed)
+        return data
+
+
+ProgressHook = Callable[[int, int], None]
+"""Called with (patients done, patients selected) after each patient."""
+
+
+def run_preprocess(
+    cohort: Cohort, cache_dir: Path, *, config: PreprocessConfig, workers: int = 1,
+    shard: tuple[int, int] | None = None, fail_fast: bool = False, keep_ids: bool = False,
+    on_progress: ProgressHook | None = None, on_failure: Callable[[Failure], None] | None = None,
+) -> RunSummary:
+    """Bring ``cache_dir`` up to date with ``cohort`` (this shard's part of it).
+
+    Raises:
+        CacheError: the cache folder cannot be used (other schema, other ``--keep-ids``).
+    """
+    start = time.perf_counter()
+    # A manifest layout's root is the CSV; paths are relative to its folder.
+    base = cohort.root if cohort.root.is_dir() else cohort.root.parent
+    cache_dir = Path(os.path.abspath(cache_dir))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = load_or_create_salt(cache_dir)
+    rejected = _rejected_patients(cohort)
+    everyone = cohort.patients + tuple(rejected)
+    ids = _cache_ids(everyone, key, keep_ids=keep_ids)
+    settings = config.model_dump(mode="json")
+    index = CacheIndex.open(cache_dir, config=settings, config_hash=config_hash(config),
+                            pseudonymised=not keep_ids)
+    spacing, fingerprint = _target_spacing(cohort, config, index.manifest.fingerprint)
+    index.set_fingerprint(fingerprint)
+
+    ordered = sorted(everyone, key=lambda p: ids[p.patient_id])
+    if shard is not None:
+        k, n = shard
+        ordered = ordered[k - 1::n]
+    summary = RunSummary(cache=str(cache_dir), patients=len(everyone),
+                         selected=len(ordered), target_spacing=list(spacing),
+                         shard=f"{shard[0]}/{shard[1]}" if shard else None)
+    done = 0
+
+    def finish(patient: Patient, record: PatientRecord) -> bool:
+        """Commit one patient; True when the run must stop (``--fail-fast``)."""
+        nonlocal done
+        folder = cache_dir / record.patient_id
+        record.timings["committed_at"] = round(time.time(), 3)
+        if record.status == "ok":
+            clear_stale(folder, keep=outputs_of(record))
+            summary.processed += 1
+            summary.timepoints += len(record.timepoints)
+        else:
+            record.error = _scrub(record.error or "failed", patient, record.patient_id,
+                                  base, keep_ids)
+            clear_stale(folder)
+            failure = Failure(record.patient_id, record.error)
+            summary.failed.append(failure)
+            if on_failure is not None:
+                on_failure(failure)
+        index.commit(record)
+        done += 1
+        if on_progress is not None:
+            on_progress(done, len(ordered))
+        return record.status != "ok" and fail_fast
+
+    def jobs() -> Iterator[PatientJob]:
+        nonlocal done
+        for patient in ordered:
+            cache_id = ids[patient.patient_id]
+            previous = index.get(cache_id)
+            if patient in rejected:
+                if finish(patient, _failed(cache_id, patient, rejected[patient])):
+                    summary.stopped_early = True
+                    return
+                continue
+            try:
+                job = _job(patient, cache_id, cache_dir, config, spacing, base, previous)
+            except MedseqError as err:
+                if finish(patient, _failed(cache_id, patient, str(err))):
+                    summary.stopped_early = True
+                    return
+                continue
+            if previous is not None and _up_to_date(cache_dir, previous, job.input_hash):
+                if previous.label != patient.label:
+                    previous.label = patient.label
+                    index.commit(previous)
+                summary.skipped += 1
+                summary.timepoints += len(previous.timepoints)
+                done += 1
+                if on_progress is not None:
+                    on_progress(done, len(ordered))
+                continue
+            yield job
+
+    by_id = {ids[p.patient_id]: p for p in ordered}
+    results = _run_inline(jobs()) if workers <= 1 else _run_pool(jobs(), workers)
+    for job, record in results:
+        if finish(by_id[job.cache_id], record):
+            summary.stopped_early = True
+            results.close()
+            break
+    summary.seconds = round(time.perf_counter() - start, 3)
+    return summary
+
+
+def _run_inline(jobs: Iterator[PatientJob]
+                ) -> Generator[tuple[PatientJob, PatientRecord], None, None]:
+    for job in jobs:
+        yield job, _safe_process(job)
+
+
+def _run_pool(jobs: Iterator[PatientJob], workers: int
+              ) -> Generator[tuple[PatientJob, PatientRecord], None, None]:
+    """Run jobs in a spawned process pool, at most ``2 * workers`` queued (bounded memory)."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = get_context("spawn")  # fork after ITK threads have started can deadlock
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                               initializer=_init_worker, initargs=(threads,))
+    in_flight: dict[Future[PatientRecord], PatientJob] = {}
+    exhausted = False
+    try:
+        while True:
+            while not exhausted and len(in_flight) < 2 * workers:
+                job = next(jobs, None)
+                if job is None:
+                    exhausted = True
+                    break
+                in_flight[pool.submit(_safe_process, job)] = job
+            if not in_flight:
+                return
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = in_flight.pop(future)
+                try:
+                    record = future.result()
+                except BrokenProcessPool:
+                    record = _failed(job.cache_id, job.patient,
+                                     "worker process died (out of memory?); rerun to retry")
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                               initializer=_init_worker, initargs=(threads,))
+                yield job, record
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _init_worker(threads: int) -> None:
+    import SimpleITK as sitk  # noqa: N813
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+
+
+def _safe_process(job: PatientJob) -> PatientRecord:
+    """:func:`process_patient`, with any error turned into a failed record (picklable)."""
+    try:
+        return process_patient(job)
+    except MedseqError as err:
+        return _failed(job.cache_id, job.patient, err.reason, input_hash=job.input_hash)
+    except MemoryError:
+        return _failed(job.cache_id, job.patient, "out of memory; use fewer --workers",
+                       input_hash=job.input_hash)
+    except Exception as err:
+        if os.environ.get("MEDSEQ_DEBUG"):
+            traceback.print_exc()
+        message = " ".join(str(err).split())[:200]
+        return _failed(job.cache_id, job.patient,
+                       f"internal error ({type(err).__name__}: {message}); rerun with "
+                       "MEDSEQ_DEBUG=1 for the traceback and report it",
+                       input_hash=job.input_hash)
+
+
+def _failed(cache_id: str, patient: Patient, error: str, *, input_hash: str = ""
+            ) -> PatientRecord:
+    return PatientRecord(patient_id=cache_id, status="failed", error=error,
+                         input_hash=input_hash, label=patient.label)
+
+
+def _job(patient: Patient, cache_id: str, cache_dir: Path, config: PreprocessConfig,
+         spacing: tuple[float, float, float], root: Path, previous: PatientRecord | None
+         ) -> PatientJob:
+    """Hash the patient's inputs (reusing unchanged hashes) and describe its work."""
+    hashes = []
+    for position, tp in enumerate(patient.timepoints):
+        before = previous.timepoints[position] if previous and position < len(
+            previous.timepoints) else None
+        image = content_hash(tp.image, root=root, previous=(
+            before.content_hash, before.source_stat or "") if before else None)
+        mask: tuple[str | None, str | None] = (None, None)
+        if tp.mask is not None:
+            mask = file_hash(tp.mask, root=root, previous=(
+                before.mask_hash or "", before.mask_stat or "") if before else None)
+        hashes.append(SourceHashes(content_hash=image[0], source_stat=image[1],
+                                   mask_hash=mask[0], mask_stat=mask[1]))
+    parts = {
+        "pipeline": PIPELINE_VERSION, "config": config_hash(config), "spacing": list(spacing),
+        "id": cache_id,
+        "timepoints": [[tp.days, tp.image.series_uid, tp.image.file_count, h.content_hash,
+                        h.mask_hash] for tp, h in zip(patient.timepoints, hashes, strict=True)],
+    }
+    return PatientJob(patient=patient, cache_id=cache_id, cache_dir=cache_dir, config=config,
+                      target_spacing=spacing, input_hash=input_hash(parts), hashes=tuple(hashes))
+
+
+def _up_to_date(cache_dir: Path, record: PatientRecord, wanted_hash: str) -> bool:
+    return (record.status == "ok" and record.input_hash == wanted_hash
+            and is_complete(cache_dir, record))
+
+
+def _cache_ids(patients: tuple[Patient, ...], key: bytes, *, keep_ids: bool) -> dict[str, str]:
+    ids = {p.patient_id: (p.patient_id if keep_ids else pseudonym(p.patient_id, key))
+           for p in patients}
+    if len(set(ids.values())) != len(ids):
+        raise CacheError("two patients map to the same cache id; use --keep-ids or rename them")
+    for cache_id in ids.values():
+        if cache_id in ("", ".", "..") or "/" in cache_id or "\\" in cache_id:
+            raise CacheError(f"patient id {cache_id!r} cannot name a folder; drop --keep-ids")
+    return ids
+
+
+def _target_spacing(cohort: Cohort, config: PreprocessConfig, fingerprint: dict[str, Any]
+                    ) -> tuple[tuple[float, float, float], dict[str, Any]]:
+    """The output spacing: the config's, else the one recorded at the first run, else the
+    cohort's median per RAS axis (nnU-Net's fingerprint), recorded now."""
+    if config.target_spacing is not None:
+        spacing = tuple(float(v) for v in config.target_spacing)
+        return (spacing[0], spacing[1], spacing[2]), {
+            "target_spacing": list(spacing), "spacing_source": "config"}
+    recorded = fingerprint.get("target_spacing")
+    if fingerprint.get("spacing_source") == "cohort median" and isinstance(recorded, list) \
+            and len(recorded) == 3:
+        return (float(recorded[0]), float(recorded[1]), float(recorded[2])), fingerprint
+    per_axis: list[list[float]] = [[], [], []]
+    for patient in cohort.patients:
+        for tp in patient.timepoints:
+            series = tp.image
+            if series.affine is not None:
+                values = ras_spacing(np.asarray(series.affine, dtype=np.float64))
+            elif series.spacing is not None:
+                values = series.spacing
+            else:
+                continue
+            for axis in range(3):
+                per_axis[axis].append(float(values[axis]))
+    spacing = FALLBACK_SPACING
+    if per_axis[0]:
+        x, y, z = (round(float(statistics.median(values)), 4) for values in per_axis)
+        spacing = (x, y, z)
+    return spacing, {"target_spacing": list(spacing), "spacing_source": "cohort median",
+                     "series_count": len(per_axis[0])}
+
+
+def _rejected_patients(cohort: Cohort) -> dict[Patient, str]:
+    """Patients discovery could not use, as empty patients with the reason: they fail here."""
+    usable = {p.patient_id for p in cohort.patients}
+    rejected: dict[Patient, str] = {}
+    for skipped in cohort.skipped:
+        if (skipped.kind is SkipKind.PATIENT and skipped.patient_id
+                and skipped.patient_id not in usable):
+            patient = Patient(patient_id=skipped.patient_id, timepoints=())
+            rejected.setdefault(patient, f"not usable: {skipped.reason}")
+    return rejected
+
+
+def _scrub(text: str, patient: Patient, cache_id: str, root: Path, keep_ids: bool) -> str:
+    """A failure message without folder names under the input (they can hold names or dates),
+    the real patient id or timepoint names; file names stay, so the user can find the file."""
+    text = re.sub(re.escape(str(root)) + r"/(?:[^\s:;,()]*/)?([^/\s:;,()]+)", r"<input>/.../\1",
+                  text)
+    text = text.replace(str(root), "<input>")
+    replacements = [] if keep_ids else [(patient.patient_id, cache_id)]
+    replacements += [(tp.name, f"t{i:02d}") for i, tp in enumerate(patient.timepoints)
+                     if len(tp.name) >= 3]
+    for old, new in replacements:
+        if old:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(old)}(?![A-Za-z0-9])", new, text)
+    return " ".join(text.split())

@@ -1,0 +1,96 @@
+"""``TrainConfig``: every training setting, validated; YAML file + CLI overrides via
+:func:`medseq.config.load_config`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medseq.models.config import ModelConfig
+
+
+class OptimiserConfig(BaseModel):
+    """AdamW."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-2, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    clip_grad_norm: float | None = Field(default=1.0, gt=0)
+    """Gradient-norm clipping (recurrent layers explode over long sequences); null turns it off."""
+
+
+class ScheduleConfig(BaseModel):
+    """Learning rate: linear warm-up, then cosine decay to ``min_lr_ratio * lr``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: float = Field(default=1.0, ge=0)
+    min_lr_ratio: float = Field(default=0.05, ge=0, le=1)
+
+
+class AugmentConfig(BaseModel):
+    """Augmentations, drawn once per patient and applied identically to all its crops."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    flip: float = Field(default=0.5, ge=0, le=1)
+    """Probability of flipping along each axis."""
+    rotate_degrees: float = Field(default=10.0, ge=0, le=45)
+    """Maximum rotation about each axis."""
+    rotate_probability: float = Field(default=0.5, ge=0, le=1)
+    intensity_shift: float = Field(default=0.1, ge=0)
+    """Maximum additive shift of the normalised image channel."""
+    intensity_scale: float = Field(default=0.1, ge=0)
+    """Maximum relative scaling of the normalised image channel."""
+
+
+class EarlyStopConfig(BaseModel):
+    """Stop a fold when the validation metric has not improved for ``patience`` epochs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    monitor: Literal["val_loss", "val_auc"] = "val_loss"
+    patience: int = Field(default=8, ge=1)
+    val_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    """Share of each fold's training patients held out for early stopping (stratified)."""
+
+
+class TrainConfig(BaseModel):
+    """Everything ``medseq train`` does; ``medseq train --print-config`` shows the defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig())
+    optimiser: OptimiserConfig = Field(default_factory=lambda: OptimiserConfig())
+    schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig())
+    augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig())
+    early_stopping: EarlyStopConfig = Field(default_factory=lambda: EarlyStopConfig())
+    epochs: int = Field(default=40, ge=1)
+    batch_size: int = Field(default=4, ge=1)
+    """Patients per optimiser step and process."""
+    folds: int = Field(default=5, ge=2)
+    seed: int = Field(default=0, ge=0)
+    observe: int | None = Field(default=None, ge=1)
+    """Train and predict from the first k scans only; null uses every scan."""
+    forecast_weight: float = Field(default=0.3, ge=0)
+    """Weight of the burden-forecast loss beside the response loss."""
+    class_weighting: bool = True
+    """Weight classes inversely to their frequency in each training set."""
+    final_model: bool = True
+    """Also train the all-patient model for the median best epoch count of the folds."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "bf16", "off"] = "auto"
+    """bf16 autocast: ``auto`` uses it on CUDA only (CPU keeps fp32 for exact reproducibility)."""
+    channels_last: bool = True
+    """channels_last_3d memory format for the encoder (x0.8 step time on CPU)."""
+    workers: int = Field(default=0, ge=0)
+    """DataLoader worker processes (0: load in the training process)."""
+    threads: int | None = Field(default=None, ge=1)
+    """torch CPU threads; null keeps torch's default."""
+    deterministic: bool = True
+    """``torch.use_deterministic_algorithms`` (same seed -> same weights on CPU)."""

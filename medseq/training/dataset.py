@@ -1,0 +1,176 @@
+"""A torch Dataset over the preprocessing cache: one item per patient, padded into batches.
+
+Crops are read with ``np.load(mmap_mode='r')`` so only the observed timepoints leave the disk.
+Augmentations are drawn once per patient from a generator seeded by (seed, stream, epoch,
+patient), so they are the same whatever the worker count or resume point, and are applied
+identically to every timepoint and lesion of that patient: the model must see change over time,
+not change of augmentation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional
+from torch.utils.data import Dataset
+
+from medseq.errors import CacheError
+from medseq.preprocess.manifest import PatientRecord
+from medseq.training.config import AugmentConfig
+
+Batch = dict[str, torch.Tensor]
+
+
+class CacheDataset(Dataset[dict[str, Any]]):
+    """Patients of a cache with their labels; ``observe`` keeps the first k scans."""
+
+    def __init__(
+        self,
+        cache_dir: Path,
+        records: Sequence[PatientRecord],
+        labels: dict[str, int],
+        *,
+        observe: int | None = None,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        stream: int = 0,
+    ) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.records = list(records)
+        self.labels = labels
+        self.observe = observe
+        self.augment = augment if augment is not None and augment.enabled else None
+        self.seed = seed
+        self.stream = stream
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the augmentation draw (call before each epoch, like DistributedSampler)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        total = len(record.timepoints)
+        k = min(total, self.observe) if self.observe else total
+        crops = torch.from_numpy(load_crops(self.cache_dir, record, k))
+        if self.augment is not None:
+            rng = np.random.default_rng([self.seed, self.stream, self.epoch, index])
+            crops = augment_patient(crops, rng, self.augment)
+        days = [float(tp.days) for tp in record.timepoints]
+        previous = [float(tp.days_since_previous) for tp in record.timepoints]
+        burden = [tp.lesion_volume_ml for tp in record.timepoints]
+        target = torch.zeros(k)
+        target_mask = torch.zeros(k, dtype=torch.bool)
+        for t in range(k):
+            if t + 1 < total and burden[t + 1] is not None:
+                target[t] = math.log1p(max(float(burden[t + 1] or 0.0), 0.0))
+                target_mask[t] = True
+        return {
+            "crops": crops,
+            "days": torch.tensor(days[:k]),
+            "days_since_previous": torch.tensor(previous[:k]),
+            "forecast_target": target,
+            "forecast_mask": target_mask,
+            "label": self.labels.get(record.patient_id, -1),
+            "index": index,
+        }
+
+
+def load_crops(cache_dir: Path, record: PatientRecord, k: int) -> np.ndarray:
+    """The first ``k`` timepoints of a patient's crops as float32 [k, L, C, S, S, S]."""
+    if record.crops is None:
+        raise CacheError(f"patient {record.patient_id} has no crops", path=cache_dir)
+    path = Path(cache_dir) / record.crops
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise CacheError(f"unreadable crops ({err})", path=path) from None
+    if array.ndim != 6 or array.shape[0] < k:
+        raise CacheError(
+            f"crops shape {list(array.shape)} does not match {len(record.timepoints)} timepoints "
+            "[T, L, C, S, S, S]; rerun preprocess", path=path,
+        )
+    return np.array(array[:k], dtype=np.float32)
+
+
+def collate(items: Sequence[dict[str, Any]]) -> Batch:
+    """Pad patients to the batch's longest sequence and largest lesion count."""
+    b = len(items)
+    t_max = max(item["crops"].shape[0] for item in items)
+    l_max = max(item["crops"].shape[1] for item in items)
+    crop_shape = items[0]["crops"].shape[2:]
+    crops = torch.zeros((b, t_max, l_max, *crop_shape))
+    lesion_mask = torch.zeros(b, l_max, dtype=torch.bool)
+    days = torch.zeros(b, t_max)
+    previous = torch.zeros(b, t_max)
+    target = torch.zeros(b, t_max)
+    target_mask = torch.zeros(b, t_max, dtype=torch.bool)
+    lengths = torch.zeros(b, dtype=torch.long)
+    for i, item in enumerate(items):
+        t, n = item["crops"].shape[:2]
+        crops[i, :t, :n] = item["crops"]
+        lesion_mask[i, :n] = True
+        days[i, :t] = item["days"]
+        previous[i, :t] = item["days_since_previous"]
+        target[i, :t] = item["forecast_target"]
+        target_mask[i, :t] = item["forecast_mask"]
+        lengths[i] = t
+    return {
+        "crops": crops,
+        "lesion_mask": lesion_mask,
+        "lengths": lengths,
+        "days": days,
+        "days_since_previous": previous,
+        "forecast_target": target,
+        "forecast_mask": target_mask,
+        "label": torch.tensor([item["label"] for item in items], dtype=torch.long),
+        "index": torch.tensor([item["index"] for item in items], dtype=torch.long),
+    }
+
+
+def augment_patient(
+    crops: torch.Tensor, rng: np.random.Generator, config: AugmentConfig
+) -> torch.Tensor:
+    """One random flip / rotation / intensity change applied to all of a patient's crops.
+
+    ``crops`` is [T, L, C, S, S, S] with channel 0 the normalised image and channel 1 the mask.
+    """
+    shape = crops.shape
+    flat = crops.reshape(-1, *shape[2:])
+    flip_dims = [d for d in (2, 3, 4) if rng.random() < config.flip]
+    rotate = config.rotate_degrees > 0 and rng.random() < config.rotate_probability
+    angles = rng.uniform(-config.rotate_degrees, config.rotate_degrees, size=3)
+    scale = 1.0 + rng.uniform(-config.intensity_scale, config.intensity_scale)
+    shift = rng.uniform(-config.intensity_shift, config.intensity_shift)
+    if flip_dims:
+        flat = torch.flip(flat, dims=flip_dims)
+    if rotate:
+        flat = _rotate(flat, np.deg2rad(angles))
+    flat = flat.clone() if not (flip_dims or rotate) else flat
+    flat[:, 0] = flat[:, 0] * scale + shift
+    return flat.reshape(shape)
+
+
+def _rotate(volumes: torch.Tensor, radians: np.ndarray) -> torch.Tensor:
+    """Rotate [N, C, S, S, S] about the centre by the same angles; masks stay binary."""
+    ax, ay, az = (float(a) for a in radians)
+    rx = np.array([[1, 0, 0], [0, math.cos(ax), -math.sin(ax)], [0, math.sin(ax), math.cos(ax)]])
+    ry = np.array([[math.cos(ay), 0, math.sin(ay)], [0, 1, 0], [-math.sin(ay), 0, math.cos(ay)]])
+    rz = np.array([[math.cos(az), -math.sin(az), 0], [math.sin(az), math.cos(az), 0], [0, 0, 1]])
+    matrix = torch.zeros(1, 3, 4, dtype=volumes.dtype)
+    matrix[0, :, :3] = torch.from_numpy(rz @ ry @ rx)
+    theta = matrix.expand(volumes.shape[0], 3, 4)
+    grid = functional.affine_grid(theta, list(volumes.shape), align_corners=False)
+    out = functional.grid_sample(volumes, grid, mode="bilinear", padding_mode="border",
+                                 align_corners=False)
+    if volumes.shape[1] > 1:
+        out[:, 1:] = (out[:, 1:] >= 0.5).to(out.dtype)
+    return out

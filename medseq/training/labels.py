@@ -1,0 +1,158 @@
+"""Training labels: from a CSV, from the cache manifest, or from RECIST tracking.
+
+Responder = best overall response CR or PR, computed by ``track`` over ALL of a patient's scans,
+while the model may see only the first k (``observe``). Patients without crops, masks or a label
+are excluded with a plain count of why.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medseq.errors import InputDataError
+from medseq.models.config import RECIST_CLASSES
+from medseq.preprocess.manifest import SALT_NAME, CacheManifest, PatientRecord
+
+_RECIST_INDEX = {name: i for i, name in enumerate(RECIST_CLASSES)}
+_TRUE = {"1", "true", "yes", "responder", "cr", "pr"}
+_FALSE = {"0", "false", "no", "non-responder", "nonresponder", "sd", "pd"}
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """The patients training can use, their labels, and who was left out and why."""
+
+    labels: dict[str, int]
+    """Pseudonymous patient id -> label index."""
+    source: str
+    """``csv:<path>``, ``manifest`` or ``tracking``."""
+    excluded: dict[str, str] = field(default_factory=dict)
+    """Patient id -> reason."""
+
+    def exclusion_summary(self) -> str:
+        """``"excluded 3: 2 no lesion crops, 1 no label"`` or an empty string."""
+        if not self.excluded:
+            return ""
+        counts = Counter(self.excluded.values())
+        parts = ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
+        return f"excluded {len(self.excluded)}: {parts}"
+
+
+def resolve_labels(
+    cache_dir: Path, manifest: CacheManifest, *, task: str, labels_csv: Path | None = None
+) -> LabelSet:
+    """Labels for every usable patient of the cache.
+
+    Order of sources: ``labels_csv`` if given; else the manifest's ``label`` (from the input
+    manifest) when any patient has one; else the best overall RECIST response from tracking.
+    """
+    excluded: dict[str, str] = {}
+    usable: list[PatientRecord] = []
+    for pid, record in sorted(manifest.patients.items()):
+        if record.status != "ok":
+            excluded[pid] = "failed preprocessing"
+        elif not record.crops or not record.targets:
+            excluded[pid] = "no lesion crops"
+        else:
+            usable.append(record)
+    if labels_csv is not None:
+        found = _labels_from_csv(labels_csv, manifest, cache_dir, task=task)
+        source = f"csv:{labels_csv}"
+    elif task == "binary" and any(r.label is not None for r in usable):
+        found = {r.patient_id: int(r.label) for r in usable if r.label is not None}
+        source = "manifest"
+    else:
+        found = _labels_from_tracking(cache_dir, usable, task=task, excluded=excluded)
+        source = "tracking"
+    labels: dict[str, int] = {}
+    for record in usable:
+        pid = record.patient_id
+        if pid in excluded:
+            continue
+        if pid in found:
+            labels[pid] = found[pid]
+        else:
+            excluded[pid] = "no label"
+    return LabelSet(labels=labels, source=source, excluded=dict(sorted(excluded.items())))
+
+
+def _labels_from_csv(
+    path: Path, manifest: CacheManifest, cache_dir: Path, *, task: str
+) -> dict[str, int]:
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as err:
+        raise InputDataError(f"cannot read labels ({err.strerror})", path=path) from None
+    reader = csv.DictReader(text.splitlines())
+    if reader.fieldnames is None or not {"patient_id", "label"} <= set(reader.fieldnames):
+        raise InputDataError("labels CSV needs the columns patient_id,label", path=path)
+    known = set(manifest.patients)
+    pseudonym = _pseudonymiser(cache_dir)
+    labels: dict[str, int] = {}
+    for line, row in enumerate(reader, start=2):
+        raw_id = (row.get("patient_id") or "").strip()
+        if not raw_id:
+            continue
+        pid = raw_id if raw_id in known else pseudonym(raw_id)
+        if pid is None or pid not in known:
+            continue  # a patient of another cohort; the count of unlabelled ones says enough
+        labels[pid] = _parse_label(row.get("label") or "", task=task, path=path, line=line)
+    return labels
+
+
+def _parse_label(value: str, *, task: str, path: Path, line: int) -> int:
+    text = value.strip().lower()
+    if task == "recist":
+        if text.upper() in _RECIST_INDEX:
+            return _RECIST_INDEX[text.upper()]
+        if text.isdigit() and int(text) < len(RECIST_CLASSES):
+            return int(text)
+        raise InputDataError(f"line {line}: label {value!r} is not one of CR, PR, SD, PD",
+                             path=path)
+    if text in _TRUE:
+        return 1
+    if text in _FALSE:
+        return 0
+    raise InputDataError(f"line {line}: label {value!r} is not 0/1 (or CR/PR/SD/PD)", path=path)
+
+
+def _pseudonymiser(cache_dir: Path) -> Callable[[str], str | None]:
+    """Map an original patient id to the cache's pseudonym (None without the cache's key)."""
+    from medseq.preprocess.pseudonym import pseudonym
+
+    path = Path(cache_dir) / SALT_NAME
+    try:
+        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return lambda raw_id: None
+    return lambda raw_id: pseudonym(raw_id, key)
+
+
+def _labels_from_tracking(
+    cache_dir: Path, usable: list[PatientRecord], *, task: str, excluded: dict[str, str]
+) -> dict[str, int]:
+    from medseq.tracking import recist
+    from medseq.tracking.pipeline import track_cache
+
+    wanted = {r.patient_id for r in usable}
+    labels: dict[str, int] = {}
+    for result in track_cache(Path(cache_dir)):
+        pid = result.patient_id
+        if pid not in wanted:
+            continue
+        if not result.has_mask:
+            excluded[pid] = "no lesion mask"
+            continue
+        response = result.best_overall_response
+        if response is recist.Response.NE:
+            excluded[pid] = "response not evaluable"
+            continue
+        if task == "recist":
+            labels[pid] = _RECIST_INDEX[response.value]
+        else:
+            labels[pid] = int(recist.is_responder(response))
+    return labels

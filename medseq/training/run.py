@@ -1,0 +1,329 @@
+"""``medseq train`` as a library call: cross-validation, the final model, the run directory.
+
+Layout of the run directory: ``docs/architecture.md``. Every file is written atomically, and
+only by rank 0 under torchrun.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medseq.config import config_hash, dump_yaml
+from medseq.errors import CacheError, InputDataError, UsageError
+from medseq.io.atomic import write_text_atomic
+from medseq.models.io import ModelCard, save_model
+from medseq.preprocess.manifest import SALT_NAME, CacheManifest, read_manifest
+from medseq.training import checkpoint as ckpt
+from medseq.training.config import TrainConfig
+from medseq.training.distributed import DistInfo, barrier, broadcast, init_from_env, shutdown
+from medseq.training.labels import resolve_labels
+from medseq.training.loop import Context, FoldResult, FoldSpec, fit, roc_auc
+from medseq.training.progress import Reporter
+from medseq.training.splits import stratified_folds, stratified_holdout
+
+FINAL = "all"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a finished run reports."""
+
+    run_dir: Path
+    patients: int
+    label_source: str
+    excluded: str
+    oof_auc: float | None
+    best_epochs: list[int]
+    final_epochs: int | None
+
+
+def train_run(
+    cache_dir: Path,
+    run_dir: Path,
+    config: TrainConfig,
+    *,
+    labels_csv: Path | None = None,
+    resume: bool = False,
+    stop_after_epochs: int | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Cross-validate, then train the all-patient model; write everything to ``run_dir``.
+
+    Args:
+        cache_dir: a ``medseq preprocess`` cache.
+        run_dir: the output folder; must not hold a run unless ``resume``.
+        config: the resolved settings (on resume, those of ``run_dir/config.yaml``).
+        labels_csv: ``patient_id,label`` file; default labels come from the manifest or tracking.
+        resume: continue from ``run_dir``'s last checkpoint.
+        stop_after_epochs: raise ``InjectedStopError`` after this many epochs (tests).
+        progress: show progress on stderr.
+    """
+    cache_dir, run_dir = Path(cache_dir), Path(run_dir)
+    device = resolve_device(config.device)
+    dist = init_from_env(device.type)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    _set_determinism(config)
+    try:
+        return _run(cache_dir, run_dir, config, device, dist, labels_csv, resume,
+                    stop_after_epochs, progress)
+    finally:
+        shutdown(dist)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a usage error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is available to torch")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _run(
+    cache_dir: Path, run_dir: Path, config: TrainConfig, device: torch.device, dist: DistInfo,
+    labels_csv: Path | None, resume: bool, stop_after_epochs: int | None, progress: bool,
+) -> RunSummary:
+    manifest = read_manifest(cache_dir)
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    barrier(dist)
+    reporter = Reporter(run_dir / "log.txt" if dist.is_main else None,
+                        enabled=progress and dist.is_main)
+    if resume:
+        splits = _read_splits(run_dir)
+    else:
+        if (run_dir / "config.yaml").exists():
+            raise UsageError("already holds a training run; use --resume or another -o",
+                             path=run_dir)
+        splits = broadcast(dist, _new_splits(cache_dir, manifest, config, labels_csv)
+                           if dist.is_main else None)
+        if dist.is_main:
+            write_text_atomic(run_dir / "config.yaml", dump_yaml(config))
+            write_text_atomic(run_dir / "splits.json", json.dumps(splits, indent=1) + "\n")
+            salt = cache_dir / SALT_NAME
+            if salt.is_file():
+                shutil.copyfile(salt, run_dir / SALT_NAME)
+        barrier(dist)
+    labels: dict[str, int] = {p: int(v) for p, v in splits["labels"].items()}
+    fold_of: dict[str, int] = {p: int(v) for p, v in splits["folds"].items()}
+    missing = [p for p in labels if p not in manifest.patients]
+    if missing:
+        raise CacheError(f"{len(missing)} patients of splits.json are not in the cache "
+                         f"(first: {missing[0]})", path=cache_dir)
+    records = {p: manifest.patients[p] for p in labels}
+    crop_shape = _crop_shape(cache_dir, records[next(iter(records))])
+    ctx = Context(
+        config=config, cache_dir=cache_dir, run_dir=run_dir, records=records, labels=labels,
+        device=device, dist=dist, on_epoch=lambda spec, row: None,
+        stop_after_epochs=stop_after_epochs,
+    )
+    with reporter:
+        if not resume:
+            reporter.message(
+                f"training on {len(labels)} patients (labels from {splits['label_source']}); "
+                + (splits["excluded_summary"] or "none excluded")
+                + f"; {config.folds}-fold cross-validation, device {device.type}"
+                + (f", {dist.world} processes" if dist.enabled else "")
+            )
+        else:
+            reporter.message(f"resuming {run_dir}")
+        results = _completed_results(run_dir, config.folds)
+        restored = ckpt.load_checkpoint(run_dir) if resume else None
+        if dist.is_main:
+            _rewrite_metrics(run_dir, results, restored[0] if restored else None)
+
+        def on_epoch(spec: FoldSpec, row: dict[str, Any]) -> None:
+            reporter.epoch(_title(spec, config.folds), row)
+            if dist.is_main:
+                with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(row) + "\n")
+
+        ctx.on_epoch = on_epoch
+        for k in range(config.folds):
+            if str(k) in results:
+                continue
+            test = sorted(p for p, f in fold_of.items() if f == k)
+            rest = sorted(p for p, f in fold_of.items() if f != k)
+            train, val = stratified_holdout(rest, labels, config.early_stopping.val_fraction,
+                                            seed=config.seed * 1000 + k)
+            spec = FoldSpec(name=str(k), stream=k, train=train, val=val, test=test,
+                            epochs=config.epochs, early_stopping=True)
+            reporter.start_model(_title(spec, config.folds), spec.epochs)
+            result = fit(spec, ctx)
+            if dist.is_main:
+                _save_fold(run_dir, result, _card(config, manifest, crop_shape, train, k,
+                                                  result.best_epoch))
+                ckpt.clear_checkpoint(run_dir)
+            barrier(dist)
+            results[str(k)] = result
+        oof = _write_predictions(run_dir, results, fold_of, labels, records, config, dist)
+        best_epochs = [results[str(k)].best_epoch for k in range(config.folds)]
+        reporter.message(
+            "cross-validated AUC (out-of-fold): "
+            + (f"{oof:.3f}" if oof is not None else "n/a (one class only)")
+            + f"; best epochs {best_epochs}"
+        )
+        final_epochs: int | None = None
+        if config.final_model:
+            final_epochs = max(1, int(np.ceil(statistics.median(best_epochs))))
+            if not (run_dir / "model.json").is_file():
+                spec = FoldSpec(name=FINAL, stream=config.folds, train=sorted(labels), val=[],
+                                test=[], epochs=final_epochs, early_stopping=False)
+                reporter.start_model(_title(spec, config.folds), final_epochs)
+                result = fit(spec, ctx)
+                if dist.is_main:
+                    save_model(run_dir, result.state, _card(config, manifest, crop_shape,
+                                                            sorted(labels), None, final_epochs))
+                    ckpt.clear_checkpoint(run_dir)
+                barrier(dist)
+            reporter.message(f"final model: {final_epochs} epochs on all {len(labels)} patients")
+    return RunSummary(
+        run_dir=run_dir, patients=len(labels), label_source=str(splits["label_source"]),
+        excluded=str(splits["excluded_summary"]), oof_auc=oof, best_epochs=best_epochs,
+        final_epochs=final_epochs,
+    )
+
+
+def _new_splits(cache_dir: Path, manifest: CacheManifest, config: TrainConfig,
+                labels_csv: Path | None) -> dict[str, Any]:
+    found = resolve_labels(cache_dir, manifest, task=config.model.task, labels_csv=labels_csv)
+    if not found.labels:
+        raise InputDataError(
+            "no patient can be trained on: " + (found.exclusion_summary() or "the cache is empty"),
+            path=cache_dir,
+        )
+    responders = [int(v in (1,) if config.model.task == "binary" else v in (0, 1))
+                  for v in found.labels.values()]
+    if len(set(responders)) < 2:
+        kind = "responders" if responders[0] else "non-responders"
+        raise InputDataError(f"all {len(responders)} labelled patients are {kind}; "
+                             "training needs both", path=cache_dir)
+    folds = stratified_folds(found.labels, config.folds, config.seed)
+    return {
+        "seed": config.seed,
+        "folds_count": config.folds,
+        "cache": str(Path(cache_dir).resolve()),  # for report / evaluate (issue 7)
+        "config_hash": config_hash(config),
+        "label_source": found.source,
+        "label_names": config.model.label_names,
+        "excluded_summary": found.exclusion_summary(),
+        "excluded": found.excluded,
+        "labels": found.labels,
+        "folds": folds,
+    }
+
+
+def _read_splits(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "splits.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise CacheError(f"cannot resume: unreadable splits.json ({err})", path=run_dir) from None
+    return data
+
+
+def _completed_results(run_dir: Path, folds: int) -> dict[str, FoldResult]:
+    results: dict[str, FoldResult] = {}
+    for k in range(folds):
+        path = run_dir / "folds" / str(k) / "result.json"
+        if path.is_file() and (path.parent / "model.safetensors").is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            results[str(k)] = FoldResult(
+                name=str(k), best_epoch=int(data["best_epoch"]),
+                epochs_run=int(data["epochs_run"]), history=list(data["history"]),
+                predictions=dict(data["predictions"]),
+            )
+    return results
+
+
+def _rewrite_metrics(run_dir: Path, results: dict[str, FoldResult],
+                     checkpoint: dict[str, Any] | None) -> None:
+    """metrics.jsonl as an unbroken run would have it at this point (folds, then checkpoint)."""
+    rows = [row for k in sorted(results, key=int) for row in results[k].history]
+    if checkpoint is not None:
+        rows.extend(checkpoint.get("history", []))
+    write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _save_fold(run_dir: Path, result: FoldResult, card: ModelCard) -> None:
+    folder = run_dir / "folds" / result.name
+    save_model(folder, result.state, card)
+    document = {"fold": result.name, "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run, "history": result.history,
+                "predictions": result.predictions}
+    write_text_atomic(folder / "result.json", json.dumps(document, indent=1) + "\n")
+
+
+def _write_predictions(
+    run_dir: Path, results: dict[str, FoldResult], fold_of: dict[str, int],
+    labels: dict[str, int], records: dict[str, Any], config: TrainConfig, dist: DistInfo,
+) -> float | None:
+    lines: list[str] = []
+    y: list[int] = []
+    scores: list[float] = []
+    for pid in sorted(labels):
+        fold = fold_of[pid]
+        predicted = results[str(fold)].predictions[pid]
+        record = records[pid]
+        responder = labels[pid] if config.model.task == "binary" else int(labels[pid] in (0, 1))
+        entry: dict[str, Any] = {
+            "patient_id": pid,
+            "fold": fold,
+            "label": labels[pid],
+            "responder": responder,
+            "probability": round(float(predicted["probability"]), 6),
+            "observed": predicted["observed"],
+            "days": [tp.days for tp in record.timepoints],
+            "burden_ml": [tp.lesion_volume_ml for tp in record.timepoints],
+            "forecast_ml": predicted["forecast_ml"],
+        }
+        if "probabilities" in predicted:
+            entry["probabilities"] = predicted["probabilities"]
+        lines.append(json.dumps(entry) + "\n")
+        y.append(responder)
+        scores.append(float(predicted["probability"]))
+    if dist.is_main:
+        write_text_atomic(run_dir / "predictions.jsonl", "".join(lines))
+    return roc_auc(y, scores)
+
+
+def _card(config: TrainConfig, manifest: CacheManifest, crop_shape: list[int],
+          train: list[str], fold: int | None, epochs: int) -> ModelCard:
+    return ModelCard(
+        architecture=config.model, label_names=config.model.label_names, observe=config.observe,
+        crop_shape=crop_shape, preprocess_config=manifest.config,
+        preprocess_config_hash=manifest.config_hash, train_patients=train, fold=fold,
+        epochs=epochs,
+        # predict re-preprocesses on the training cohort's grid (issue 7: same crops, same p)
+        preprocess_fingerprint=manifest.fingerprint,
+    )
+
+
+def _crop_shape(cache_dir: Path, record: Any) -> list[int]:
+    if record.crop_shape:
+        return [int(v) for v in record.crop_shape[-4:]]
+    array = np.load(cache_dir / record.crops, mmap_mode="r", allow_pickle=False)
+    return [int(v) for v in array.shape[2:]]
+
+
+def _title(spec: FoldSpec, folds: int) -> str:
+    return "final model" if spec.name == FINAL else f"fold {int(spec.name) + 1}/{folds}"
+
+
+def _set_determinism(config: TrainConfig) -> None:
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    if config.deterministic:
+        # cuBLAS needs this for deterministic matmuls; harmless elsewhere.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)

@@ -1,0 +1,99 @@
+"""``medseq train`` on the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from medseq.cli import app
+from tests.training.conftest import tiny_config
+from tests.training.fake_cache import write_fake_cache
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fake_cache(tmp_path_factory.mktemp("cli") / "cache", n_patients=8, size=8)
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(epochs=2).model_dump(mode="json")))
+    return path
+
+
+def test_print_config_shows_defaults_and_overrides() -> None:
+    result = runner.invoke(app, ["train", "--print-config", "--folds", "3", "--seed", "7"])
+    assert result.exit_code == 0, result.stderr
+    settings = yaml.safe_load(result.stdout)
+    assert settings["folds"] == 3
+    assert settings["seed"] == 7
+    assert settings["model"]["cell"] == "lstm"
+    assert settings["model"]["time"] == "concat"
+
+
+def test_train_writes_a_run_and_resume_of_a_finished_run_keeps_it(
+    cache: Path, config_file: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(cache), "-o", str(run), "--config",
+                                 str(config_file), "--epochs", "1", "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert "out-of-fold AUC" in result.stderr
+    assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 1
+    before = (run / "model.safetensors").read_bytes()
+    again = runner.invoke(app, ["train", str(cache), "-o", str(run), "--resume", "-q"])
+    assert again.exit_code == 0, again.stderr
+    assert (run / "model.safetensors").read_bytes() == before
+    assert len((run / "predictions.jsonl").read_text().splitlines()) == 8
+
+
+def test_labels_csv_with_progress_lines(cache: Path, config_file: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("patient_id,label\n" + "".join(
+        f"P{i:03d},{int(i < 4)}\n" for i in range(8)))
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(cache), "-o", str(run), "--config",
+                                 str(config_file), "--labels", str(labels), "--epochs", "1"])
+    assert result.exit_code == 0, result.stderr
+    assert "labels from csv:" in result.stderr
+    assert "fold 1/2 epoch 1: loss" in result.stderr
+    splits = json.loads((run / "splits.json").read_text())
+    assert splits["labels"]["P000"] == 1
+    assert splits["labels"]["P007"] == 0
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["--resume", "--epochs", "3"], 1, "drop --epochs"),
+    (["--config", "missing.yaml"], 1, "cannot read config"),
+    (["--device", "tpu"], 1, "setting device"),
+])
+def test_usage_errors(cache: Path, tmp_path: Path, args: list[str], code: int, message: str
+                      ) -> None:
+    result = runner.invoke(app, ["train", str(cache), "-o", str(tmp_path / "run"), *args])
+    assert result.exit_code == code
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_not_a_cache_is_exit_code_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", str(tmp_path), "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "not a medseq cache" in result.stderr
+
+
+def test_unlabelled_cache_without_tracking_results_is_explained(tmp_path: Path) -> None:
+    cache = write_fake_cache(tmp_path / "c", n_patients=4, size=8)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("patient_id,label\nP000,0\nP001,0\n")
+    result = runner.invoke(app, ["train", str(cache), "-o", str(tmp_path / "run"),
+                                 "--labels", str(labels), "--folds", "2"])
+    assert result.exit_code == 2
+    assert "all 2 labelled patients are non-responders" in result.stderr

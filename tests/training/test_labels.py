@@ -1,0 +1,95 @@
+"""Where labels come from, and who is left out and why."""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from medseq.errors import InputDataError
+from medseq.preprocess.manifest import read_manifest
+from medseq.tracking.recist import Response
+from medseq.training.labels import resolve_labels
+from tests.training.fake_cache import write_fake_cache
+
+
+def test_manifest_labels_and_exclusions(fake_cache: Path) -> None:
+    found = resolve_labels(fake_cache, read_manifest(fake_cache), task="binary")
+    assert found.source == "manifest"
+    assert len(found.labels) == 12
+    assert sorted(set(found.labels.values())) == [0, 1]
+    assert found.excluded == {"Q000": "no lesion crops"}
+    assert found.exclusion_summary() == "excluded 1: 1 no lesion crops"
+
+
+def test_csv_labels_override_and_unlisted_patients_are_excluded(
+    fake_cache: Path, tmp_path: Path
+) -> None:
+    csv = tmp_path / "labels.csv"
+    csv.write_text("patient_id,label\nP000,1\nP001,no\nP002,PR\nOTHER,1\n")
+    found = resolve_labels(fake_cache, read_manifest(fake_cache), task="binary", labels_csv=csv)
+    assert found.labels == {"P000": 1, "P001": 0, "P002": 1}
+    assert found.source == f"csv:{csv}"
+    assert found.exclusion_summary() == "excluded 10: 9 no label, 1 no lesion crops"
+
+
+def test_csv_with_original_ids_is_matched_through_the_cache_key(tmp_path: Path) -> None:
+    from medseq.preprocess.pseudonym import pseudonym
+
+    cache = write_fake_cache(tmp_path / "cache", n_patients=2, size=8)
+    key = bytes(range(32))
+    (cache / "salt.key").write_text(key.hex() + "\n")
+    manifest = read_manifest(cache)
+    record = manifest.patients.pop("P000")
+    record.patient_id = pseudonym("MRN-123", key)
+    manifest.patients[record.patient_id] = record
+    csv = tmp_path / "labels.csv"
+    csv.write_text("patient_id,label\nMRN-123,1\nP001,0\n")
+    found = resolve_labels(cache, manifest, task="binary", labels_csv=csv)
+    assert found.labels == {record.patient_id: 1, "P001": 0}
+
+
+def test_recist_labels_from_csv(fake_cache: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "labels.csv"
+    csv.write_text("patient_id,label\nP000,CR\nP001,pd\n")
+    found = resolve_labels(fake_cache, read_manifest(fake_cache), task="recist", labels_csv=csv)
+    assert found.labels == {"P000": 0, "P001": 3}
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("patient_id,label\nP000,maybe\n", "line 2: label 'maybe'"),
+    ("id,outcome\nP000,1\n", "columns patient_id,label"),
+])
+def test_bad_csv_is_an_input_error(fake_cache: Path, tmp_path: Path, text: str, match: str) -> None:
+    csv = tmp_path / "labels.csv"
+    csv.write_text(text)
+    with pytest.raises(InputDataError, match=match):
+        resolve_labels(fake_cache, read_manifest(fake_cache), task="binary", labels_csv=csv)
+
+
+@dataclass(frozen=True)
+class _Tracked:
+    patient_id: str
+    best_overall_response: Response
+    has_mask: bool = True
+
+
+def test_default_labels_come_from_tracking_over_all_scans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = write_fake_cache(tmp_path / "cache", n_patients=5, size=8, with_labels=False)
+    responses = [Response.CR, Response.PR, Response.SD, Response.PD, Response.NE]
+    fake = types.ModuleType("medseq.tracking.pipeline")
+    fake.track_cache = lambda cache_dir: [  # type: ignore[attr-defined]
+        _Tracked(f"P{i:03d}", r) for i, r in enumerate(responses)
+    ]
+    monkeypatch.setitem(sys.modules, "medseq.tracking.pipeline", fake)
+    found = resolve_labels(cache, read_manifest(cache), task="binary")
+    assert found.source == "tracking"
+    assert found.labels == {"P000": 1, "P001": 1, "P002": 0, "P003": 0}
+    assert found.excluded == {"P004": "response not evaluable"}
+    recist = resolve_labels(cache, read_manifest(cache), task="recist")
+    assert recist.labels == {"P000": 0, "P001": 1, "P002": 2, "P003": 3}
