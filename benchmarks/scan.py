@@ -1,7 +1,7 @@
 """Benchmark: headers-only discovery of a 10,000-file DICOM tree, against reading files whole.
 
 Writes a tree of ``--files`` single-frame CT files (``--patients`` patients, two studies each,
-one series per study, random names in nested folders, ``--size`` x ``--size`` int16 pixels,
+one series per study, a folder per series, random names, ``--size`` x ``--size`` int16 pixels,
 512 by default as in CT: about 5 GiB for 10,000 files) to a temporary folder, or uses
 ``--path``. Then times, interleaved, ``medseq.io.discover.discover``
 (header index, grouping, series choice and geometry for the whole tree) and pydicom reading
@@ -71,12 +71,13 @@ def write_tree(root: Path, *, files: int, patients: int, size: int) -> None:
             meta.TransferSyntaxUID = ExplicitVRLittleEndian
             ds.file_meta = meta
             count = per_series if (p, s) != (patients - 1, 1) else files - written
+            # A PACS export: a folder per patient and per series, meaningless names.
+            folder = root / f"{rng.getrandbits(32):08X}" / f"{rng.getrandbits(32):08X}"
+            folder.mkdir(parents=True, exist_ok=True)
             for k in range(count):
                 ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID = generate_uid()
                 ds.InstanceNumber = k + 1
                 ds.ImagePositionPatient = [-90.0, -90.0, 100.0 + k * 1.0]
-                folder = root / f"export{rng.randrange(4)}" / f"{rng.getrandbits(24):06x}"
-                folder.mkdir(parents=True, exist_ok=True)
                 pydicom.dcmwrite(folder / f"{rng.getrandbits(48):012x}", ds,
                                  enforce_file_format=True)
                 written += 1

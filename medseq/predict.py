@@ -173,7 +173,8 @@ def predict_patient_of(
                                  path=cohort.root)
         manifest = read_manifest(tmp)
         record = manifest.ok_patients()[0]
-        for key, value in (record.model_extra or {}).get("timings", {}).items():
+        stage_times = getattr(record, "timings", None) or {}
+        for key, value in stage_times.items():
             if key != "committed_at":
                 timings[f"preprocess.{key}"] = float(value)
         t0 = time.perf_counter()

@@ -95,7 +95,7 @@ def write_fake_cache(cache_dir: Path, patient_ids: list[str], *, seed: int = 0) 
         for t, days in enumerate([0, 60, 120]):
             image = rng.normal(0, 20, shape).astype(np.float32)
             mask = np.zeros(shape, dtype=np.uint8)
-            for c, r in zip(centres, radii):
+            for c, r in zip(centres, radii, strict=False):
                 inside = np.linalg.norm(world - c, axis=-1) <= r * factor**t
                 mask[inside] = 1
                 image[inside] += 80
@@ -105,7 +105,8 @@ def write_fake_cache(cache_dir: Path, patient_ids: list[str], *, seed: int = 0) 
                 index=t, days=days, days_since_previous=60 if t else 0, file_count=1,
                 content_hash=f"h{t}", image=f"{pid}/t{t:02d}_image.nii",
                 mask=f"{pid}/t{t:02d}_mask.nii", mask_native=f"{pid}/t{t:02d}_mask.nii",
-                native_affine=affine.tolist(), lesion_volume_ml=float(mask.sum() * 1.5 * 1.5 * 2.5 / 1000),
+                native_affine=affine.tolist(),
+                lesion_volume_ml=float(mask.sum() * 1.5 * 1.5 * 2.5 / 1000),
             ))
         patients[pid] = PatientRecord(
             patient_id=pid, has_mask=True, timepoints=tps, label=int(n % 2 == 0),
@@ -113,6 +114,7 @@ def write_fake_cache(cache_dir: Path, patient_ids: list[str], *, seed: int = 0) 
                      for i, c in enumerate(centres)],
         )
     manifest = CacheManifest(medseq_version="0.1.0", config={"crop_size": 32},
-                             config_hash="sha256:cfg", fingerprint={"target_spacing": [1.5, 1.5, 2.5]},
+                             config_hash="sha256:cfg",
+                             fingerprint={"target_spacing": [1.5, 1.5, 2.5]},
                              patients=patients)
     write_manifest(cache_dir, manifest)

@@ -84,8 +84,8 @@ def print_tables(doc: dict[str, Any]) -> None:
     console.print(table)
     if doc.get("folds"):
         folds = Table(title="per fold (out-of-fold)")
-        for col in ("fold", "patients", "responders", "AUC model", "AUC baseline", "Brier model",
-                    "forecast MAE mL"):
+        for col in ("fold", "n", "resp.", "AUC model", "AUC base", "Brier model",
+                    "MAE mL"):
             folds.add_column(col, justify="right")
         for f in doc["folds"]:
             folds.add_row(str(f["fold"]), str(f["n_patients"]), str(f["n_responders"]),

@@ -12,6 +12,7 @@ import struct
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -29,6 +30,7 @@ from medseq.io.dicom_pixels import (
     read_series_pixels,
     record_transfer_syntax,
 )
+from medseq.io.header_record import header_record
 from medseq.io.volume import Provenance, Volume
 
 __all__ = [
@@ -75,6 +77,19 @@ IMAGE_STORAGE_CLASSES = frozenset({
     "1.2.840.10008.5.1.4.1.1.128.1", "1.2.840.10008.5.1.4.1.1.7",
 })
 """CT, MR, PET (plain, enhanced, legacy converted) and secondary capture image storage."""
+
+_LOAD_KEYWORDS = (
+    "SOPInstanceUID", "Modality", "SeriesInstanceUID", "ImagePositionPatient",
+    "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "SpacingBetweenSlices", "Rows",
+    "Columns", "NumberOfFrames", "AcquisitionNumber", "EchoNumbers", "TemporalPositionIdentifier",
+    "TriggerTime", "DiffusionBValue", "SamplesPerPixel", "BitsAllocated", "BitsStored",
+    "PixelRepresentation", "RescaleSlope", "RescaleIntercept",
+)
+"""The header fields :func:`load_series` reads (geometry and pixel description)."""
+
+_SIZE_KEYWORDS = ("SOPClassUID", "Rows", "Columns", "BitsAllocated", "SamplesPerPixel",
+                  "NumberOfFrames", "PhotometricInterpretation")
+"""What :func:`read_header` reads to tell a truncated file from a complete one."""
 
 _PIXEL_GROUP = (b"\xe0\x7f", b"\x7f\xe0")  # group 7FE0 little / big endian
 
@@ -132,19 +147,24 @@ def read_header(path: Path) -> Dataset:
     ds.filename = str(path)
     # pydicom leaves the file at the pixel data element; a deflated file's position means
     # nothing (the dataset was inflated in memory), so only plain files are checked.
-    plain = not ds.file_meta.TransferSyntaxUID.is_deflated
+    syntax = ds.file_meta.TransferSyntaxUID
+    plain = not syntax.is_deflated
     setattr(ds, PIXEL_OFFSET_ATTRIBUTE, offset if has_pixels and plain else None)
-    if plain and not has_pixels:
+    if not plain:
+        return ds
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about odd values as it converts them
+        fields = header_record(ds, _SIZE_KEYWORDS)
+    if not has_pixels:
         # pydicom stops quietly at the end of a file: an element running past the end, or an
         # image object without pixels, means the file was cut short (or its pixels stripped).
         if offset > size:
             raise DicomError("truncated (an element runs past the end of the file)", path=path)
-        if "Rows" in ds or str(ds.get("SOPClassUID", "")) in IMAGE_STORAGE_CLASSES:
+        if "Rows" in fields or str(fields.get("SOPClassUID") or "") in IMAGE_STORAGE_CLASSES:
             raise DicomError("truncated or stripped (image header without pixel data)",
                              path=path)
-    if has_pixels and plain:
-        needed = _native_pixel_bytes(ds)
-        syntax = ds.file_meta.TransferSyntaxUID
+    else:
+        needed = _native_pixel_bytes(fields, syntax)
         remaining = size - offset - (8 if syntax.is_implicit_VR else 12)
         if needed is not None and remaining < needed:
             raise DicomError(f"truncated (pixel data needs {needed} bytes, only "
@@ -172,11 +192,13 @@ def load_series(files: Sequence[Path], *, name: str | None = None) -> Volume:
         raise DicomError("no files in the series", path=name or ".")
     label = name if name is not None else _common_folder(paths)
     headers = [read_header(p) for p in paths]
-    geometry = series_geometry(headers, name=label)
-    first = headers[geometry.sources[geometry.order[0]][0]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns about odd values as it converts them
-        array = read_series_pixels(paths, headers, geometry, name=label)
+        # Plain-value copies: pydicom's per-access conversions cost more than parsing.
+        records = [header_record(ds, _LOAD_KEYWORDS) for ds in headers]
+        geometry = series_geometry(records, name=label)
+        first = records[geometry.sources[geometry.order[0]][0]]
+        array = read_series_pixels(paths, headers, geometry, name=label, records=records)
     provenance = Provenance(
         source=str(label), kind="dicom", series_uid=str(first.get("SeriesInstanceUID", "")),
         file_count=len(paths),
@@ -203,17 +225,16 @@ def _file_meta_end(ds: Dataset, head: bytes) -> int | None:
     return 132 + 12 + int(length) if length is not None else None
 
 
-def _native_pixel_bytes(ds: Dataset) -> int | None:
-    syntax = ds.file_meta.get("TransferSyntaxUID")
-    if syntax is None or syntax.is_compressed or syntax.is_deflated:
+def _native_pixel_bytes(fields: Any, syntax: Any) -> int | None:
+    """Bytes of uncompressed pixel data the header announces (None when compressed/unknown)."""
+    if syntax.is_compressed:
         return None
-    try:
-        bits = int(ds.BitsAllocated)
-        count = int(ds.Rows) * int(ds.Columns) * as_int(ds.get("SamplesPerPixel"), 1)
-        count *= as_int(ds.get("NumberOfFrames"), 1)
-    except (AttributeError, TypeError, ValueError):
+    bits = as_int(fields.get("BitsAllocated"), 0)
+    count = as_int(fields.get("Rows"), 0) * as_int(fields.get("Columns"), 0)
+    count *= as_int(fields.get("SamplesPerPixel"), 1) * as_int(fields.get("NumberOfFrames"), 1)
+    if bits <= 0 or count <= 0:
         return None
-    if str(ds.get("PhotometricInterpretation", "")).endswith("_422"):
+    if str(fields.get("PhotometricInterpretation") or "").endswith("_422"):
         count = count * 2 // 3  # chroma subsampled: 2 values per pixel instead of 3
     return (count * bits + 7) // 8
 

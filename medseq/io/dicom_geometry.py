@@ -88,7 +88,9 @@ def series_geometry(headers: Sequence[Any], *, name: str) -> SeriesGeometry:
     """Validate a series from its headers and compute slice order and affine.
 
     Args:
-        headers: One pydicom Dataset per file (pixels not needed), in any order.
+        headers: One header per file, in any order: a pydicom Dataset (pixels not needed) or
+            a plain-value record with ``get``, ``in`` and ``filename`` such as
+            :class:`medseq.io.header_record.HeaderRecord`.
         name: The series as users know it (a folder or UID), used in error messages.
 
     Raises:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +29,27 @@ _NATIVE_LITTLE = {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
 
 
 def read_series_pixels(paths: list[Path], headers: list[Dataset], geometry: SeriesGeometry, *,
-                       name: str) -> np.ndarray:
+                       name: str, records: Sequence[Any] | None = None) -> np.ndarray:
     """Rescaled voxels of a validated series as ``(slices, rows, columns)`` in slice order.
 
     CT whose rescaled values fit stays int16 (HU); anything else is float32. Dropped duplicates
     are checked to carry the same pixels as the slice kept at their position, and tilted stacks
     are resampled onto the orthogonal grid of ``geometry.affine``.
+
+    Args:
+        paths: The files, in the order of ``headers``.
+        headers: Their headers from :func:`medseq.io.dicom.read_header`.
+        geometry: From :func:`medseq.io.dicom_geometry.series_geometry`.
+        name: The series in error messages.
+        records: Plain-value copies of ``headers`` (anything with ``get``) to read fields from
+            faster than through pydicom; default ``headers``.
     """
-    first = headers[geometry.sources[geometry.order[0]][0]]
-    _check_pixel_description(headers, name=name)
-    raw = _read_raw(paths, headers, geometry, name=name)
-    _check_duplicates(paths, headers, geometry, raw, name=name)
-    slopes, intercepts = _rescale(headers, geometry)
+    fields = list(records) if records is not None else headers
+    first = fields[geometry.sources[geometry.order[0]][0]]
+    _check_pixel_description(fields, name=name)
+    raw = _read_raw(paths, headers, fields, geometry, name=name)
+    _check_duplicates(paths, geometry, raw, name=name)
+    slopes, intercepts = _rescale(fields, geometry)
     array = _apply_rescale(raw, slopes, intercepts, modality=str(first.get("Modality", "")))
     if geometry.shear_pixels != (0.0, 0.0):
         array = _unshear(array, geometry.shear_pixels)
@@ -68,10 +78,10 @@ def read_pixels(path: Path) -> np.ndarray:
 # -- reading ---------------------------------------------------------------------------------
 
 
-def _read_raw(paths: list[Path], headers: list[Dataset], geometry: SeriesGeometry, *,
-              name: str) -> np.ndarray:
+def _read_raw(paths: list[Path], headers: list[Dataset], fields: Sequence[Any],
+              geometry: SeriesGeometry, *, name: str) -> np.ndarray:
     """Stored values, (slices, rows, columns), in geometry order (before rescale)."""
-    first = headers[geometry.sources[geometry.order[0]][0]]
+    first = fields[geometry.sources[geometry.order[0]][0]]
     cols, rows, count = geometry.shape
     raw = np.empty((count, rows, cols), dtype=_stored_dtype(first))
     by_file: dict[int, list[tuple[int, int]]] = {}
@@ -79,9 +89,9 @@ def _read_raw(paths: list[Path], headers: list[Dataset], geometry: SeriesGeometr
         src, frame = geometry.sources[n]
         by_file.setdefault(src, []).append((k, frame))
     for src, targets in by_file.items():
-        ds = headers[src]
-        if len(targets) == 1 and as_int(ds.get("NumberOfFrames"), 1) == 1 and _read_native_into(
-                paths[src], ds, raw[targets[0][0]]):
+        record = fields[src]
+        if len(targets) == 1 and as_int(record.get("NumberOfFrames"), 1) == 1 and (
+                _read_native_into(paths[src], headers[src], record, raw[targets[0][0]])):
             continue
         frames = _decoded_frames(paths[src], raw.dtype, name=name)
         for k, frame in targets:
@@ -89,12 +99,13 @@ def _read_raw(paths: list[Path], headers: list[Dataset], geometry: SeriesGeometr
     return raw
 
 
-def _read_native_into(path: Path, ds: Dataset, out: np.ndarray) -> bool:
+def _read_native_into(path: Path, ds: Dataset, record: Any, out: np.ndarray) -> bool:
     """Read uncompressed little-endian pixels straight into ``out``; False if not that kind."""
     offset = getattr(ds, PIXEL_OFFSET_ATTRIBUTE, None)
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-    if (offset is None or syntax not in _NATIVE_LITTLE or as_int(ds.get("SamplesPerPixel"), 1) != 1
-            or as_int(ds.get("BitsAllocated"), 0) != out.itemsize * 8):
+    if (offset is None or syntax not in _NATIVE_LITTLE
+            or as_int(record.get("SamplesPerPixel"), 1) != 1
+            or as_int(record.get("BitsAllocated"), 0) != out.itemsize * 8):
         return False
     with open(path, "rb") as fp:
         fp.seek(offset)
@@ -113,7 +124,7 @@ def _read_native_into(path: Path, ds: Dataset, out: np.ndarray) -> bool:
         got = fp.readinto(memoryview(out).cast("B"))  # type: ignore[arg-type]
     if got != out.nbytes:
         raise DicomError(f"truncated (pixel data has {got} of {out.nbytes} bytes)", path=path)
-    _fix_unused_bits(out, ds)
+    _fix_unused_bits(out, record)
     return True
 
 
@@ -163,7 +174,7 @@ def _pixel_array(ds: Dataset, path: Path) -> np.ndarray:
 # -- values ----------------------------------------------------------------------------------
 
 
-def _check_pixel_description(headers: list[Dataset], *, name: str) -> None:
+def _check_pixel_description(headers: Sequence[Any], *, name: str) -> None:
     keys = ("SamplesPerPixel", "BitsAllocated", "PixelRepresentation")
     first = headers[0]
     samples = as_int(first.get("SamplesPerPixel"), 1)
@@ -177,7 +188,7 @@ def _check_pixel_description(headers: list[Dataset], *, name: str) -> None:
                                  path=name)
 
 
-def _stored_dtype(ds: Dataset) -> np.dtype:
+def _stored_dtype(ds: Any) -> np.dtype:
     bits = as_int(ds.get("BitsAllocated"), 16)
     signed = as_int(ds.get("PixelRepresentation"), 0) == 1
     if bits == 1:
@@ -187,7 +198,7 @@ def _stored_dtype(ds: Dataset) -> np.dtype:
     return np.dtype(f"{'i' if signed else 'u'}{bits // 8}")
 
 
-def _fix_unused_bits(out: np.ndarray, ds: Dataset) -> None:
+def _fix_unused_bits(out: np.ndarray, ds: Any) -> None:
     """Treat bits above BitsStored as pydicom does: sign-extend signed values, mask unsigned."""
     bits = as_int(ds.get("BitsStored"), out.itemsize * 8)
     if bits >= out.itemsize * 8 or bits <= 0:
@@ -200,7 +211,7 @@ def _fix_unused_bits(out: np.ndarray, ds: Dataset) -> None:
         np.bitwise_and(out, (1 << bits) - 1, out=out)
 
 
-def _rescale(headers: list[Dataset], geometry: SeriesGeometry) -> tuple[np.ndarray, np.ndarray]:
+def _rescale(headers: Sequence[Any], geometry: SeriesGeometry) -> tuple[np.ndarray, np.ndarray]:
     per_file: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     slopes = np.ones(len(geometry.order))
     intercepts = np.zeros(len(geometry.order))
@@ -214,7 +225,7 @@ def _rescale(headers: list[Dataset], geometry: SeriesGeometry) -> tuple[np.ndarr
     return slopes, intercepts
 
 
-def _file_rescale(ds: Dataset, frames: int) -> tuple[np.ndarray, np.ndarray]:
+def _file_rescale(ds: Any, frames: int) -> tuple[np.ndarray, np.ndarray]:
     """RescaleSlope/Intercept per frame: top level, or shared / per-frame functional groups."""
     slopes = np.full(frames, _float(ds.get("RescaleSlope"), 1.0))
     intercepts = np.full(frames, _float(ds.get("RescaleIntercept"), 0.0))
@@ -261,8 +272,8 @@ def _apply_rescale(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray, 
     return values
 
 
-def _check_duplicates(paths: list[Path], headers: list[Dataset], geometry: SeriesGeometry,
-                      raw: np.ndarray, *, name: str) -> None:
+def _check_duplicates(paths: list[Path], geometry: SeriesGeometry, raw: np.ndarray, *,
+                      name: str) -> None:
     """Dropped duplicates must carry the same pixels as the slice kept at their position."""
     if not geometry.duplicates:
         return

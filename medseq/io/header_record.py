@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+
+from pydicom.dataelem import RawDataElement
 
 if TYPE_CHECKING:
     from pydicom import Dataset
 
-_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UI"})
-_NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
 
 
 class HeaderRecord(dict[str, Any]):
@@ -50,7 +50,19 @@ def header_record(ds: Dataset, keywords: Iterable[str]) -> HeaderRecord | Datase
         keyword = wanted.get(tag)
         if keyword is None:
             continue
-        value = _value(ds, tag, element)
+        value = _NOT_FAST
+        if type(element) is RawDataElement and element.value is not None:
+            vr = element.VR
+            if vr is None or vr == "UN":
+                vr = _dictionary_vr(tag)
+            convert = _CONVERTERS.get(vr or "")
+            if convert is not None:
+                try:
+                    value = convert(element.value, element.is_little_endian)
+                except (ValueError, struct.error, UnicodeDecodeError):
+                    value = _NOT_FAST
+        if value is _NOT_FAST:
+            value = _plain(ds[tag].value)
         if value is not None and value != "" and value != []:
             values[keyword] = value
     meta = getattr(ds, "file_meta", None)
@@ -69,20 +81,6 @@ def _tags(keywords: tuple[str, ...]) -> dict[int, str]:
             if (tag := tag_for_keyword(keyword)) is not None}
 
 
-def _value(ds: Dataset, tag: int, element: Any) -> Any:
-    from pydicom.dataelem import RawDataElement
-
-    if isinstance(element, RawDataElement) and element.value is not None:
-        vr = element.VR if element.VR not in (None, "UN") else _dictionary_vr(tag)
-        try:
-            fast = _fast(element.value, vr, little=element.is_little_endian)
-        except (ValueError, struct.error, UnicodeDecodeError):
-            fast = _NOT_FAST
-        if fast is not _NOT_FAST:
-            return fast
-    return _plain(ds[tag].value)
-
-
 @functools.lru_cache(maxsize=256)
 def _dictionary_vr(tag: int) -> str | None:
     from pydicom.datadict import dictionary_VR
@@ -93,26 +91,50 @@ def _dictionary_vr(tag: int) -> str | None:
         return None
 
 
-_NOT_FAST = object()
+_NOT_FAST: Any = object()
 
 
-def _fast(raw: bytes, vr: str | None, *, little: bool) -> Any:
-    if vr in _ASCII_VRS or vr in ("DS", "IS"):
-        text = raw.decode("ascii")
-        parts = [part.strip(" \x00") for part in text.split("\\")]
-        if vr == "DS":
-            numbers: list[Any] = [float(p) for p in parts if p]
-        elif vr == "IS":
-            numbers = [int(float(p)) for p in parts if p]
-        else:
-            return parts[0] if len(parts) == 1 else parts
-        return numbers[0] if len(numbers) == 1 else (numbers or None)
-    if vr in _NUMBER_FORMATS:
-        code = _NUMBER_FORMATS[vr]
-        count = len(raw) // struct.calcsize(code)
-        numbers = list(struct.unpack(("<" if little else ">") + code * count, raw))
-        return numbers[0] if count == 1 else (numbers or None)
-    return _NOT_FAST
+def _strings(raw: bytes, little: bool) -> Any:
+    text = raw.decode("ascii")
+    if "\\" not in text:
+        return text.strip(" \x00")
+    return [part.strip(" \x00") for part in text.split("\\")]
+
+
+def _decimals(raw: bytes, little: bool) -> Any:
+    parts = _strings(raw, little)
+    if isinstance(parts, str):
+        return float(parts) if parts else None
+    return [float(p) for p in parts if p] or None
+
+
+def _integers(raw: bytes, little: bool) -> Any:
+    parts = _strings(raw, little)
+    if isinstance(parts, str):
+        return int(float(parts)) if parts else None
+    return [int(float(p)) for p in parts if p] or None
+
+
+def _binary(code: str) -> Callable[[bytes, bool], Any]:
+    size = struct.calcsize(code)
+
+    def convert(raw: bytes, little: bool) -> Any:
+        count = len(raw) // size
+        numbers = struct.unpack(("<" if little else ">") + code * count, raw[: count * size])
+        return numbers[0] if count == 1 else (list(numbers) or None)
+
+    return convert
+
+
+_CONVERTERS: dict[str, Callable[[bytes, bool], Any]] = {
+    **dict.fromkeys(("AE", "AS", "CS", "DA", "DT", "TM", "UI"), _strings),
+    "DS": _decimals,
+    "IS": _integers,
+    **{vr: _binary(code) for vr, code in
+       (("US", "H"), ("SS", "h"), ("UL", "I"), ("SL", "i"), ("FL", "f"), ("FD", "d"))},
+}
+"""Converters for VRs whose bytes are ASCII or plain numbers; every other VR (LO, SH, PN...
+which depend on the character set, sequences) goes through pydicom."""
 
 
 def _plain(value: Any) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,11 @@ def discover_nifti(root: Path, *, check_values: bool = True) -> NiftiLayoutResul
             continue
         result.patients.append(Patient(patient_id=patient_id, timepoints=timepoints,
                                        label=labels.get(patient_id)))
+    if folders != [root]:
+        for other in sorted(set(_subfolders(root)) - set(folders)):
+            result.skipped.append(Skipped(
+                path=str(other), kind=SkipKind.FOLDER,
+                reason="holds no <timepoint>/image.nii.gz: not a patient of the NIfTI layout"))
     folder_names = {folder.name for folder in folders}
     for patient_id in sorted(set(labels) - folder_names):
         result.warnings.append(f"{LABELS_CSV}: patient {patient_id} has a label but no folder")
@@ -200,8 +206,11 @@ def _mask_file(folder: Path) -> Path | None:
 
 
 def _subfolders(folder: Path) -> list[Path]:
+    # DirEntry.is_dir uses the type the folder listing already gives: no stat per entry.
     try:
-        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        with os.scandir(folder) as entries:
+            return sorted(Path(e.path) for e in entries
+                          if not e.name.startswith(".") and e.is_dir())
     except OSError:
         return []
 

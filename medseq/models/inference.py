@@ -11,7 +11,7 @@ import torch
 from medseq.errors import CacheError, InputDataError
 from medseq.models.config import ModelConfig
 from medseq.models.io import ModelCard, read_card, read_weights
-from medseq.models.sequence import ResponseModel
+from medseq.models.sequence import ResponseModel, resize_crops
 
 
 def load_model(path: Path) -> tuple[ResponseModel, ModelConfig]:
@@ -38,6 +38,7 @@ def build_model(card: ModelCard) -> ResponseModel:
     """An untrained model with the card's architecture and observe setting."""
     model = ResponseModel(card.architecture)
     model.observe = card.observe
+    model.input_size = card.input_size
     model.card = card
     return model
 
@@ -66,7 +67,8 @@ def predict_patient(
         )
     k = observe if observe is not None else model.observe
     t = min(len(days), k) if k else len(days)
-    x = torch.from_numpy(np.ascontiguousarray(crops[:t], dtype=np.float32)).unsqueeze(0)
+    x = torch.from_numpy(np.ascontiguousarray(crops[:t], dtype=np.float32))
+    x = resize_crops(x, model.input_size).unsqueeze(0)
     day_list = [float(d) for d in days[:t]]
     previous = [0.0] + [day_list[i] - day_list[i - 1] for i in range(1, t)]
     was_training = model.training

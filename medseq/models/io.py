@@ -36,7 +36,9 @@ class ModelCard(BaseModel):
     observe: int | None = None
     """Scans the model sees per patient (the first k); None for all."""
     crop_shape: list[int] | None = None
-    """[2, S, S, S] of one lesion crop."""
+    """[2, S, S, S] of one lesion crop, as cached."""
+    input_size: int | None = None
+    """Crops are resized to this edge length before the encoder (None: used as cached)."""
     preprocess_config: dict[str, Any] = Field(default_factory=dict)
     preprocess_config_hash: str | None = None
     preprocess_fingerprint: dict[str, Any] = Field(default_factory=dict)

@@ -24,6 +24,17 @@ _STEP_CELLS: dict[str, type[nn.Module]] = {
 }
 
 
+def resize_crops(crops: torch.Tensor, size: int | None) -> torch.Tensor:
+    """Resize [..., C, S, S, S] crops to ``size`` per edge by area averaging (masks turn into
+    occupancy fractions); a no-op when ``size`` is None or already matches."""
+    if size is None or tuple(crops.shape[-3:]) == (size, size, size):
+        return crops
+    lead = crops.shape[:-4]
+    flat = crops.reshape(-1, *crops.shape[-4:]).float()
+    out = nn.functional.interpolate(flat, size=(size, size, size), mode="area")
+    return out.reshape(*lead, *out.shape[1:])
+
+
 @dataclass(frozen=True)
 class SequenceOutput:
     """What the model predicts for a batch."""
@@ -57,6 +68,8 @@ class ResponseModel(nn.Module):
         self.forecast_head = nn.Linear(config.hidden, 1)
         self.observe: int | None = None
         """How many scans the model was trained to see (set from ``model.json`` on load)."""
+        self.input_size: int | None = None
+        """Edge length crops are resized to before the encoder (None: as given)."""
         self.card: object | None = None
         """The ``ModelCard`` it was loaded with, if any."""
 

@@ -57,6 +57,14 @@ class PatientJob:
     hashes: tuple[SourceHashes, ...]
 
 
+@dataclass(frozen=True)
+class _Native:
+    """The source grid of a timepoint, kept after its voxels are released."""
+
+    affine: np.ndarray
+    shape: tuple[int, int, int]
+
+
 @dataclass
 class Timings:
     """Seconds spent per stage, summed over a patient's timepoints."""
@@ -81,7 +89,7 @@ def process_patient(job: PatientJob) -> PatientRecord:
     from medseq.io.load import load_image, load_mask
     from medseq.preprocess.crops import cut_crops, select_targets
     from medseq.preprocess.register import identity_result, prepare_fixed, register_rigid
-    from medseq.preprocess.resample import resample, round_to_dtype, to_sitk
+    from medseq.preprocess.resample import resample, resample_into, to_sitk
 
     patient, config = job.patient, job.config
     timepoints = patient.timepoints
@@ -103,6 +111,7 @@ def process_patient(job: PatientJob) -> PatientRecord:
     records: list[TimepointRecord] = []
     crops: list[np.ndarray] = []
     volume: Volume | None = baseline
+    del baseline  # only ``volume`` may hold voxels, so each scan is freed after its turn
     for index, tp in enumerate(timepoints):
         name = f"t{index:02d}"
         if volume is None:
@@ -124,21 +133,23 @@ def process_patient(job: PatientJob) -> PatientRecord:
                     f"{name}: {result.record.message} (set registration.on_failure: keep to "
                     "keep it flagged instead)")
         baseline_to_source = result.baseline_to_followup if index else None
+        intensity = intensity_record(volume.array, modality, config)
+        native = _Native(affine=volume.affine, shape=volume.shape)
         with timings.stage("resample"):
             image = to_sitk(volume.array, volume.affine)
-            registered = resample(image, grid, grid_to_source=baseline_to_source,
-                                  default=outside)
-            registered = round_to_dtype(registered, _output_dtype(volume, modality))
+            dtype = _output_dtype(volume, modality)
+            volume = None  # ITK holds its own copy now: the numpy one can go (memory)
+            registered = resample_into(image, grid, dtype=dtype,
+                                       grid_to_source=baseline_to_source, default=outside)
             mask_image = None
             registered_mask = None
             if mask is not None:
                 mask_image = to_sitk((mask.array > 0).astype(np.uint8), mask.affine)
                 registered_mask = resample(mask_image, grid, grid_to_source=baseline_to_source,
                                            interpolation="nearest")
-        intensity = intensity_record(volume.array, modality, config)
         with timings.stage("write"):
             record = _write_timepoint(
-                folder, job, index, tp, volume, mask, registered, registered_mask, grid)
+                folder, job, index, tp, native, mask, registered, registered_mask, grid)
         del registered, registered_mask
         record.transform_to_baseline = _rounded(result.transform_to_baseline)
         record.registration = result.record
@@ -150,7 +161,6 @@ def process_patient(job: PatientJob) -> PatientRecord:
                                        baseline_to_source=baseline_to_source
                                        if baseline_to_source is not None else np.eye(4),
                                        intensity=intensity, default=outside, config=config))
-        volume = None
         del image, mask_image, mask
 
     crops_rel = None
@@ -168,7 +178,7 @@ def process_patient(job: PatientJob) -> PatientRecord:
     )
 
 
-def _write_timepoint(folder: Path, job: PatientJob, index: int, tp: Timepoint, volume: Volume,
+def _write_timepoint(folder: Path, job: PatientJob, index: int, tp: Timepoint, native: _Native,
                      mask: Volume | None, registered: np.ndarray,
                      registered_mask: np.ndarray | None, grid: Grid) -> TimepointRecord:
     from medseq.io.nifti import save_nifti
@@ -193,7 +203,7 @@ def _write_timepoint(folder: Path, job: PatientJob, index: int, tp: Timepoint, v
         content_hash=hashes.content_hash, source_stat=hashes.source_stat,
         mask_hash=hashes.mask_hash, mask_stat=hashes.mask_stat,
         image=f"{rel}_image.nii", mask=mask_rel, mask_native=native_rel,
-        native_affine=_rounded(volume.affine), native_shape=list(volume.shape),
+        native_affine=_rounded(native.affine), native_shape=list(native.shape),
         lesion_volume_ml=volume_ml,
     )
 

@@ -11,6 +11,8 @@ the image-centre initialisation is tried too, and the better result is kept and 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -71,6 +73,12 @@ def register_rigid(fixed_scan: PreparedImage, followup: Volume, *, modality: Mod
 
     Both scans keep their own geometry (any orientation); the transform is in RAS+ mm.
     """
+    with _threads(1 if config.deterministic else None):
+        return _register(fixed_scan, followup, modality=modality, config=config)
+
+
+def _register(fixed_scan: PreparedImage, followup: Volume, *, modality: Modality,
+              config: RegistrationConfig) -> RegistrationResult:
     fixed, fixed_body = fixed_scan.image, fixed_scan.body
     moving = _prepare(followup, modality=modality, spacing_mm=config.spacing_mm)
     moving_body = _body_mask(moving, modality)
@@ -91,6 +99,21 @@ def register_rigid(fixed_scan: PreparedImage, followup: Volume, *, modality: Mod
     # run to run, which must not flip a voxel of the cached files between identical runs.
     matrix = np.round(np.linalg.inv(grid_to_source), MATRIX_DECIMALS)
     return RegistrationResult(transform_to_baseline=matrix, record=record)
+
+
+@contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    """ITK's default thread count for the block (the registration method's own setting does
+    not reach the filters and metric it creates)."""
+    if count is None:
+        yield
+        return
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(count)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
 
 
 def _prepare(volume: Volume, *, modality: Modality, spacing_mm: float) -> sitk.Image:

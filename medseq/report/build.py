@@ -89,6 +89,8 @@ def build_report(run_dir: Path, options: ReportOptions | None = None) -> str:
     evaluation = _evaluation(run_dir)
     predictions = {p.patient_id: p for p in read_predictions(run_dir)}
     splits = read_splits(run_dir)
+    splits_doc = read_json(run_dir / "splits.json")
+    training_notes = splits_doc if isinstance(splits_doc, dict) else {}
     card = read_model_info(run_dir)
     config = read_run_config(run_dir)
     cache_dir = options.cache or find_cache(run_dir)
@@ -113,7 +115,7 @@ def build_report(run_dir: Path, options: ReportOptions | None = None) -> str:
         "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "keep_ids": options.keep_ids,
         "evaluation": evaluation,
-        "cohort": _cohort(evaluation, predictions, manifest, tracks),
+        "cohort": _cohort(evaluation, predictions, manifest, tracks, training_notes),
         "methods": _methods(evaluation, card, config, splits, manifest, cache_dir,
                             keep_ids=options.keep_ids),
         "metrics_rows": _metrics_rows(evaluation),
@@ -187,12 +189,13 @@ def _omitted(options: ReportOptions, predictions: Mapping[str, PatientPrediction
 # ------------------------------------------------------------------------------- cohort part
 
 def _cohort(evaluation: Mapping[str, Any], predictions: Mapping[str, PatientPrediction],
-            manifest: CacheManifest | None, tracks: Mapping[str, Mapping[str, Any]]
-            ) -> dict[str, Any]:
+            manifest: CacheManifest | None, tracks: Mapping[str, Mapping[str, Any]],
+            training: Mapping[str, Any]) -> dict[str, Any]:
     n = int(evaluation["n_patients"])
     pos = int(evaluation["n_responders"])
     excluded = evaluation.get("excluded") or []
     reasons = Counter(e.get("reason", "?") for e in excluded)
+    trained_out = str(training.get("excluded_summary") or "")
     scans = [len(p.days) for p in predictions.values() if p.days]
     follow = [p.days[-1] for p in predictions.values() if p.days]
     modality = "n/a"
@@ -213,8 +216,11 @@ def _cohort(evaluation: Mapping[str, Any], predictions: Mapping[str, PatientPred
         "n_responders": pos,
         "n_nonresponders": n - pos,
         "n_cache": n_cache,
-        "n_excluded": len(excluded),
-        "exclusions": ", ".join(f"{c} {r}" for r, c in reasons.most_common()),
+        "n_excluded": len(excluded) + len(training.get("excluded") or {}),
+        "exclusions": "; ".join(filter(None, [
+            ", ".join(f"{c} {r}" for r, c in reasons.most_common()),
+            f"training {trained_out}" if trained_out else ""])),
+        "label_source": str(training.get("label_source", "n/a")),
         "scans": _summary(scans, ""),
         "followup": _summary(follow, " days"),
         "lesions": _summary(lesions, "") if lesions else "n/a (no tracking)",

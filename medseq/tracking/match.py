@@ -59,31 +59,36 @@ class MatchSettings:
 class Frame:
     """The lesions of one timepoint as matching sees them.
 
-    ``registered`` is an int array on the baseline grid holding lesion n's number ``n + 1``
-    (its position in ``volumes_ml`` plus one) wherever its registered mask is; every frame of a
-    patient shares that grid.
+    The registered masks are kept sparse: ``voxels`` are the sorted flat indices (into the
+    baseline grid every frame of a patient shares) of the registered lesion voxels and
+    ``labels`` the lesion number there (lesion n is ``n + 1``: its position in ``volumes_ml``
+    plus one). Memory follows the lesions, not the scan.
     """
 
-    registered: np.ndarray
+    voxels: np.ndarray
+    labels: np.ndarray
     centroids_mm: np.ndarray
     """(n, 3) registered centroids, baseline-frame RAS+ mm."""
     volumes_ml: np.ndarray
     """(n,) volumes, for the size-scaled distance threshold and track numbering."""
+
+    @classmethod
+    def from_dense(cls, registered: np.ndarray, centroids_mm: np.ndarray,
+                   volumes_ml: np.ndarray) -> Frame:
+        """A frame from a dense label array on the baseline grid (0 = background)."""
+        voxels = np.flatnonzero(registered)
+        return cls(voxels=voxels, labels=registered.ravel()[voxels].astype(np.int64),
+                   centroids_mm=np.asarray(centroids_mm, dtype=np.float64).reshape(-1, 3),
+                   volumes_ml=np.asarray(volumes_ml, dtype=np.float64))
 
     @property
     def count(self) -> int:
         return int(self.volumes_ml.shape[0])
 
     @functools.cached_property
-    def voxels(self) -> np.ndarray:
-        """Flat indices of the registered lesion voxels (the grid is mostly background)."""
-        return np.flatnonzero(self.registered)
-
-    @functools.cached_property
     def registered_sizes(self) -> np.ndarray:
         """(n,) registered voxel count of each lesion."""
-        values = self.registered.ravel()[self.voxels]
-        return np.bincount(values, minlength=self.count + 1)[1:self.count + 1]
+        return np.bincount(self.labels, minlength=self.count + 1)[1:self.count + 1]
 
 
 @dataclass(frozen=True)
@@ -242,13 +247,11 @@ def _reappearing(gone: list[str], unclaimed: list[int], current: Frame, settings
 
 
 def _overlap_counts(previous: Frame, current: Frame) -> np.ndarray:
-    """Voxels shared by each pair of lesions (registered masks are sparse: index them once)."""
-    where = previous.voxels
-    a = previous.registered.ravel()[where].astype(np.int64)
-    b = current.registered.ravel()[where].astype(np.int64)
-    both = b > 0
+    """Voxels shared by each pair of lesions: the intersection of two sorted index lists."""
+    _, at_prev, at_curr = np.intersect1d(previous.voxels, current.voxels, assume_unique=True,
+                                         return_indices=True)
     n_prev, n_curr = previous.count, current.count
-    pairs = (a[both] - 1) * n_curr + (b[both] - 1)
+    pairs = (previous.labels[at_prev] - 1) * n_curr + (current.labels[at_curr] - 1)
     return np.bincount(pairs, minlength=n_prev * n_curr).reshape(n_prev, n_curr).astype(float)
 
 

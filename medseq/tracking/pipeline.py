@@ -212,11 +212,9 @@ def track_patient(
     grid_shape, grid_affine = _baseline_grid(cache_dir, with_mask[0])
     sets: list[LesionSet] = []
     frames: list[Frame] = []
-    transforms: list[np.ndarray] = []
     for tp in with_mask:
         lesion_set, transform = _measure_timepoint(cache_dir, tp, min_volume_ml)
         sets.append(lesion_set)
-        transforms.append(transform)
         frames.append(_frame(lesion_set, transform, grid_shape, grid_affine))
     tracking = track_frames(frames, settings)
     result = _assemble(record.patient_id, timepoints, with_mask, sets, frames, tracking,
@@ -270,11 +268,10 @@ def _frame(lesion_set: LesionSet, transform: np.ndarray, grid_shape: tuple[int, 
            grid_affine: np.ndarray) -> Frame:
     """Carry component labels onto the registered grid (nearest neighbour) for overlap.
 
-    Sampling runs lesion by lesion over each lesion's own box on the registered grid, so the cost
-    follows the lesions' size, not the scan's.
+    Sampling runs lesion by lesion over each lesion's own box on the registered grid, and the
+    result is kept sparse, so time and memory follow the lesions' size, not the scan's.
     """
     count = len(lesion_set.lesions)
-    registered = np.zeros(grid_shape, dtype=np.int32)
     centroids = np.array([les.centroid_mm for les in lesion_set.lesions]).reshape(count, 3)
     centroids = centroids @ transform[:3, :3].T + transform[:3, 3]
     volumes = np.array([les.volume_ml for les in lesion_set.lesions], dtype=np.float64)
@@ -283,22 +280,34 @@ def _frame(lesion_set: LesionSet, transform: np.ndarray, grid_shape: tuple[int, 
     to_grid = np.linalg.inv(to_native)
     components = lesion_set.components
     shape = np.array(components.shape)
+    flat_parts: list[np.ndarray] = []
+    label_parts: list[np.ndarray] = []
     for lesion in lesion_set.lesions:
-        number = lesion.component
         box = _grid_box(lesion.box, to_grid, grid_shape)
         if box is None:
             continue
         idx = np.stack(np.meshgrid(*(np.arange(lo, hi) for lo, hi in box), indexing="ij"),
-                       axis=-1).reshape(-1, 3).astype(np.float64)
+                       axis=-1).reshape(-1, 3)
         native = np.rint(idx @ to_native[:3, :3].T + to_native[:3, 3]).astype(np.int64)
         inside = np.all((native >= 0) & (native < shape), axis=1)
         hit = native[inside]
-        values = np.zeros(native.shape[0], dtype=np.int32)
-        values[inside] = components[hit[:, 0], hit[:, 1], hit[:, 2]]
-        values = values.reshape([hi - lo for lo, hi in box])
-        sub = registered[tuple(slice(lo, hi) for lo, hi in box)]
-        np.copyto(sub, values, where=values == number)
-    return Frame(registered=registered, centroids_mm=centroids, volumes_ml=volumes)
+        mine = components[hit[:, 0], hit[:, 1], hit[:, 2]] == lesion.component
+        flat_parts.append(np.ravel_multi_index(idx[inside][mine].T, grid_shape))
+        label_parts.append(np.full(int(mine.sum()), lesion.component, dtype=np.int64))
+    if flat_parts:
+        flat = np.concatenate(flat_parts)
+        labels = np.concatenate(label_parts)
+        order = np.argsort(flat, kind="stable")
+        flat, labels = flat[order], labels[order]
+        # Boxes of neighbouring lesions overlap, but each grid voxel samples one native voxel,
+        # so a voxel can only be claimed once; keep the first occurrence to be safe.
+        keep = np.ones(flat.size, dtype=bool)
+        keep[1:] = flat[1:] != flat[:-1]
+        flat, labels = flat[keep], labels[keep]
+    else:
+        flat = np.zeros(0, dtype=np.int64)
+        labels = np.zeros(0, dtype=np.int64)
+    return Frame(voxels=flat, labels=labels, centroids_mm=centroids, volumes_ml=volumes)
 
 
 def _grid_box(native_box: tuple[tuple[int, int], ...], to_grid: np.ndarray,

@@ -8,8 +8,11 @@ seen before t. Precision and recall are over those claims; new lesions are score
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,6 +89,28 @@ def compare_with_truth(results: Sequence[PatientTracking], truth: Mapping[str, A
             continue
         _compare_patient(result, gt, out, tolerance_mm)
     return out
+
+
+def write_lesion_info(truth: Mapping[str, Any], path: Path, *,
+                      ids: Mapping[str, str] | None = None) -> Path:
+    """Write a ``--lesion-info`` CSV giving each baseline lesion's organ (by its centroid).
+
+    Args:
+        truth: the parsed ground truth.
+        path: where to write the CSV.
+        ids: ground-truth patient id -> cache id; identity by default.
+    """
+    ids = ids or {}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["patient_id", "timepoint", "x", "y", "z", "organ", "nodal"])
+    for patient in truth["patients"]:
+        pid = ids.get(patient["patient_id"], patient["patient_id"])
+        for lesion in patient["timepoints"][0]["lesions"]:
+            x, y, z = lesion["centroid_mm"]
+            writer.writerow([pid, 0, x, y, z, lesion["organ"], "no"])
+    Path(path).write_text(buffer.getvalue(), encoding="utf-8")
+    return Path(path)
 
 
 def _compare_patient(result: PatientTracking, gt: Mapping[str, Any], out: TruthComparison,

@@ -20,6 +20,7 @@ from torch.nn import functional
 from torch.utils.data import Dataset
 
 from medseq.errors import CacheError
+from medseq.models.sequence import resize_crops
 from medseq.preprocess.manifest import PatientRecord
 from medseq.training.config import AugmentConfig
 
@@ -39,6 +40,7 @@ class CacheDataset(Dataset[dict[str, Any]]):
         augment: AugmentConfig | None = None,
         seed: int = 0,
         stream: int = 0,
+        input_size: int | None = None,
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.records = list(records)
@@ -47,6 +49,7 @@ class CacheDataset(Dataset[dict[str, Any]]):
         self.augment = augment if augment is not None and augment.enabled else None
         self.seed = seed
         self.stream = stream
+        self.input_size = input_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -60,7 +63,8 @@ class CacheDataset(Dataset[dict[str, Any]]):
         record = self.records[index]
         total = len(record.timepoints)
         k = min(total, self.observe) if self.observe else total
-        crops = torch.from_numpy(load_crops(self.cache_dir, record, k))
+        crops = resize_crops(torch.from_numpy(load_crops(self.cache_dir, record, k)),
+                             self.input_size)
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.stream, self.epoch, index])
             crops = augment_patient(crops, rng, self.augment)

@@ -305,7 +305,7 @@ def _dataset(ctx: Context, patients: list[str], *, augment: bool = False,
     return CacheDataset(
         ctx.cache_dir, [ctx.records[p] for p in patients], ctx.labels,
         observe=ctx.config.observe, augment=ctx.config.augment if augment else None,
-        seed=ctx.config.seed, stream=stream,
+        seed=ctx.config.seed, stream=stream, input_size=ctx.config.input_size,
     )
 
 

@@ -211,6 +211,7 @@ def _new_splits(cache_dir: Path, manifest: CacheManifest, config: TrainConfig,
     folds = stratified_folds(found.labels, config.folds, config.seed)
     return {
         "seed": config.seed,
+        "cache": str(Path(cache_dir).resolve()),
         "folds_count": config.folds,
         "cache": str(Path(cache_dir).resolve()),  # for report / evaluate (issue 7)
         "config_hash": config_hash(config),
@@ -301,7 +302,7 @@ def _card(config: TrainConfig, manifest: CacheManifest, crop_shape: list[int],
           train: list[str], fold: int | None, epochs: int) -> ModelCard:
     return ModelCard(
         architecture=config.model, label_names=config.model.label_names, observe=config.observe,
-        crop_shape=crop_shape, preprocess_config=manifest.config,
+        crop_shape=crop_shape, input_size=config.input_size, preprocess_config=manifest.config,
         preprocess_config_hash=manifest.config_hash, train_patients=train, fold=fold,
         epochs=epochs,
         # predict re-preprocesses on the training cohort's grid (issue 7: same crops, same p)

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from medseq.cli import app
 from tests.dicom_factory import write_series
-from tests.io.discovery_files import write_non_image, write_nifti
+from tests.io.discovery_files import write_nifti, write_non_image
 
 runner = CliRunner()
 
@@ -170,3 +170,36 @@ def test_shard_needs_all(tmp_path: Path) -> None:
 def test_nifti_helper_writes_readable_images(tmp_path: Path) -> None:
     patient = nifti_patient(tmp_path)
     assert nib.load(next(patient.glob("*/image.nii.gz"))).shape == (24, 24, 12)
+
+
+def test_summary_shows_class_probability_recist_and_tracks(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from medseq.commands.predict import print_summary
+
+    lesion = {"track_id": "L1", "days": 0, "volume_ml": 4.0}
+    doc = {
+        "patient_id": "Pabc", "modality": "CT",
+        "timepoints": [{"days": 0}, {"days": 60}],
+        "prediction": {"class": "responder", "probability": 0.81, "threshold": 0.5,
+                       "forecast_next_ml": 1.5},
+        "recist": [
+            {"timepoint": 0, "days": 0, "lesions": 1, "sod_mm": 20.0,
+             "change_from_baseline_pct": None, "change_from_nadir_pct": None,
+             "new_lesions": False, "response": None, "total_volume_ml": 4.0},
+            {"timepoint": 1, "days": 60, "lesions": 1, "sod_mm": 12.0,
+             "change_from_baseline_pct": -40.0, "change_from_nadir_pct": -40.0,
+             "new_lesions": False, "response": "PR", "total_volume_ml": 1.0},
+        ],
+        "best_overall_response": "PR", "targets": ["L1"],
+        "lesions": [lesion, {**lesion, "days": 60, "volume_ml": 1.0}],
+        "model": {"used": "all-patient model", "run": "r1", "medseq_version": "0.1.0",
+                  "config_hash": "sha256:abc"},
+    }
+    print_summary(doc)
+    out = capsys.readouterr().out
+    assert "Patient Pabc" in out
+    assert "responder (probability 0.810" in out
+    assert "-40.0%" in out
+    assert "L1 (target)" in out
+    assert "1.50 mL" in out

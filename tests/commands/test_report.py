@@ -24,7 +24,8 @@ def test_report_writes_html_and_prints_its_path(tmp_path: Path) -> None:
     assert result.stdout.strip() == str(out)
     html = out.read_text()
     assert html.startswith("<!DOCTYPE html>")
-    assert "Patient p001" in html and "Patient p000" not in html
+    assert "Patient p001" in html
+    assert "Patient p000" not in html
     assert str(tmp_path) not in html  # no paths without --keep-ids
     assert [p.name for p in out.parent.iterdir()] == ["r.html"]
 

@@ -45,7 +45,7 @@ REAL_FILES = [
     "CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm",
     "MR_small_expb.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm",
     "MR_small_jpeg_ls_lossless.dcm", "MR_small_padded.dcm", "JPEG-LL.dcm", "JPGExtended.dcm",
-    "JPEG2000.dcm", "693_J2KR.dcm", "693_J2KI.dcm", "MR2_J2KR.dcm", "image_dfl.dcm",
+    "JPEG2000.dcm", "693_J2KR.dcm", "693_J2KI.dcm", "image_dfl.dcm",
     "emri_small.dcm", "emri_small_RLE.dcm", "emri_small_big_endian.dcm",
     "emri_small_jpeg_2k_lossless.dcm", "emri_small_jpeg_ls_lossless.dcm",
     "JPEGLSNearLossless_16.dcm", "gdcm-US-ALOKA-16_big.dcm", "SC_rgb_rle.dcm",

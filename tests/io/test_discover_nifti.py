@@ -124,9 +124,14 @@ def test_single_nifti_file_is_not_a_layout(tmp_path: Path) -> None:
         discover(path)
 
 
-def test_timepoint_folder_without_image_is_reported(tmp_path: Path) -> None:
+def test_folders_without_images_are_reported(tmp_path: Path) -> None:
     write_nifti(tmp_path / "P1" / "2020-01-01" / "image.nii.gz")
     (tmp_path / "P1" / "notes").mkdir()
+    (tmp_path / "P2" / "2020-01-01").mkdir(parents=True)
     cohort = scan(tmp_path)
     assert len(cohort.patient("P1").timepoints) == 1
-    assert [s.kind for s in cohort.skipped] == [SkipKind.FOLDER]
+    reasons = {Path(s.path).name: (s.kind, s.reason) for s in cohort.skipped}
+    assert reasons["notes"] == (SkipKind.FOLDER,
+                                "folder holds no image.nii.gz or image.nii: not a timepoint")
+    assert reasons["P2"][0] is SkipKind.FOLDER
+    assert "not a patient of the NIfTI layout" in reasons["P2"][1]

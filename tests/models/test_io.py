@@ -86,3 +86,20 @@ def test_no_module_unpickles_user_files() -> None:
         text = path.read_text(encoding="utf-8")
         assert "torch.load(" not in text, path
         assert "allow_pickle=True" not in text, path
+
+
+def test_card_input_size_resizes_crops_before_the_encoder(tmp_path: Path) -> None:
+    from medseq.models.sequence import resize_crops
+
+    folder, card = _saved(tmp_path)
+    data = json.loads((folder / "model.json").read_text())
+    data["input_size"] = 4
+    (folder / "model.json").write_text(json.dumps(data))
+    model, _ = load_model(folder)
+    crops = np.random.default_rng(1).normal(size=(2, 1, 2, 8, 8, 8)).astype(np.float32)
+    small = resize_crops(torch.from_numpy(crops), 4).numpy()
+    assert small.shape == (2, 1, 2, 4, 4, 4)
+    model.input_size = None
+    expected = predict_patient(model, small, [0, 50])["probability"]
+    model.input_size = 4
+    assert predict_patient(model, crops, [0, 50])["probability"] == pytest.approx(expected)

@@ -27,6 +27,27 @@ def phantom_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     }, labels={"Doe^Jane": 1, "Roe^Richard": 0, "NoMask01": 0})
 
 
+@pytest.fixture(scope="session")
+def reference_cache(phantom_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The phantom cohort preprocessed by one uninterrupted run (tests must not modify it)."""
+    from medseq.io.discover import discover
+    from medseq.preprocess.config import PreprocessConfig
+    from medseq.preprocess.runner import run_preprocess
+
+    cache = tmp_path_factory.mktemp("reference_cache")
+    summary = run_preprocess(discover(phantom_cohort), cache, config=PreprocessConfig())
+    assert summary.processed == 3
+    assert not summary.failed
+    return cache
+
+
+def cache_with_salt_of(reference: Path, cache: Path) -> Path:
+    """A new cache folder holding ``reference``'s key, so pseudonyms (and files) match."""
+    cache.mkdir(parents=True)
+    shutil.copy(reference / "salt.key", cache / "salt.key")
+    return cache
+
+
 @pytest.fixture
 def cohort_copy(phantom_cohort: Path, tmp_path: Path) -> Path:
     """A private copy of the phantom cohort that a test may modify."""

@@ -30,11 +30,11 @@ def world_of(shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
 
 
 CASES = {
-    "ras": dict(spacing=(2.0, 2.0, 2.0), lps=False, rotation_deg=(0, 0, 0)),
-    "lps": dict(spacing=(2.0, 2.0, 2.0), lps=True, rotation_deg=(0, 0, 0)),
-    "anisotropic_lps": dict(spacing=(0.8, 1.2, 5.0), lps=True, rotation_deg=(0, 0, 0)),
-    "oblique": dict(spacing=(1.5, 1.5, 3.0), lps=False, rotation_deg=(12, -8, 20)),
-    "oblique_lps": dict(spacing=(1.0, 2.0, 2.5), lps=True, rotation_deg=(-15, 5, 30)),
+    "ras": {"spacing": (2.0, 2.0, 2.0), "lps": False, "rotation_deg": (0, 0, 0)},
+    "lps": {"spacing": (2.0, 2.0, 2.0), "lps": True, "rotation_deg": (0, 0, 0)},
+    "anisotropic_lps": {"spacing": (0.8, 1.2, 5.0), "lps": True, "rotation_deg": (0, 0, 0)},
+    "oblique": {"spacing": (1.5, 1.5, 3.0), "lps": False, "rotation_deg": (12, -8, 20)},
+    "oblique_lps": {"spacing": (1.0, 2.0, 2.5), "lps": True, "rotation_deg": (-15, 5, 30)},
 }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -16,7 +15,13 @@ from medseq.preprocess.config import PreprocessConfig
 from medseq.preprocess.manifest import read_manifest
 from medseq.preprocess.pseudonym import load_or_create_salt, pseudonym
 from medseq.preprocess.runner import run_preprocess
-from tests.preprocess.conftest import MOTION_1, MOTION_2, file_hashes, manifest_content
+from tests.preprocess.conftest import (
+    MOTION_1,
+    MOTION_2,
+    cache_with_salt_of,
+    file_hashes,
+    manifest_content,
+)
 from tests.preprocess.phantom import DEFAULT_LESIONS
 
 CONFIG = PreprocessConfig()
@@ -27,12 +32,9 @@ def run(manifest: Path, cache: Path, **kwargs: object):
                           **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module")
-def cached(phantom_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cache = tmp_path_factory.mktemp("cache")
-    summary = run(phantom_cohort, cache)
-    assert summary.processed == 3 and not summary.failed
-    return cache
+@pytest.fixture
+def cached(reference_cache: Path) -> Path:
+    return reference_cache
 
 
 def test_manifest_describes_every_patient_and_timepoint(cached: Path) -> None:
@@ -40,17 +42,23 @@ def test_manifest_describes_every_patient_and_timepoint(cached: Path) -> None:
     key = load_or_create_salt(cached)
     jane = manifest.patients[pseudonym("Doe^Jane", key)]
     assert re.fullmatch(r"P[0-9a-f]{10}", jane.patient_id)
-    assert jane.status == "ok" and jane.label == 1 and jane.has_mask and jane.modality == "CT"
+    assert jane.status == "ok"
+    assert jane.label == 1
+    assert jane.has_mask
+    assert jane.modality == "CT"
     assert [tp.days for tp in jane.timepoints] == [0, 61, 120]
     assert [tp.days_since_previous for tp in jane.timepoints] == [0, 61, 59]
     assert manifest.fingerprint["target_spacing"] == [4.0, 4.0, 5.0]
     assert manifest.config_hash.startswith("sha256:")
     for tp in jane.timepoints:
-        assert tp.file_count == 1 and tp.content_hash.startswith("sha256:")
+        assert tp.file_count == 1
+        assert tp.content_hash.startswith("sha256:")
         assert tp.image == f"{jane.patient_id}/t{tp.index:02d}_image.nii"
         assert tp.mask == f"{jane.patient_id}/t{tp.index:02d}_mask.nii"
         assert tp.mask_native == f"{jane.patient_id}/t{tp.index:02d}_mask_native.nii.gz"
-        assert tp.registration.ok and tp.lesion_volume_ml and tp.lesion_volume_ml > 1
+        assert tp.registration.ok
+        assert tp.lesion_volume_ml
+        assert tp.lesion_volume_ml > 1
     assert jane.timepoints[0].registration.method == "identity"
     assert jane.timepoints[1].registration.method == "rigid"
 
@@ -72,8 +80,10 @@ def test_registered_volumes_share_the_baseline_grid(cached: Path) -> None:
     images = [nib.load(cached / tp.image) for tp in jane.timepoints]
     masks = [nib.load(cached / tp.mask) for tp in jane.timepoints]
     for image, mask in zip(images, masks, strict=True):
-        assert image.get_data_dtype() == np.int16 and mask.get_data_dtype() == np.uint8
-        assert np.allclose(image.affine, jane.grid_affine) and image.shape == tuple(jane.grid_shape)
+        assert image.get_data_dtype() == np.int16
+        assert mask.get_data_dtype() == np.uint8
+        assert np.allclose(image.affine, jane.grid_affine)
+        assert image.shape == tuple(jane.grid_shape)
         assert np.allclose(mask.affine, image.affine)
     centroids = []
     for mask in masks:
@@ -110,7 +120,8 @@ def test_crops_hold_image_and_mask_per_target_and_timepoint(cached: Path) -> Non
     assert np.allclose(jane.targets[0].centroid_mm, DEFAULT_LESIONS[0].centre_mm, atol=1.5)
     image, mask = crops[:, :, 0], crops[:, :, 1]
     assert set(np.unique(mask)) <= {0.0, 1.0}
-    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0  # CT window scaled to [0, 1]
+    assert float(image.min()) >= 0.0
+    assert float(image.max()) <= 1.0
     centre = 16
     assert (mask[:, :, centre, centre, centre] == 1).all()  # every lesion at every timepoint
     # Lesions grow (x1.3) then shrink (x0.7): the mask channel follows.
@@ -121,9 +132,12 @@ def test_crops_hold_image_and_mask_per_target_and_timepoint(cached: Path) -> Non
 def test_patient_without_all_masks_is_registered_but_has_no_crops(cached: Path) -> None:
     manifest = read_manifest(cached)
     record = manifest.patients[pseudonym("NoMask01", load_or_create_salt(cached))]
-    assert record.status == "ok" and not record.has_mask
-    assert record.crops is None and record.targets == []
-    assert record.timepoints[1].mask is None and record.timepoints[1].registration.ok
+    assert record.status == "ok"
+    assert not record.has_mask
+    assert record.crops is None
+    assert record.targets == []
+    assert record.timepoints[1].mask is None
+    assert record.timepoints[1].registration.ok
     assert (cached / record.timepoints[1].image).is_file()
 
 
@@ -142,7 +156,9 @@ def test_no_identifier_or_date_reaches_the_cache(cached: Path) -> None:
 def test_rerun_skips_everything_and_changes_nothing(cached: Path, phantom_cohort: Path) -> None:
     before_manifest, before_files = manifest_content(cached), file_hashes(cached)
     summary = run(phantom_cohort, cached)
-    assert summary.processed == 0 and summary.skipped == 3 and not summary.failed
+    assert summary.processed == 0
+    assert summary.skipped == 3
+    assert not summary.failed
     assert manifest_content(cached) == before_manifest
     assert file_hashes(cached) == before_files
 
@@ -171,14 +187,17 @@ def test_failing_patient_is_reported_and_the_rest_go_on(cohort_copy: Path, tmp_p
     (cohort_copy.parent / "Roe^Richard" / "scan1" / "image.nii.gz").write_bytes(b"garbage")
     cache = tmp_path / "cache"
     summary = run(cohort_copy, cache)
-    assert summary.processed == 2 and len(summary.failed) == 1
+    assert summary.processed == 2
+    assert len(summary.failed) == 1
     key = load_or_create_salt(cache)
     failure = summary.failed[0]
     assert failure.patient_id == pseudonym("Roe^Richard", key)
-    assert "Roe" not in failure.error and "scan1" not in failure.error
+    assert "Roe" not in failure.error
+    assert "scan1" not in failure.error
     assert "NIfTI" in failure.error or "gzip" in failure.error.lower()
     record = read_manifest(cache).patients[failure.patient_id]
-    assert record.status == "failed" and record.error == failure.error
+    assert record.status == "failed"
+    assert record.error == failure.error
     assert not list((cache / failure.patient_id).glob("t*_*"))  # no partial outputs
 
 
@@ -186,15 +205,14 @@ def test_fail_fast_stops_at_the_first_failure(cohort_copy: Path, tmp_path: Path)
     for patient in ("Doe^Jane", "NoMask01"):
         (cohort_copy.parent / patient / "scan1" / "image.nii.gz").write_bytes(b"garbage")
     summary = run(cohort_copy, tmp_path / "cache", fail_fast=True)
-    assert len(summary.failed) == 1 and summary.stopped_early
+    assert len(summary.failed) == 1
+    assert summary.stopped_early
     assert summary.processed <= 1  # whatever came before the first failure in id order
 
 
 def test_shards_split_the_cohort_and_merge_into_one_manifest(
         phantom_cohort: Path, cached: Path, tmp_path: Path) -> None:
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    shutil.copy(cached / "salt.key", cache / "salt.key")  # same pseudonyms as the full run
+    cache = cache_with_salt_of(cached, tmp_path / "cache")  # same pseudonyms as the full run
     first = run(phantom_cohort, cache, shard=(1, 2))
     second = run(phantom_cohort, cache, shard=(2, 2))
     assert (first.selected, second.selected) == (2, 1)

@@ -16,9 +16,9 @@ def _frame(*boxes: tuple[slice, slice, slice]) -> Frame:
     for box in boxes:
         mask[box] = 1
     found = find_lesions(mask, np.eye(4), min_volume_ml=0)
-    return Frame(registered=found.components,
-                 centroids_mm=np.array([les.centroid_mm for les in found.lesions]).reshape(-1, 3),
-                 volumes_ml=np.array([les.volume_ml for les in found.lesions]))
+    return Frame.from_dense(found.components,
+                            np.array([les.centroid_mm for les in found.lesions]),
+                            np.array([les.volume_ml for les in found.lesions]))
 
 
 def _cube(x: int, y: int, z: int, size: int) -> tuple[slice, slice, slice]:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from medseq.cli import app
 from medseq.tracking.pipeline import PatientTracking, track_cache
-from medseq.tracking.truth import TruthComparison, compare_with_truth
+from medseq.tracking.truth import TruthComparison, compare_with_truth, write_lesion_info
 
 pytestmark = pytest.mark.slow
 
@@ -76,3 +76,21 @@ def test_recist_matches_ground_truth(comparison: TruthComparison) -> None:
     assert comparison.response_total > 0
     assert comparison.response_agree == comparison.response_total, comparison.disagreements
     assert comparison.bor_agree == comparison.bor_total == 2
+
+
+def test_lesion_info_from_ground_truth_organs(
+    run: tuple[Path, dict[str, Any], dict[str, Any]], tmp_path: Path
+) -> None:
+    """Organs given by centroid (x, y, z) reach every baseline lesion and keep the agreement."""
+    out, _, truth = run
+    from medseq.preprocess.pseudonym import load_or_create_salt, pseudonym
+
+    key = load_or_create_salt(out / "cache")
+    to_cache = {p["patient_id"]: pseudonym(p["patient_id"], key) for p in truth["patients"]}
+    info = write_lesion_info(truth, tmp_path / "info.csv", ids=to_cache)
+    results = track_cache(out / "cache", lesion_info=info)
+    organs = {r.organ for res in results for r in res.lesions if r.timepoint == 0}
+    assert None not in organs
+    comparison = compare_with_truth(results, truth, ids={v: k for k, v in to_cache.items()})
+    assert comparison.response_agree == comparison.response_total
+    assert comparison.bor_agree == comparison.bor_total

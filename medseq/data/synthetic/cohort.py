@@ -30,7 +30,12 @@ from medseq.data.synthetic.dicom_writer import (
     write_ct_series,
     write_localizer,
 )
-from medseq.data.synthetic.nifti_writer import IMAGE_GZIP_LEVEL, write_atomic, write_nifti
+from medseq.data.synthetic.nifti_writer import (
+    GZIP_LEVEL,
+    IMAGE_GZIP_LEVEL,
+    write_atomic,
+    write_nifti,
+)
 from medseq.data.synthetic.plan import SIZES, PatientPlan, plan_patient
 from medseq.data.synthetic.render import render_scan
 from medseq.data.synthetic.truth import PatientTruth, label_volume, patient_truth
@@ -213,7 +218,8 @@ def _write_patient(
         mask = label_volume(truth.scans[t], scan.grid.shape)
         if plan.fmt == "nifti":
             folder = out / "nifti" / plan.patient_id / scan.date.isoformat()
-            write_nifti(folder / "image.nii.gz", hu, scan.grid.affine, level=IMAGE_GZIP_LEVEL)
+            level = GZIP_LEVEL if plan.size.name == "small" else IMAGE_GZIP_LEVEL
+            write_nifti(folder / "image.nii.gz", hu, scan.grid.affine, level=level)
             write_nifti(folder / "mask.nii.gz", mask, scan.grid.affine)
             rel = folder.relative_to(out).as_posix()
             paths.append((f"{rel}/image.nii.gz", f"{rel}/mask.nii.gz"))
@@ -255,6 +261,7 @@ def _patient_record(
     weights = np.array([max(les.course.volumes_ml[0], 1e-6) for les in baseline])
     cue_rim = np.array([les.course.rim_change_hu for les in baseline])
     cue_nec = np.array([les.course.necrosis_change for les in baseline])
+    cue_tex = np.array([les.course.texture_hu for les in baseline])
     timepoints = []
     for t, (scan, scan_truth) in enumerate(zip(plan.scans, truth.scans, strict=True)):
         inverse = np.linalg.inv(scan.motion)
@@ -316,6 +323,7 @@ def _patient_record(
         "response_cues": {
             "rim_change_hu": _r(float(np.average(cue_rim, weights=weights))) if baseline else 0.0,
             "necrosis_change": _r(float(np.average(cue_nec, weights=weights))) if baseline else 0.0,
+            "texture_hu": _r(float(np.average(cue_tex, weights=weights))) if baseline else 0.0,
         },
         "lesions": [
             {
@@ -325,6 +333,7 @@ def _patient_record(
                 "sensitivity": _r(les.course.sensitivity),
                 "rim_change_hu": _r(les.course.rim_change_hu),
                 "necrosis_change": _r(les.course.necrosis_change),
+                "texture_hu": _r(les.course.texture_hu),
             }
             for les in plan.lesions
         ],

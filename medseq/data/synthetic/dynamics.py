@@ -10,9 +10,11 @@ Each lesion's log-volume ``y = ln V`` follows Gompertz growth with a treatment k
 ``resistance`` decays the kill with time constant ``RESISTANCE_DAYS`` after a per-patient
 resistance time (some responders later progress). A lesion whose volume falls below
 ``VANISH_ML`` is gone for good. New lesions arrive as a Poisson process whose rate falls with the
-patient's sensitivity. Cues: by the first follow-up a sensitive lesion's rim enhancement drops and
-its necrotic core grows, each with noise; shrinkage may lag behind (delayed onset), so the cues
-carry information that size does not.
+patient's sensitivity. Cues: by the first follow-up a sensitive lesion's rim enhancement drops
+(in proportion to its sensitivity) and its necrotic core grows (in proportion to sensitivity times
+:func:`durability`: how promptly and how long the treatment will act), each with noise. Shrinkage
+lags behind the cues (delayed onset), so the cues carry information that size does not. The
+constants below were tuned with ``benchmarks/sample_data_difficulty.py``.
 """
 
 from __future__ import annotations
@@ -23,21 +25,21 @@ import numpy as np
 
 from medseq.data.synthetic.lesions import LESION_HU, Appearance
 
-KILL_MAX = 0.035
+KILL_MAX = 0.055
 """Largest kill rate (per day) of a fully sensitive lesion."""
-SENSITIVITY_GAIN = 2.0
-LESION_SD = 0.6
+SENSITIVITY_GAIN = 4.0
+LESION_SD = 0.25
 """Spread of a lesion's sensitivity around its patient's."""
-ONSET_DELAY_DAYS = (0.0, 70.0)
+ONSET_DELAY_DAYS = (10.0, 90.0)
 ONSET_RAMP_DAYS = 30.0
 RESISTANCE_MEAN_DAYS = 260.0
 RESISTANCE_MIN_DAYS = 90.0
 RESISTANCE_DAYS = 45.0
-DOUBLING_DAYS = (45.0, 160.0)
+DOUBLING_DAYS = (90.0, 200.0)
 """Range (log-uniform) of untreated volume doubling times at baseline size."""
 CAPACITY_ML = (60.0, 110.0)
 VANISH_ML = 0.06
-NEW_LESION_RATE = 1.0 / 900.0
+NEW_LESION_RATE = 1.0 / 1500.0
 """Baseline hazard (per day) of a new lesion, scaled by exp(-NEW_LESION_GAIN * s_patient)."""
 NEW_LESION_GAIN = 1.0
 MAX_NEW_LESIONS = 2
@@ -45,14 +47,16 @@ NEW_LESION_ML = (0.3, 0.9)
 CUE_DAYS = 25.0
 """Time constant over which the treatment cues develop."""
 RIM_CUE_HU = 45.0
-RIM_CUE_NOISE_HU = 9.0
+RIM_CUE_NOISE_HU = 4.0
 NECROSIS_CUE = 0.45
-NECROSIS_CUE_NOISE = 0.09
+NECROSIS_CUE_NOISE = 0.04
+TEXTURE_HU = (4.0, 24.0)
+"""Interior texture amplitude of the slowest and of the fastest growing tumours."""
+TEXTURE_NOISE_HU = 3.0
 DURABLE_DAYS = 250.0
 """Treatment lasting this long before resistance gives the full necrosis cue."""
 LATE_ONSET_DAYS = 150.0
 """Onset delay at which the necrosis cue would vanish (a prompt response shows it fully)."""
-"""Treatment lasting this long before resistance gives the full necrosis cue."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class LesionCourse:
     """Hidden cue: full rim-enhancement change the treatment causes (HU)."""
     necrosis_change: float
     """Hidden cue: full growth of the necrotic-core radius fraction."""
+    texture_hu: float
+    """Hidden cue: amplitude of the interior texture (grows with the tumour's aggressiveness)."""
 
 
 def sample_patient_dynamics(rng: np.random.Generator) -> PatientDynamics:
@@ -140,7 +146,13 @@ def simulate_course(
     base = LESION_HU[organ] + float(rng.normal(0.0, 5.0))
     rim0 = float(rng.uniform(15.0, 45.0))
     necrosis0 = 0.0 if rng.random() < 0.5 else float(rng.uniform(0.2, 0.45))
-    texture0 = float(rng.uniform(4.0, 14.0))
+    # Aggressive (fast-doubling) tumours look more heterogeneous from the start.
+    lo, hi = np.log(DOUBLING_DAYS)
+    aggressiveness = (hi - np.log(doubling)) / (hi - lo)
+    texture0 = max(
+        0.0, TEXTURE_HU[0] + (TEXTURE_HU[1] - TEXTURE_HU[0]) * aggressiveness
+        + float(rng.normal(0.0, TEXTURE_NOISE_HU)),
+    )
     vols: list[float] = []
     looks: list[Appearance] = []
     for day in scan_days:
@@ -153,7 +165,7 @@ def simulate_course(
                 rim_hu=max(0.0, rim0 + cue * rim_change),
                 rim_width=0.22,
                 necrosis=float(np.clip(necrosis0 + cue * necrosis_change, 0.0, 0.85)),
-                texture_hu=texture0 + cue * 12.0 * s_eff,
+                texture_hu=texture0,
             )
         )
     return LesionCourse(
@@ -163,6 +175,7 @@ def simulate_course(
         looks=tuple(looks),
         rim_change_hu=rim_change,
         necrosis_change=necrosis_change,
+        texture_hu=texture0,
     )
 
 

@@ -45,7 +45,7 @@ class SizeSpec:
 
 
 SIZES = {
-    "small": SizeSpec("small", (96, 96, 48), (370.0, 410.0), 5.0, 6.0),
+    "small": SizeSpec("small", (96, 96, 48), (370.0, 410.0), 5.0, 4.0),
     "medium": SizeSpec("medium", (192, 192, 96), (370.0, 410.0), 2.5, 10.0),
     "large": SizeSpec("large", (512, 512, 240), (360.0, 400.0), 1.0, 18.0),
 }

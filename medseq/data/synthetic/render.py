@@ -55,7 +55,16 @@ def render_scan(plan: PatientPlan, t: int, truth: ScanTruth, *, seed: int) -> np
         hu += _noise(rng, hu.shape, plan.size.noise_hu)
         np.clip(np.rint(hu, out=hu), HU_MIN, HU_MAX, out=hu)
         out[:, :, k0:k1] = hu
+    # Scanners reconstruct a disc; pixels outside it hold the padding value.
+    out[~_reconstruction_disc(nx, ny)] = HU_MIN  # boolean over (i, j), all slices
     return out
+
+
+def _reconstruction_disc(nx: int, ny: int) -> np.ndarray:
+    """In-plane pixels inside the circle inscribed in the field of view."""
+    i = (np.arange(nx) - (nx - 1) / 2.0) / (nx / 2.0)
+    j = (np.arange(ny) - (ny - 1) / 2.0) / (ny / 2.0)
+    return np.asarray(i[:, None] ** 2 + j[None, :] ** 2 <= 1.0)
 
 
 def _noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The whole medseq pipeline on the bundled sample data, end to end:
+#   preprocess -> track -> train -> evaluate -> predict (one patient) -> report
+# Usage: scripts/demo.sh [DATA_DIR] [OUT_DIR]     (defaults: sample_data medseq-demo)
+# Environment: MEDSEQ (the command, default "medseq"), DEMO_EPOCHS (default 8),
+# DEMO_FOLDS (default 3). Rerunning reuses what is already done.
+set -euo pipefail
+
+DATA="${1:-sample_data}"
+OUT="${2:-medseq-demo}"
+MEDSEQ="${MEDSEQ:-medseq}"
+EPOCHS="${DEMO_EPOCHS:-8}"
+FOLDS="${DEMO_FOLDS:-3}"
+RUN="$OUT/runs/demo"
+say() { printf '\n== %s\n' "$*" >&2; }
+
+if [ ! -f "$DATA/manifest.csv" ]; then
+    echo "error: $DATA/manifest.csv not found (run from the repository root, or give DATA_DIR)" >&2
+    exit 2
+fi
+mkdir -p "$OUT"
+
+say "1/6 preprocess $DATA -> $OUT/cache"
+$MEDSEQ preprocess "$DATA/manifest.csv" -o "$OUT/cache" --workers 2
+
+say "2/6 track lesions and RECIST 1.1 -> $OUT/tracking"
+$MEDSEQ track "$OUT/cache" -o "$OUT/tracking"
+
+say "3/6 train ($FOLDS-fold cross-validation, $EPOCHS epochs) -> $RUN"
+if [ -f "$RUN/predictions.jsonl" ] && [ -f "$RUN/model.json" ]; then
+    echo "already trained: $RUN" >&2
+elif [ -f "$RUN/config.yaml" ]; then
+    $MEDSEQ train "$OUT/cache" -o "$RUN" --resume
+else
+    $MEDSEQ train "$OUT/cache" -o "$RUN" --folds "$FOLDS" --epochs "$EPOCHS" --seed 0
+fi
+
+say "4/6 evaluate against the size-only baseline -> $RUN/evaluation.json"
+$MEDSEQ evaluate "$RUN"
+
+say "5/6 predict one patient of the cohort -> $OUT/prediction.json"
+# A one-patient manifest (absolute paths) for the first patient of the sample data.
+python3 - "$DATA/manifest.csv" "$OUT/one_patient.csv" <<'PY'
+import csv, os, sys
+src, dst = sys.argv[1], sys.argv[2]
+base = os.path.dirname(os.path.abspath(src))
+with open(src, newline="", encoding="utf-8-sig") as f:
+    rows = list(csv.DictReader(f))
+first = rows[0]["patient_id"]
+with open(dst, "w", newline="", encoding="utf-8") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    for row in rows:
+        if row["patient_id"] == first:
+            for key in ("image", "mask"):
+                if row.get(key):
+                    row[key] = os.path.join(base, row[key])
+            writer.writerow(row)
+PY
+$MEDSEQ predict "$OUT/one_patient.csv" --model "$RUN" --json > "$OUT/prediction.json"
+python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); p = d["prediction"]
+print(f"patient {d[\"patient_id\"]}: {p[\"class\"]} (probability {p[\"probability\"]:.3f}, {d[\"model\"][\"used\"]})")' "$OUT/prediction.json"
+
+say "6/6 report -> $OUT/report.html"
+$MEDSEQ report "$RUN" -o "$OUT/report.html" > /dev/null
+
+echo
+echo "Report: $OUT/report.html"

@@ -1,0 +1,53 @@
+"""`medseq evaluate RUN --data CACHE`: the all-patient model on an external cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from typer.testing import CliRunner
+
+from medseq.cli import app
+from medseq.models.config import ModelConfig
+from medseq.models.io import ModelCard, save_model
+from medseq.models.sequence import ResponseModel
+from medseq.preprocess.manifest import read_manifest, write_manifest
+from tests.fake_run import write_fake_cache, write_fake_run
+
+runner = CliRunner()
+
+
+def test_external_evaluation_scores_every_labelled_patient(tmp_path: Path) -> None:
+    ids = ["e0", "e1", "e2", "e3", "e4", "e5"]
+    cache = tmp_path / "external"
+    write_fake_cache(cache, ids)
+    manifest = read_manifest(cache)
+    rng = np.random.default_rng(0)
+    for pid in ids:
+        crops = rng.normal(size=(3, 2, 2, 16, 16, 16)).astype(np.float16)
+        np.save(cache / pid / "crops.npy", crops)
+        manifest.patients[pid].crops = f"{pid}/crops.npy"
+    write_manifest(cache, manifest)
+    run = tmp_path / "run"
+    write_fake_run(run, n_patients=20)
+    torch.manual_seed(0)
+    config = ModelConfig(widths=[4, 8], embed=8, hidden=8)
+    card = ModelCard(architecture=config, label_names=config.label_names)
+    save_model(run, ResponseModel(config).state_dict(), card)
+
+    result = runner.invoke(app, ["evaluate", str(run), "--data", str(cache), "--json",
+                                 "--bootstrap", "100"])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["cohort"] == "external"
+    assert doc["data"] == "external"
+    assert doc["n_patients"] == 6
+    assert doc["n_responders"] == 3
+    assert doc["folds"] == []
+    assert {p["patient_id"] for p in doc["patients"]} == set(ids)
+    assert all(0.0 <= p["probability"] <= 1.0 for p in doc["patients"])
+    assert doc["pooled"]["forecast"]["n_pairs"] == 12
+    assert (run / "evaluation-external-external.json").is_file()
+    assert not (run / "evaluation.json").exists()
