@@ -42,6 +42,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--patients", type=int, default=24, help="fake cache size")
     parser.add_argument("--crop", type=int, default=32, help="fake cache crop size")
+    parser.add_argument("--limit", type=int, default=24, help="patients used from --cache")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="resize crops to this edge (the input_size setting)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
@@ -53,12 +56,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache or _fake_cache(Path(tmp), args.patients, args.crop)
         manifest = read_manifest(cache)
-        records = [r for r in manifest.ok_patients() if r.crops]
+        records = [r for r in manifest.ok_patients() if r.crops][: args.limit]
         labels = {r.patient_id: int(r.label or 0) for r in records}
         config = TrainConfig.model_validate({"model": {"encoder": args.encoder},
-                                             "batch_size": args.batch_size})
+                                             "batch_size": args.batch_size,
+                                             "input_size": args.input_size})
         device = torch.device(args.device)
-        dataset = CacheDataset(cache, records, labels, augment=config.augment, seed=0)
+        dataset = CacheDataset(cache, records, labels, augment=config.augment, seed=0,
+                               input_size=args.input_size)
         loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False,
                             collate_fn=collate, num_workers=args.workers)
         in_memory = list(loader)

@@ -58,8 +58,13 @@ with open(dst, "w", newline="", encoding="utf-8") as f:
             writer.writerow(row)
 PY
 $MEDSEQ predict "$OUT/one_patient.csv" --model "$RUN" --json > "$OUT/prediction.json"
-python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); p = d["prediction"]
-print(f"patient {d[\"patient_id\"]}: {p[\"class\"]} (probability {p[\"probability\"]:.3f}, {d[\"model\"][\"used\"]})")' "$OUT/prediction.json"
+python3 - "$OUT/prediction.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1], encoding="utf-8"))
+pred = doc["prediction"]
+print(f"patient {doc['patient_id']}: {pred['class']} "
+      f"(probability {pred['probability']:.3f}, {doc['model']['used']})")
+PY
 
 say "6/6 report -> $OUT/report.html"
 $MEDSEQ report "$RUN" -o "$OUT/report.html" > /dev/null

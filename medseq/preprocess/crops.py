@@ -25,9 +25,14 @@ def select_targets(mask: Volume, *, min_ml: float, max_targets: int) -> list[Tar
     """Up to ``max_targets`` largest lesions of a (native) mask, largest first."""
     from scipy import ndimage
 
-    labels, count = ndimage.label(np.asarray(mask.array) > 0, structure=np.ones((3, 3, 3), bool))
-    if count == 0:
+    inside = np.asarray(mask.array) > 0
+    box = _bounding_box(inside)
+    if box is None:
         return []
+    # Label only the box around the lesions: a whole-CT int32 label image would be 400 MiB.
+    labels, count = ndimage.label(inside[box], structure=np.ones((3, 3, 3), bool))
+    del inside
+    offset = np.array([s.start for s in box], dtype=np.float64)
     sizes = np.bincount(labels.ravel())[1:]
     voxel_ml = mask.voxel_volume_ml
     # Largest first; ties broken by label (scan order), so the choice is deterministic.
@@ -36,16 +41,28 @@ def select_targets(mask: Volume, *, min_ml: float, max_targets: int) -> list[Tar
     boxes = ndimage.find_objects(labels)
     targets = []
     for index, label in enumerate(chosen):
-        box = boxes[label - 1]
-        assert box is not None  # every label from ndimage.label has a box
-        inside = np.argwhere(labels[box] == label)
-        centre = inside.mean(axis=0) + np.array([s.start for s in box])
+        lesion_box = boxes[label - 1]
+        assert lesion_box is not None  # every label from ndimage.label has a box
+        voxels = np.argwhere(labels[lesion_box] == label)
+        centre = voxels.mean(axis=0) + np.array([s.start for s in lesion_box]) + offset
         world = mask.world_coordinates(centre[None, :])[0]
         targets.append(TargetRecord(
             index=index, centroid_mm=[round(float(v), 3) for v in world],
             volume_ml=round(float(sizes[label - 1] * voxel_ml), 4),
         ))
     return targets
+
+
+def _bounding_box(inside: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """Smallest box holding every True voxel, or None when there is none."""
+    spans = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hits = np.flatnonzero(inside.any(axis=other))
+        if hits.size == 0:
+            return None
+        spans.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return spans[0], spans[1], spans[2]
 
 
 def cut_crops(image: sitk.Image, mask: sitk.Image | None, targets: list[TargetRecord], *,

@@ -144,7 +144,8 @@ def process_patient(job: PatientJob) -> PatientRecord:
             mask_image = None
             registered_mask = None
             if mask is not None:
-                mask_image = to_sitk((mask.array > 0).astype(np.uint8), mask.affine)
+                # A bool array viewed as uint8: one copy of the mask, not two.
+                mask_image = to_sitk((np.asarray(mask.array) > 0).view(np.uint8), mask.affine)
                 registered_mask = resample(mask_image, grid, grid_to_source=baseline_to_source,
                                            interpolation="nearest")
         with timings.stage("write"):

@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
@@ -187,10 +188,14 @@ def _run_pool(jobs: Iterator[PatientJob], workers: int
               ) -> Generator[tuple[PatientJob, PatientRecord], None, None]:
     """Run jobs in a spawned process pool, at most ``2 * workers`` queued (bounded memory)."""
     threads = max(1, (os.cpu_count() or 1) // workers)
-    context = get_context("spawn")  # fork after ITK threads have started can deadlock
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                               initializer=_init_worker, initargs=(threads,))
-    in_flight: dict[Future[PatientRecord], PatientJob] = {}
+    context = _pool_context()
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                   initializer=_init_worker, initargs=(threads,))
+
+    pool = new_pool()
+    in_flight: dict[Future[PatientRecord], tuple[PatientJob, ProcessPoolExecutor]] = {}
     exhausted = False
     try:
         while True:
@@ -199,23 +204,43 @@ def _run_pool(jobs: Iterator[PatientJob], workers: int
                 if job is None:
                     exhausted = True
                     break
-                in_flight[pool.submit(_safe_process, job)] = job
+                in_flight[pool.submit(_safe_process, job)] = (job, pool)
             if not in_flight:
                 return
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in finished:
-                job = in_flight.pop(future)
+                job, owner = in_flight.pop(future)
                 try:
                     record = future.result()
                 except BrokenProcessPool:
-                    record = _failed(job.cache_id, job.patient,
-                                     "worker process died (out of memory?); rerun to retry")
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                               initializer=_init_worker, initargs=(threads,))
+                    # A worker died (killed for memory): its patients fail, the run goes on.
+                    record = _failed(job.cache_id, job.patient, "worker process died (out of "
+                                     "memory?); rerun, with fewer --workers if it recurs")
+                    if owner is pool:
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        pool = new_pool()
                 yield job, record
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+WORKER_MODULES = ("medseq.preprocess.pipeline", "medseq.preprocess.register",
+                  "medseq.preprocess.crops", "medseq.io.load", "nibabel", "scipy.ndimage")
+"""Imported once in the fork server, so each worker starts in milliseconds, not seconds."""
+
+
+def _pool_context() -> BaseContext:
+    """``forkserver`` with the heavy modules preloaded where available, else ``spawn``.
+
+    Never plain ``fork``: this process may already run ITK's thread pool or the progress bar's
+    thread, and a forked copy of a lock held by another thread deadlocks.
+    """
+    try:
+        context = get_context("forkserver")
+    except ValueError:  # Windows
+        return get_context("spawn")
+    context.set_forkserver_preload(list(WORKER_MODULES))
+    return context
 
 
 def _init_worker(threads: int) -> None:

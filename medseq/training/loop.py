@@ -103,6 +103,7 @@ def fit(spec: FoldSpec, ctx: Context) -> FoldResult:
     loader = DataLoader(
         train_set, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
         num_workers=config.workers, persistent_workers=False,
+        pin_memory=ctx.device.type == "cuda",
     )
     steps_per_epoch = max(1, len(loader))
     optimiser = torch.optim.AdamW(

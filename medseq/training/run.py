@@ -211,7 +211,6 @@ def _new_splits(cache_dir: Path, manifest: CacheManifest, config: TrainConfig,
     folds = stratified_folds(found.labels, config.folds, config.seed)
     return {
         "seed": config.seed,
-        "cache": str(Path(cache_dir).resolve()),
         "folds_count": config.folds,
         "cache": str(Path(cache_dir).resolve()),  # for report / evaluate (issue 7)
         "config_hash": config_hash(config),

@@ -89,7 +89,23 @@ CASES: dict[str, Callable[[Path], Path]] = {
         t / "gap", offsets=[0.0, 2.5, 5.0, 12.5, 15.0, 17.5]),
     "two patients without --all": lambda t: _two_patients(t / "two"),
     "no lesion mask": lambda t: nifti_patient(t / "nomask", masks=False),
+    "image.nii.gz and image.nii in one folder": lambda t: _both_images(t / "both"),
+    "truncated DICOM": lambda t: _truncated(t / "trunc"),
 }
+
+
+def _both_images(root: Path) -> Path:
+    patient = nifti_patient(root)
+    first = sorted(patient.iterdir())[0]
+    write_nifti(first / "image.nii", affine=np.diag([2.0, 2.0, 3.0, 1.0]), data=_image())
+    return patient
+
+
+def _truncated(folder: Path) -> Path:
+    files = write_series(folder / "s1")
+    for path in files:
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    return folder
 
 
 def _mkdir(path: Path) -> Path:

@@ -338,3 +338,18 @@ def test_invalid_settings_are_rejected_with_the_argument_named(tmp_path: Path) -
         generate_cohort(tmp_path, fmt="png")
     with pytest.raises(ValueError, match="size"):
         generate_cohort(tmp_path, size="huge")
+
+
+def test_simulated_ground_truth_equals_the_written_one(tiny_cohort: Path) -> None:
+    from medseq.data.synthetic import simulate_cohort
+
+    written = _truth(tiny_cohort)
+    gen = written["generator"]
+    simulated = simulate_cohort(
+        patients=gen["patients"], timepoints=tuple(gen["timepoints"]), size=gen["size"],
+        seed=gen["seed"], lesions=tuple(gen["lesions"]), fmt=gen["format"],
+    )
+    for record, sim in zip(written["patients"], simulated, strict=True):
+        for tp in record["timepoints"]:
+            del tp["image"], tp["mask"]
+        assert record == sim

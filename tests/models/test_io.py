@@ -91,7 +91,7 @@ def test_no_module_unpickles_user_files() -> None:
 def test_card_input_size_resizes_crops_before_the_encoder(tmp_path: Path) -> None:
     from medseq.models.sequence import resize_crops
 
-    folder, card = _saved(tmp_path)
+    folder, _ = _saved(tmp_path)
     data = json.loads((folder / "model.json").read_text())
     data["input_size"] = 4
     (folder / "model.json").write_text(json.dumps(data))

@@ -233,3 +233,31 @@ def test_keep_ids_uses_original_ids_and_refuses_mixing(phantom_cohort: Path, cac
     with pytest.raises(CacheError, match="keep-ids"):
         run(phantom_cohort, cache, keep_ids=False)
     del cached
+
+
+def test_mr_patient_is_registered_and_z_scored(tmp_path: Path) -> None:
+    from tests.preprocess.phantom import grid_affine, render, rigid, save
+
+    shape, affine = (48, 40, 40), grid_affine((48, 40, 40), (4.0, 4.0, 5.0))
+    rows = ["patient_id,timepoint,date,image,mask"]
+    motion = rigid((2, 3, -2), (4, -3, 5))
+    for index, (date, scan_motion) in enumerate((("2021-01-01", None), ("2021-03-01", motion))):
+        hu, mask = render(shape, affine, motion=scan_motion)
+        signal = (hu.astype(np.float32) + 1000.0) * 0.5  # MR-like: no negative values
+        save(tmp_path / f"mr{index}.nii.gz", signal, affine)
+        save(tmp_path / f"mr{index}_mask.nii.gz", mask, affine)
+        rows.append(f"MR01,s{index},{date},mr{index}.nii.gz,mr{index}_mask.nii.gz")
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    cache = tmp_path / "cache"
+    summary = run(tmp_path / "manifest.csv", cache, keep_ids=True)
+    assert not summary.failed
+    record = read_manifest(cache).patients["MR01"]
+    assert record.modality == "MR"
+    assert record.timepoints[1].registration.ok
+    assert record.timepoints[1].intensity["kind"] == "mr_zscore"
+    assert nib.load(cache / record.timepoints[0].image).get_data_dtype() == np.float32
+    crops = np.load(cache / record.crops)
+    assert float(crops[:, :, 0].min()) < -0.5  # z-scores, not a [0, 1] window
+    matrix = np.asarray(record.timepoints[1].transform_to_baseline)
+    centre = np.array([*DEFAULT_LESIONS[0].centre_mm, 1.0])
+    assert np.linalg.norm((matrix @ motion @ centre - centre)[:3]) < 1.0

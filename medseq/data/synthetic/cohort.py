@@ -182,15 +182,18 @@ def simulate_cohort(
     size: str = "medium",
     seed: int = 0,
     lesions: tuple[int, int] = (1, 5),
+    fmt: str = "both",
+    repositioning_mm: float | None = None,
 ) -> list[dict[str, Any]]:
     """Ground truth of a cohort without rendering or writing images (for benchmarks).
 
     Masks are still rasterised on each scan's grid, so measurements, RECIST responses and labels
-    are exactly those :func:`generate_cohort` records for the same settings.
+    are exactly those :func:`generate_cohort` records for the same settings (the records lack
+    only the ``image`` and ``mask`` paths).
     """
     spec = CohortSpec(
-        patients=patients, timepoints=timepoints, fmt="nifti", size=size, seed=seed,
-        repositioning_mm=None, lesions=lesions, dicom_compression="none",
+        patients=patients, timepoints=timepoints, fmt=fmt, size=size, seed=seed,
+        repositioning_mm=repositioning_mm, lesions=lesions, dicom_compression="none",
     )
     out = []
     for index in range(patients):

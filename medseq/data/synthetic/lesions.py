@@ -97,7 +97,7 @@ def sample_shape(rng: np.random.Generator, centre: np.ndarray) -> LesionShape:
     directions = rng.normal(size=(n_lobes, 3))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
     lobe_k = directions * rng.uniform(1.5, 3.5, (n_lobes, 1))
-    lobe_amp = rng.uniform(0.03, 0.09, n_lobes)
+    lobe_amp = rng.uniform(0.04, 0.12, n_lobes)
     tex_dirs = rng.normal(size=(4, 3))
     tex_dirs /= np.linalg.norm(tex_dirs, axis=1, keepdims=True)
     shape = LesionShape(

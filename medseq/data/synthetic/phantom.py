@@ -25,6 +25,7 @@ HU = {
     "spleen": 45.0,
     "kidney": 30.0,
     "heart": 40.0,
+    "vessel": 40.0,
     "aorta": 150.0,
     "stomach": 15.0,
     "bowel": 30.0,
@@ -93,6 +94,8 @@ class Anatomy:
     diaphragm_z: float
     organs: dict[str, Ellipsoid]
     heart: Ellipsoid
+    vessels: tuple[tuple[np.ndarray, np.ndarray, float], ...]
+    """Pulmonary vessels: (start, end, radius) segments in the body frame, from the hila."""
     stomach: Ellipsoid
     aorta_xy: np.ndarray
     aorta_radius: float
@@ -147,6 +150,7 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         diaphragm_z=dz,
         organs=organs,
         heart=ell([-22, 38, dz + 48], [55, 45, 50], 4, 10),
+        vessels=_sample_vessels(rng, organs),
         stomach=ell([-45, 40, dz - 35], [38, 30, 30], 4, 10),
         aorta_xy=np.array([-14.0, -55.0]) + rng.normal(0, 3, 2),
         aorta_radius=rng.uniform(10, 14),
@@ -159,6 +163,27 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         bowel_phase=rng.uniform(0, 2 * np.pi, 3),
         table_y=-half[1] - 4.0,
     )
+
+
+def _sample_vessels(
+    rng: np.random.Generator, organs: dict[str, Ellipsoid]
+) -> tuple[tuple[np.ndarray, np.ndarray, float], ...]:
+    """Two generations of tapering vessels fanning out from each lung's hilum."""
+    out: list[tuple[np.ndarray, np.ndarray, float]] = []
+    for side in ("lung_right", "lung_left"):
+        lung = organs[side]
+        medial = -np.sign(lung.centre[0])
+        hilum = lung.centre + np.array([medial * 0.55 * lung.radii[0], 0.0, -0.2 * lung.radii[2]])
+        for _ in range(int(rng.integers(6, 9))):
+            direction = rng.normal(size=3) + np.array([-medial * 1.2, 0.0, 0.3])
+            direction /= np.linalg.norm(direction)
+            mid = hilum + direction * rng.uniform(35, 55)
+            out.append((hilum, mid, float(rng.uniform(3.0, 4.5))))
+            for _ in range(2):
+                branch = direction + 0.6 * rng.normal(size=3)
+                branch /= np.linalg.norm(branch)
+                out.append((mid, mid + branch * rng.uniform(25, 45), float(rng.uniform(1.5, 2.5))))
+    return tuple(out)
 
 
 def _unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -277,6 +302,8 @@ def _paint_cavity(
     _paint_stomach(anat, coords, cavity, width)
     for side in ("lung_right", "lung_left"):
         _paint_ellipsoid(coords, cavity, o[side], HU["lung"], width)
+    for start, end, radius in anat.vessels:
+        _paint_segment(coords, cavity, start, end, radius, HU["vessel"], width)
     _paint_ellipsoid(coords, cavity, anat.heart, HU["heart"], width)
     # Aorta: a vertical cylinder in front of the spine, enhanced by contrast.
     r = anat.aorta_radius
@@ -289,6 +316,35 @@ def _paint_cavity(
         d = np.sqrt((x - np.float32(cx)) ** 2 + (y - np.float32(cy)) ** 2) - np.float32(r)
         d = np.maximum(d, z - np.float32(anat.diaphragm_z + 60))
         paint(cavity[box], occupancy(d, width), np.float32(HU["aorta"] + enh.aorta))
+
+
+def _paint_segment(
+    coords: BodyCoords,
+    target: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    radius: float,
+    value: float,
+    width: float,
+) -> None:
+    """A cylinder with rounded ends (a capsule) from ``start`` to ``end``."""
+    pad = radius + width
+    box = coords.region(np.minimum(start, end) - pad, np.maximum(start, end) + pad)
+    if box is None:
+        return
+    x, y, z = coords.take(box)
+    axis = end - start
+    length2 = float(axis @ axis)
+    px = x - np.float32(start[0])
+    py = y - np.float32(start[1])
+    pz = z - np.float32(start[2])
+    t = (px * np.float32(axis[0]) + py * np.float32(axis[1]) + pz * np.float32(axis[2]))
+    t = np.clip(t / np.float32(length2), 0.0, 1.0)
+    dx = px - t * np.float32(axis[0])
+    dy = py - t * np.float32(axis[1])
+    dz = pz - t * np.float32(axis[2])
+    d = np.sqrt(dx * dx + dy * dy + dz * dz) - np.float32(radius)
+    paint(target[box], occupancy(d, width), np.float32(value))
 
 
 def _paint_stomach(anat: Anatomy, coords: BodyCoords, cavity: np.ndarray, width: float) -> None:

@@ -129,24 +129,31 @@ def plan_patient(
 ) -> PatientPlan:
     """Draw patient ``index`` of the cohort ``seed``.
 
-    Anatomy and dynamics use one random stream and the size-dependent grid another, so a seed
-    gives the same patients (same dates, lesions and labels up to voxelisation) at every size.
+    Separate random streams feed the anatomy, the disease course, the lesion shapes and places,
+    the scan sessions and the size-dependent grid, so changing one part of the model leaves the
+    others' draws alone, and a seed gives the same patients (dates, lesions, courses) at every
+    size.
     """
-    rng = np.random.default_rng(np.random.SeedSequence([seed, index, 1]))
-    grid_rng = np.random.default_rng(np.random.SeedSequence([seed, index, 2, *size.shape]))
-    anatomy = sample_anatomy(rng)
+
+    def stream(part: int, *extra: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([seed, index, part, *extra]))
+
+    rng = stream(5)  # disease course and schedule
+    grid_rng = stream(2, *size.shape)
+    session_rng = stream(7)
+    anatomy = sample_anatomy(stream(1))
     dynamics = sample_patient_dynamics(rng)
     n_scans = int(rng.integers(timepoints[0], timepoints[1] + 1))
     scan_days = _scan_days(rng, n_scans)
     baseline_date = dt.date(2019, 1, 1) + dt.timedelta(days=int(rng.integers(0, 5 * 365)))
-    lesion_plans = _plan_lesions(rng, anatomy, dynamics, scan_days, lesions)
-    couch = np.array([0.0, 0.0, float(rng.uniform(-450.0, -250.0))])
+    lesion_plans = _plan_lesions(rng, stream(6), anatomy, dynamics, scan_days, lesions)
+    couch = np.array([0.0, 0.0, float(session_rng.uniform(-450.0, -250.0))])
     fov = float(grid_rng.uniform(*size.fov_mm))
     spacing = (fov / size.shape[0], fov / size.shape[1], size.slice_mm)
     scans = []
     for t, day in enumerate(scan_days):
-        motion = np.eye(4) if t == 0 else _motion(rng, couch, repositioning_mm)
-        centre = np.array([0.0, -18.0, couch[2] + float(rng.normal(0.0, 4.0))])
+        motion = np.eye(4) if t == 0 else _motion(session_rng, couch, repositioning_mm)
+        centre = np.array([0.0, -18.0, couch[2] + float(session_rng.normal(0.0, 4.0))])
         grid = axial_grid(shape=size.shape, spacing=spacing, centre=centre, lps=fmt == "dicom")
         scans.append(
             ScanPlan(
@@ -155,10 +162,10 @@ def plan_patient(
                 days=day,
                 motion=motion,
                 grid=grid,
-                enhancement=sample_enhancement(rng),
-                bowel_gas=tuple(sample_bowel_gas(rng, anatomy)),
-                localizer=bool(rng.random() < 0.5),
-                acquisition_minutes=int(rng.integers(0, 11 * 60)),
+                enhancement=sample_enhancement(session_rng),
+                bowel_gas=tuple(sample_bowel_gas(session_rng, anatomy)),
+                localizer=bool(session_rng.random() < 0.5),
+                acquisition_minutes=int(session_rng.integers(0, 11 * 60)),
             )
         )
     return PatientPlan(
@@ -171,7 +178,7 @@ def plan_patient(
         dynamics=dynamics,
         lesions=tuple(lesion_plans),
         scans=tuple(scans),
-        signed_pixels=bool(rng.random() < 0.5),
+        signed_pixels=bool(session_rng.random() < 0.5),
     )
 
 
@@ -195,6 +202,7 @@ def _motion(rng: np.random.Generator, couch: np.ndarray, limit_mm: float | None)
 
 def _plan_lesions(
     rng: np.random.Generator,
+    place_rng: np.random.Generator,
     anatomy: Anatomy,
     dynamics: PatientDynamics,
     scan_days: list[int],
@@ -210,15 +218,16 @@ def _plan_lesions(
             rng, organ=organ, patient=dynamics, scan_days=scan_days, appear_day=0,
             initial_ml=initial,
         )
-        shape = _place(rng, anatomy, organ, course, plans, near=number > 0 and rng.random() < 0.35)
+        near = number > 0 and place_rng.random() < 0.35
+        shape = _place(place_rng, anatomy, organ, course, plans, near=near)
         for _ in range(5):
             if shape is not None or plans:
                 break
             # Every patient keeps at least one (measurable) lesion: fall back to the liver.
             organ = "liver"
-            shape = _place(rng, anatomy, organ, course, plans, near=False)
+            shape = _place(place_rng, anatomy, organ, course, plans, near=False)
         if shape is None and not plans:
-            shape = replace(sample_shape(rng, anatomy.organs["liver"].centre))
+            shape = replace(sample_shape(place_rng, anatomy.organs["liver"].centre))
         if shape is not None:
             plans.append(LesionPlan(f"L{len(plans) + 1}", organ, shape, course))
     for day in new_lesion_days(rng, dynamics, scan_days[-1]):
@@ -227,7 +236,7 @@ def _plan_lesions(
             rng, organ=organ, patient=dynamics, scan_days=scan_days, appear_day=day,
             initial_ml=float(rng.uniform(*NEW_LESION_ML)), sensitivity_offset=-0.8,
         )
-        shape = _place(rng, anatomy, organ, course, plans, near=False)
+        shape = _place(place_rng, anatomy, organ, course, plans, near=False)
         if shape is not None:
             plans.append(LesionPlan(f"L{len(plans) + 1}", organ, shape, course))
     return plans

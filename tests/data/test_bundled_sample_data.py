@@ -1,0 +1,72 @@
+"""The committed ``sample_data/`` is exactly what the generator writes today."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from medseq.data.synthetic import generate_cohort
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
+BUDGET_BYTES = 15_000_000
+
+
+def _generator() -> dict[str, Any]:
+    return json.loads((SAMPLE / "ground_truth.json").read_text())["generator"]
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "README.md"
+    }
+
+
+@pytest.mark.slow
+def test_bundled_sample_data_equals_a_fresh_generation(tmp_path: Path) -> None:
+    gen = _generator()
+    fresh = generate_cohort(
+        tmp_path / "fresh",
+        patients=gen["patients"],
+        timepoints=tuple(gen["timepoints"]),
+        fmt=gen["format"],
+        size=gen["size"],
+        seed=gen["seed"],
+        repositioning_mm=gen["repositioning_mm"],
+        lesions=tuple(gen["lesions"]),
+        dicom_compression=gen["dicom_compression"],
+        workers=2,
+    )
+    committed, regenerated = _digests(SAMPLE), _digests(fresh)
+    assert sorted(committed) == sorted(regenerated), "file lists differ: regenerate sample_data"
+    changed = [name for name in committed if committed[name] != regenerated[name]]
+    assert not changed, f"{len(changed)} files differ (e.g. {changed[:3]}): regenerate sample_data"
+
+
+def test_readme_gives_the_exact_regenerating_command() -> None:
+    gen = _generator()
+    lo, hi = gen["timepoints"]
+    lesions_lo, lesions_hi = gen["lesions"]
+    command = (
+        f"medseq sample-data sample_data --force --patients {gen['patients']} "
+        f"--timepoints {lo}-{hi} --format {gen['format']} --size {gen['size']} "
+        f"--seed {gen['seed']} --lesions {lesions_lo}-{lesions_hi} "
+        f"--dicom-compression {gen['dicom_compression']}"
+    )
+    assert gen["repositioning_mm"] is None
+    assert command in (SAMPLE / "README.md").read_text()
+
+
+def test_sample_data_is_small_and_holds_both_formats() -> None:
+    total = sum(p.stat().st_size for p in SAMPLE.rglob("*") if p.is_file())
+    assert total <= BUDGET_BYTES
+    truth = json.loads((SAMPLE / "ground_truth.json").read_text())
+    formats = {p["format"] for p in truth["patients"]}
+    assert formats == {"dicom", "nifti"}
+    labels = [p["label"] for p in truth["patients"]]
+    assert 0 < sum(labels) < len(labels)
