@@ -19,6 +19,8 @@ import pytest
 from pydantic import TypeAdapter
 from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
+from medseq.models.io import read_card
+from medseq.preprocess.manifest import read_manifest
 from tests.report.test_report import check_png, parse
 
 pytestmark = pytest.mark.slow
@@ -198,6 +200,9 @@ def test_json_documents_follow_their_schemas(demo: tuple[Path, str]) -> None:
     TypeAdapter(list[PredictionLine]).validate_python(lines)
     assert {p["patient_id"] for p in evaluation["patients"]} <= {x["patient_id"] for x in lines}
     TypeAdapter(PredictDoc).validate_python(json.loads((out / "prediction.json").read_text()))
+    read_manifest(out / "cache")  # the cache contract (pydantic)
+    for folder in [run, *sorted((run / "folds").iterdir())]:
+        read_card(folder)  # model.json of the all-patient and every fold model
     tracks = json.loads((out / "tracking" / "tracks.json").read_text())
     manifest = json.loads((out / "cache" / "manifest.json").read_text())
     assert {p["patient_id"] for p in tracks["patients"]} == set(manifest["patients"])

@@ -31,6 +31,9 @@ def _cohort(root: Path) -> Path:
     from medseq.cli import app
 
     cache = root / "cache"
+    cache.mkdir()
+    # A fixed pseudonym key: pseudonyms order the patients, and so the folds.
+    (cache / "salt.key").write_text(bytes(range(32)).hex() + "\n")
     result = CliRunner().invoke(app, ["preprocess", str(SAMPLE / "manifest.csv"), "-o", str(cache),
                                       "--workers", "2"])
     assert result.exit_code == 0, result.stderr

@@ -3,7 +3,7 @@
 Each lesion's log-volume ``y = ln V`` follows Gompertz growth with a treatment kill term::
 
     dy/dt = a (ln K - y) - kappa(t)
-    kappa(t) = KILL_MAX * S * onset(t) * resistance(t)
+    kappa(t) = KILL_MAX * S**KILL_EXPONENT * onset(t) * resistance(t)
 
 ``S = sigmoid(SENSITIVITY_GAIN * s_lesion)`` where ``s_lesion = s_patient + N(0, LESION_SD)``;
 ``onset`` ramps from 0 to 1 over ``ONSET_RAMP_DAYS`` after a per-patient delay, and
@@ -25,12 +25,14 @@ import numpy as np
 
 from medseq.data.synthetic.lesions import LESION_HU, Appearance
 
-KILL_MAX = 0.055
+KILL_MAX = 0.065
 """Largest kill rate (per day) of a fully sensitive lesion."""
-SENSITIVITY_GAIN = 4.0
-LESION_SD = 0.25
+KILL_EXPONENT = 3.0
+"""The kill rises steeply with sensitivity (``S ** KILL_EXPONENT``): few partial responders."""
+SENSITIVITY_GAIN = 8.0
+LESION_SD = 0.15
 """Spread of a lesion's sensitivity around its patient's."""
-ONSET_DELAY_DAYS = (10.0, 90.0)
+ONSET_DELAY_DAYS = (15.0, 100.0)
 ONSET_RAMP_DAYS = 30.0
 RESISTANCE_MEAN_DAYS = 260.0
 RESISTANCE_MIN_DAYS = 90.0
@@ -105,7 +107,7 @@ def kill_rate(days: np.ndarray, s_effective: float, patient: PatientDynamics) ->
     """Treatment kill rate (per day) at each day."""
     onset = np.clip((days - patient.onset_delay_days) / ONSET_RAMP_DAYS, 0.0, 1.0)
     resist = np.exp(-np.maximum(0.0, days - patient.resistance_day) / RESISTANCE_DAYS)
-    return KILL_MAX * s_effective * onset * resist
+    return KILL_MAX * s_effective**KILL_EXPONENT * onset * resist
 
 
 def simulate_course(
