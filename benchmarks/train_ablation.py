@@ -34,6 +34,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "decay": {"model": {"time": "decay"}, "observe": 3},
     "observe1": {"model": {"time": "concat"}, "observe": 1},
     "observe2": {"model": {"time": "concat"}, "observe": 2},
+    "main_e30": {"model": {"time": "concat"}, "observe": 3, "epochs": 30,
+                 "early_stopping": {"patience": 6}},
 }
 
 

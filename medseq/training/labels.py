@@ -147,6 +147,9 @@ def _labels_from_tracking(
         if not result.has_mask:
             excluded[pid] = "no lesion mask"
             continue
+        if not getattr(result, "tracked", True):
+            excluded[pid] = "not tracked"
+            continue
         response = result.best_overall_response
         if response is recist.Response.NE:
             excluded[pid] = "response not evaluable"

@@ -38,3 +38,14 @@ def test_write_text_atomic_replaces(tmp_path: Path) -> None:
     write_text_atomic(target, "one")
     write_text_atomic(target, "två")
     assert target.read_text(encoding="utf-8") == "två"
+
+
+def test_output_permissions_follow_the_umask(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "r.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.txt").stat().st_mode & 0o777 == 0o644

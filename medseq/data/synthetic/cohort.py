@@ -227,7 +227,8 @@ def _write_patient(
             rel = folder.relative_to(out).as_posix()
             paths.append((f"{rel}/image.nii.gz", f"{rel}/mask.nii.gz"))
             continue
-        study_key = (spec.seed, plan.patient_id, scan.name)
+        # Settings that change the pixels are in the UIDs: different files, different UIDs.
+        study_key = (spec.seed, spec.size, spec.dicom_compression, plan.patient_id, scan.name)
         study = StudyHeader(
             study_uid=uid(*study_key, "study"),
             frame_uid=uid(*study_key, "frame"),
