@@ -353,3 +353,18 @@ def test_simulated_ground_truth_equals_the_written_one(tiny_cohort: Path) -> Non
         for tp in record["timepoints"]:
             del tp["image"], tp["mask"]
         assert record == sim
+
+
+def test_repositioning_can_be_disabled_or_scaled() -> None:
+    from medseq.data.synthetic import simulate_cohort
+
+    def largest_shift(limit: float | None) -> float:
+        records = simulate_cohort(patients=4, timepoints=(3, 3), size="small", seed=5,
+                                  repositioning_mm=limit)
+        return max(
+            float(np.abs(np.asarray(tp["motion"]) - np.eye(4)).max())
+            for r in records for tp in r["timepoints"]
+        )
+
+    assert largest_shift(0.0) == 0.0
+    assert 0.0 < largest_shift(1.0) < largest_shift(None)

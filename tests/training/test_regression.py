@@ -65,6 +65,8 @@ def _summary(run: Path) -> dict[str, object]:
     return {
         "first_train_loss": {f: r[0]["train_loss"] for f, r in per_fold.items()},
         "last_train_loss": {f: r[-1]["train_loss"] for f, r in per_fold.items()},
+        "first_val_loss": {f: r[0]["val_loss"] for f, r in per_fold.items()},
+        "last_val_loss": {f: r[-1]["val_loss"] for f, r in per_fold.items()},
         "oof_auc": roc_auc([p["responder"] for p in predictions],
                            [p["probability"] for p in predictions]),
     }
@@ -83,7 +85,9 @@ def test_few_epochs_lower_the_loss_and_match_golden_metrics(tmp_path: Path) -> N
     assert sum(splits["labels"].values()) == sum(line.endswith(",1") for line in listed)
     _check_tracking_labels(cache, splits["labels"])
     summary = _summary(run)
-    first, last = summary["first_train_loss"], summary["last_train_loss"]
+    # The validation loss (no augmentation, no dropout) is the steady signal; with 1-2 batches
+    # per epoch the training loss is noisy.
+    first, last = summary["first_val_loss"], summary["last_val_loss"]
     assert isinstance(first, dict)
     assert isinstance(last, dict)
     for fold in first:
@@ -92,7 +96,7 @@ def test_few_epochs_lower_the_loss_and_match_golden_metrics(tmp_path: Path) -> N
         GOLDEN.write_text(json.dumps(summary, indent=2) + "\n")
         pytest.skip("golden metrics rewritten")
     golden = json.loads(GOLDEN.read_text())
-    for key in ("first_train_loss", "last_train_loss"):
+    for key in ("first_train_loss", "last_train_loss", "first_val_loss", "last_val_loss"):
         for fold, value in golden[key].items():
             assert summary[key][fold] == pytest.approx(value, rel=LOSS_RTOL), (key, fold)  # type: ignore[index]
     assert summary["oof_auc"] == pytest.approx(golden["oof_auc"], abs=AUC_ATOL)
