@@ -63,7 +63,7 @@ def main() -> None:
     for name, s in rows:
         print(f"| {name} | {s['n']} | {s['pos']} | {s['auc']:.3f} ({s['ci'][0]:.3f}-{s['ci'][1]:.3f}) "
               f"| {s['base_auc']:.3f} ({s['base_ci'][0]:.3f}-{s['base_ci'][1]:.3f}) |")
-    print(json.dumps({name: s for name, s in rows}, indent=1))
+    print(json.dumps(dict(rows), indent=1))
 
 
 def _config(variant: dict[str, Any], args: argparse.Namespace) -> TrainConfig:

@@ -26,9 +26,11 @@ def command(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
 ) -> None:
-    """Evaluate a run: AUC with bootstrap 95% CI, balanced accuracy, sensitivity, specificity,
-    Brier score, calibration and confusion matrix per fold and pooled, always beside the
-    size-only baseline on the same patients with a DeLong test, plus the forecast MAE in mL.
+    """Patient-level metrics of a run beside the size-only baseline, with a DeLong test.
+
+    AUC with bootstrap 95% CI, balanced accuracy, sensitivity, specificity, Brier score,
+    calibration and confusion matrix, per fold and pooled, on the same patients as the
+    size-only baseline; plus the forecast MAE in mL.
 
     Writes RUN/evaluation.json (RUN/evaluation-external-NAME.json with --data) and a table on
     stdout.

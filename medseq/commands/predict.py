@@ -36,8 +36,10 @@ def command(
         False, "--keep-ids", help="Report the input's patient ids instead of pseudonyms."
     ),
 ) -> None:
-    """Predict treatment response for one patient: discovery, the model's preprocessing (in a
-    temporary folder, removed afterwards), lesion tracking with RECIST 1.1, and the model.
+    """Predict treatment response for one patient (or a cohort with --all).
+
+    Runs discovery, the model's preprocessing (in a temporary folder, removed afterwards),
+    lesion tracking with RECIST 1.1, and the model.
 
     Prints the pseudonymous id, timepoints, lesion tracks, RECIST per follow-up, the response
     probability and class, the forecast next lesion burden, model provenance and warnings.

@@ -30,8 +30,10 @@ def command(
         50, "--max-patients", min=0, help="Per-patient sections when --patient is not given."
     ),
 ) -> None:
-    """Write a self-contained HTML report (images inline, no network): cohort and methods
-    (TRIPOD+AI essentials), ROC with bootstrap band beside the size-only baseline, calibration,
+    """Write one self-contained HTML report of a run (images inline, no network).
+
+    Cohort and methods (TRIPOD+AI essentials), ROC with bootstrap band beside the size-only
+    baseline, calibration,
     confusion matrices, waterfall and spider plots, and per patient the RECIST table, lesion
     trajectories with the forecast and a montage of every tracked lesion over time.
 

@@ -139,7 +139,10 @@ def _run(
             reporter.message(f"resuming {run_dir}")
         results = _completed_results(run_dir, config.folds)
         restored = ckpt.load_checkpoint(run_dir) if resume else None
-        if dist.is_main:
+        finished = len(results) == config.folds and (
+            not config.final_model or (run_dir / "model.json").is_file()
+        )
+        if dist.is_main and not finished:
             _rewrite_metrics(run_dir, results, restored[0] if restored else None)
 
         def on_epoch(spec: FoldSpec, row: dict[str, Any]) -> None:
@@ -250,7 +253,8 @@ def _rewrite_metrics(run_dir: Path, results: dict[str, FoldResult],
                      checkpoint: dict[str, Any] | None) -> None:
     """metrics.jsonl as an unbroken run would have it at this point (folds, then checkpoint)."""
     rows = [row for k in sorted(results, key=int) for row in results[k].history]
-    if checkpoint is not None:
+    # A checkpoint of a fold whose result was saved (killed before it was cleared) is stale.
+    if checkpoint is not None and str(checkpoint.get("fold")) not in results:
         rows.extend(checkpoint.get("history", []))
     write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 

@@ -49,9 +49,12 @@ def test_train_writes_a_run_and_resume_of_a_finished_run_keeps_it(
     assert "out-of-fold AUC" in result.stderr
     assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 1
     before = (run / "model.safetensors").read_bytes()
+    metrics = (run / "metrics.jsonl").read_text()
+    assert '"fold": "all"' in metrics
     again = runner.invoke(app, ["train", str(cache), "-o", str(run), "--resume", "-q"])
     assert again.exit_code == 0, again.stderr
     assert (run / "model.safetensors").read_bytes() == before
+    assert (run / "metrics.jsonl").read_text() == metrics
     assert len((run / "predictions.jsonl").read_text().splitlines()) == 8
 
 

@@ -95,15 +95,17 @@ def test_same_seed_same_splits_metrics_and_weights(unbroken: Path, fake_cache: P
     assert (again / "predictions.jsonl").read_text() == (unbroken / "predictions.jsonl").read_text()
 
 
+@pytest.mark.parametrize("stop_after", [4, 7])
 def test_resume_after_a_kill_matches_an_unbroken_run(
-    unbroken: Path, fake_cache: Path, tmp_path: Path
+    unbroken: Path, fake_cache: Path, tmp_path: Path, stop_after: int
 ) -> None:
     run = tmp_path / "killed"
-    # Killed after epoch 1 of fold 2 (fold 1 stops early at 3 epochs): one fold done, one
-    # checkpoint mid-fold.
+    # 4: killed in fold 2 (fold 1 ran its 3 epochs): one fold saved, one checkpoint mid-fold.
+    # 7: killed in the final model, after both folds.
     with pytest.raises(InjectedStopError):
-        train_run(fake_cache, run, tiny_config(), progress=False, stop_after_epochs=4)
+        train_run(fake_cache, run, tiny_config(), progress=False, stop_after_epochs=stop_after)
     assert (run / "folds/0/result.json").is_file()
+    assert (run / "folds/1/result.json").is_file() == (stop_after == 7)
     assert (run / "checkpoint" / "state.json").is_file()
     assert not (run / "model.safetensors").exists()
     train_run(fake_cache, run, tiny_config(), resume=True, progress=False)
