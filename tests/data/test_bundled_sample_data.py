@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from medseq.data.synthetic import generate_cohort
+from tests.tools import dcm2niix
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 BUDGET_BYTES = 15_000_000
@@ -93,15 +94,13 @@ def test_sample_data_is_small_and_holds_both_formats() -> None:
 @pytest.mark.slow
 def test_every_bundled_dicom_series_decodes_in_dcm2niix_and_simpleitk(tmp_path: Path) -> None:
     """JPEG 2000 pixel data end to end: both readers agree with each other and the geometry."""
-    import shutil
     import subprocess
 
     import nibabel as nib
     import numpy as np
     import SimpleITK as sitk  # noqa: N813 - the name every ITK user knows
 
-    exe = shutil.which("dcm2niix")
-    assert exe is not None
+    exe = dcm2niix()
     truth = json.loads((SAMPLE / "ground_truth.json").read_text())
     series = [tp for p in truth["patients"] if p["format"] == "dicom" for tp in p["timepoints"]]
     assert series

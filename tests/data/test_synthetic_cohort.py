@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from medseq.tracking.recist import (
     best_overall_response,
     is_responder,
 )
+from tests.tools import dcm2niix
 
 
 def _truth(root: Path) -> dict[str, Any]:
@@ -93,8 +93,7 @@ def test_dicom_series_read_by_simpleitk_match_ground_truth(tiny_cohort: Path) ->
 def test_dcm2niix_reads_every_series_with_matching_geometry(
     tiny_cohort: Path, tmp_path: Path
 ) -> None:
-    exe = shutil.which("dcm2niix")
-    assert exe is not None, "dcm2niix must be on PATH (pip install dcm2niix)"
+    exe = dcm2niix()
     for n, (_, tp) in enumerate(_timepoints(tiny_cohort, "dicom")):
         out = tmp_path / str(n)
         out.mkdir()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,9 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from medseq.io.dicom import load_series
 from medseq.io.volume import Volume
 from tests.dicom_factory import lps_affine_ras, write_series
+from tests.tools import dcm2niix
 
-DCM2NIIX = shutil.which("dcm2niix")
-pytestmark = pytest.mark.skipif(DCM2NIIX is None, reason="dcm2niix is not installed")
+DCM2NIIX = dcm2niix()
 
 
 def run_dcm2niix(folder: Path, out: Path) -> nib.Nifti1Image:

@@ -128,3 +128,12 @@ def test_one_class_only_is_an_input_error(tmp_path: Path) -> None:
     csv.write_text("patient_id,label\n" + "".join(f"P{i:03d},1\n" for i in range(4)))
     with pytest.raises(InputDataError, match="all 4 labelled patients are responders"):
         train_run(cache, tmp_path / "run", tiny_config(), labels_csv=csv, progress=False)
+
+
+def test_bf16_autocast_trains_on_cpu(fake_cache: Path, tmp_path: Path) -> None:
+    # The CUDA path's autocast, exercised where CI can run it.
+    config = tiny_config(epochs=1, amp="bf16", final_model=False)
+    summary = train_run(fake_cache, tmp_path / "run", config, progress=False)
+    assert summary.patients == 12
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 < r["train_loss"] < 10 for r in rows)
