@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk  # noqa: N813 - the name every ITK user knows
 
+from medseq.arrays import nonzero_box
 from medseq.io.volume import Volume
 from medseq.preprocess.config import PreprocessConfig
 from medseq.preprocess.manifest import TargetRecord
@@ -26,7 +27,7 @@ def select_targets(mask: Volume, *, min_ml: float, max_targets: int) -> list[Tar
     from scipy import ndimage
 
     inside = np.asarray(mask.array) > 0
-    box = _bounding_box(inside)
+    box = nonzero_box(inside)
     if box is None:
         return []
     # Label only the box around the lesions: a whole-CT int32 label image would be 400 MiB.
@@ -51,18 +52,6 @@ def select_targets(mask: Volume, *, min_ml: float, max_targets: int) -> list[Tar
             volume_ml=round(float(sizes[label - 1] * voxel_ml), 4),
         ))
     return targets
-
-
-def _bounding_box(inside: np.ndarray) -> tuple[slice, slice, slice] | None:
-    """Smallest box holding every True voxel, or None when there is none."""
-    spans = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(inside.any(axis=other))
-        if hits.size == 0:
-            return None
-        spans.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return spans[0], spans[1], spans[2]
 
 
 def cut_crops(image: sitk.Image, mask: sitk.Image | None, targets: list[TargetRecord], *,

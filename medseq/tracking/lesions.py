@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from medseq.arrays import nonzero_box
+
 DEFAULT_MIN_VOLUME_ML = 0.01
 """Components smaller than this (10 mm^3) are treated as noise, not lesions."""
 
@@ -99,7 +101,7 @@ def find_lesions(
     affine = np.asarray(affine, dtype=np.float64)
     axis = axial_axis(affine)
     full = np.zeros(mask.shape, dtype=np.int32)
-    crop = _nonzero_box(mask)
+    crop = nonzero_box(mask)
     if crop is None:
         return LesionSet(lesions=(), components=full, affine=affine, axial_axis=axis)
     # Work inside the box around the non-zero voxels: cropping keeps raster order.
@@ -142,18 +144,6 @@ def find_lesions(
         ))
     full[crop] = components
     return LesionSet(lesions=tuple(lesions), components=full, affine=affine, axial_axis=axis)
-
-
-def _nonzero_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
-    """The smallest box holding every non-zero voxel, or None for an empty mask."""
-    bounds = []
-    for axis in range(3):
-        others = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(mask.any(axis=others))
-        if hit.size == 0:
-            return None
-        bounds.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return bounds[0], bounds[1], bounds[2]
 
 
 def _label_components(
