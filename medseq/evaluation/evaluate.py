@@ -38,6 +38,8 @@ THRESHOLD = 0.5
 """Probability at or above which a patient is called a responder."""
 ALPHA = 0.05
 """Significance level of the verdict's DeLong test."""
+MIN_PER_CLASS = 10
+"""Fewer patients than this in either class make the verdict say it is not reliable."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,9 @@ def evaluation_document(
             "forecast": forecast_metrics(scored),
         },
         "folds": folds,
-        "verdict": verdict(comparison),
+        "verdict": verdict(
+            comparison, n_patients=len(scored), n_responders=int(sum(labels))
+        ),
         "patients": [
             {
                 "patient_id": s.patient_id,
@@ -240,21 +244,39 @@ def forecast_metrics(scored: Sequence[ScoredPatient]) -> dict[str, Any]:
     return {"mae_ml": mae, "n_pairs": len(pairs)}
 
 
-def verdict(comparison: Mapping[str, Any], *, alpha: float = ALPHA) -> str:
-    """One honest sentence comparing the model with the size-only baseline."""
+def verdict(
+    comparison: Mapping[str, Any],
+    *,
+    alpha: float = ALPHA,
+    n_patients: int | None = None,
+    n_responders: int | None = None,
+) -> str:
+    """One honest sentence comparing the model with the size-only baseline.
+
+    With fewer than :data:`MIN_PER_CLASS` patients in either class the DeLong test's normal
+    approximation is not to be trusted, and the sentence says so.
+    """
     diff = comparison.get("auc_difference")
     p = comparison.get("p_value")
     if diff is None:
         return "cannot compare with the size-only baseline: the cohort holds only one class"
     p_text = "not computable" if p is None else _p(p)
     if p is not None and p < alpha and diff > 0:
-        return (f"the model beats the size-only baseline (AUC difference {diff:+.3f}, "
-                f"DeLong p={p_text})")
-    if p is not None and p < alpha and diff < 0:
-        return (f"the model is worse than the size-only baseline (AUC difference {diff:+.3f}, "
-                f"DeLong p={p_text})")
-    return (f"the model does not beat the size-only baseline (AUC difference {diff:+.3f}, "
-            f"DeLong p={p_text})")
+        sentence = (f"the model beats the size-only baseline (AUC difference {diff:+.3f}, "
+                    f"DeLong p={p_text})")
+    elif p is not None and p < alpha and diff < 0:
+        sentence = (f"the model is worse than the size-only baseline (AUC difference "
+                    f"{diff:+.3f}, DeLong p={p_text})")
+    else:
+        sentence = (f"the model does not beat the size-only baseline (AUC difference "
+                    f"{diff:+.3f}, DeLong p={p_text})")
+    if n_patients is not None and n_responders is not None:
+        smaller = min(n_responders, n_patients - n_responders)
+        if smaller < MIN_PER_CLASS:
+            sentence += (f"; but with {n_patients} patients ({n_responders} responders) this "
+                         "comparison is not reliable: the test needs at least "
+                         f"{MIN_PER_CLASS} patients in each class")
+    return sentence
 
 
 def model_provenance(run_dir: Path) -> dict[str, Any]:

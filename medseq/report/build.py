@@ -242,7 +242,7 @@ def _methods(evaluation: Mapping[str, Any], card: Mapping[str, Any], config: Map
     n_folds = len(set(splits.values()))
     rows = [
         ("Data source", "Longitudinal scans with lesion masks, preprocessed by medseq "
-         f"(cache {cache_dir.name if cache_dir else 'not found'}); "
+         f"({_cache_text(cache_dir)}); "
          f"{'original' if keep_ids else 'pseudonymised'} patient ids, days from baseline."),
         ("Preprocessing", _preprocess_text(pre, fingerprint)),
         ("Outcome", "Responder = best overall response CR or PR under RECIST 1.1 over all of a "
@@ -594,3 +594,8 @@ def _pct(value: Any) -> str:
 
 def _p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _cache_text(cache_dir: Path | None) -> str:
+    """Name the cache folder (never its full path: that can hold identifiers)."""
+    return f"cache folder '{cache_dir.name}'" if cache_dir else "cache not found"

@@ -91,3 +91,11 @@ def test_missing_or_broken_run_is_a_cache_error(tmp_path: Path) -> None:
     (tmp_path / "run" / "predictions.jsonl").write_text('{"patient_id": "a"}\n')
     with pytest.raises(CacheError, match="line 1"):
         evaluate_run(tmp_path / "run", FAST)
+
+
+def test_verdict_warns_when_the_cohort_is_too_small_to_compare() -> None:
+    small = verdict({"auc_difference": 0.4, "p_value": 0.01}, n_patients=12, n_responders=5)
+    assert small.startswith("the model beats")
+    assert "not reliable" in small
+    big = verdict({"auc_difference": 0.4, "p_value": 0.01}, n_patients=120, n_responders=40)
+    assert "not reliable" not in big
