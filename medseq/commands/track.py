@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from medseq.commands._common import parse_shard, reports_errors
-from medseq.errors import UsageError
+from medseq.errors import InputDataError, UsageError
 
 MANIFEST_NAME = "manifest.json"
 
@@ -86,7 +86,7 @@ def _preprocess_raw(path: Path, cache: Path, *, workers: int,
     from medseq.preprocess.runner import run_preprocess
 
     if not path.exists():
-        raise UsageError("no such file or folder", path=path)
+        raise InputDataError("no such file or folder", path=path)
     stderr.print(f"{path} is not a cache: preprocessing it into {cache} first", markup=False)
     cohort = discover(path)
     summary = run_preprocess(cohort, cache, config=PreprocessConfig(), workers=workers,

@@ -88,3 +88,11 @@ def test_shard_tracks_part_of_the_cache(cache: Path, tmp_path: Path) -> None:
                                  "--shard", "2/2"])
     assert result.exit_code == 0, result.stderr
     assert [p["patient_id"] for p in json.loads(result.stdout)["patients"]] == ["P2"]
+
+
+def test_missing_input_path_exits_2_like_every_command(tmp_path: Path) -> None:
+    missing, out = tmp_path / "nowhere", tmp_path / "o"
+    result = CliRunner().invoke(app, ["track", str(missing), "-o", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith("nowhere: no such file or folder")
+    assert not out.exists()
