@@ -47,10 +47,15 @@ def load_config(
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
+        where, message = first_validation_error(err)
         source = f"{path}: " if path is not None else ""
-        raise UsageError(f"{source}setting {where}: {first['msg']}") from None
+        raise UsageError(f"{source}setting {where or 'config'}: {message}") from None
+
+
+def first_validation_error(err: ValidationError) -> tuple[str, str]:
+    """``(dotted location, message)`` of a pydantic error's first problem, for one-line errors."""
+    first = err.errors()[0]
+    return ".".join(str(part) for part in first["loc"]), str(first["msg"])
 
 
 def config_hash(config: BaseModel) -> str:

@@ -248,6 +248,7 @@ def _preprocess_config(run: LoadedRun) -> Any:
     """The preprocessing settings the model was trained with, at the training cohort's spacing."""
     from pydantic import ValidationError
 
+    from medseq.config import first_validation_error
     from medseq.preprocess.config import PreprocessConfig
 
     settings = dict(getattr(run.card, "preprocess_config", None) or {})
@@ -257,10 +258,9 @@ def _preprocess_config(run: LoadedRun) -> Any:
     try:
         return PreprocessConfig.model_validate(settings)
     except ValidationError as err:
-        first = err.errors()[0]
+        where, message = first_validation_error(err)
         raise CacheError(f"model.json preprocess_config is not valid for this medseq "
-                         f"({'.'.join(str(p) for p in first['loc'])}: {first['msg']})",
-                         path=run.run_dir) from None
+                         f"({where}: {message})", path=run.run_dir) from None
 
 
 def _cache_fingerprint(run_dir: Path) -> dict[str, Any]:

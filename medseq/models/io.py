@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from medseq import __version__
+from medseq.config import first_validation_error
 from medseq.errors import CacheError
 from medseq.io.atomic import atomic_path, write_text_atomic
 from medseq.models.config import ModelConfig
@@ -74,9 +75,8 @@ def read_card(path: Path) -> ModelCard:
     try:
         return ModelCard.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise CacheError(f"invalid model.json at {where}: {first['msg']}", path=card_path) from None
+        where, message = first_validation_error(err)
+        raise CacheError(f"invalid model.json at {where}: {message}", path=card_path) from None
 
 
 def read_weights(path: Path) -> dict[str, Any]:

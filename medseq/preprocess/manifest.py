@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from medseq.config import first_validation_error
 from medseq.errors import CacheError
 from medseq.io.atomic import write_text_atomic
 
@@ -157,9 +158,8 @@ def read_manifest(cache_dir: Path) -> CacheManifest:
     try:
         return CacheManifest.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise CacheError(f"invalid manifest at {where}: {first['msg']}", path=path) from None
+        where, message = first_validation_error(err)
+        raise CacheError(f"invalid manifest at {where}: {message}", path=path) from None
 
 
 def write_manifest(cache_dir: Path, manifest: CacheManifest) -> Path:
