@@ -60,8 +60,13 @@ def first_validation_error(err: ValidationError) -> tuple[str, str]:
 
 def config_hash(config: BaseModel) -> str:
     """Stable ``sha256:`` hash of a config's canonical JSON (key order does not matter)."""
-    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return canonical_hash(config.model_dump(mode="json"))
+
+
+def canonical_hash(data: Any) -> str:
+    """``sha256:`` of ``data`` as canonical JSON (sorted keys, no spaces; other types as str)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def dump_yaml(config: BaseModel) -> str:

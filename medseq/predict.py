@@ -23,6 +23,7 @@ from medseq import __version__
 from medseq.errors import CacheError, InputDataError, UsageError
 from medseq.evaluation.rundir import read_json
 from medseq.io.cohort import Cohort, Patient
+from medseq.preprocess.pseudonym import read_salt
 
 THRESHOLD = 0.5
 """Probability at or above which ``class`` is ``responder`` (the threshold evaluate uses)."""
@@ -84,13 +85,7 @@ def load_run(run_dir: Path) -> LoadedRun:
     splits = read_json(splits_path) if splits_path.is_file() else {}
     folds_raw = splits.get("folds") if isinstance(splits, dict) else None
     folds = {str(k): int(v) for k, v in folds_raw.items()} if isinstance(folds_raw, dict) else {}
-    salt: bytes | None = None
-    salt_path = run_dir / "salt.key"
-    if salt_path.is_file():
-        try:
-            salt = bytes.fromhex(salt_path.read_text(encoding="ascii").strip())
-        except (OSError, ValueError):
-            raise CacheError("unreadable salt.key", path=salt_path) from None
+    salt = read_salt(run_dir)
     fingerprint = dict(getattr(card, "preprocess_fingerprint", None) or {})
     if not fingerprint:
         fingerprint = _cache_fingerprint(run_dir)

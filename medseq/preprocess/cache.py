@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -24,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from medseq import __version__
+from medseq.config import canonical_hash
 from medseq.errors import CacheError
 from medseq.io.atomic import write_text_atomic
 from medseq.io.cohort import ImageFormat, SeriesInfo
@@ -93,8 +93,7 @@ def stat_hash(files: Sequence[Path], *, root: Path, extra: str = "") -> str:
 
 def input_hash(parts: dict[str, Any]) -> str:
     """SHA-256 of a canonical JSON of everything that decides a patient's outputs."""
-    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
-    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return canonical_hash(parts)
 
 
 class CacheIndex:

@@ -27,6 +27,21 @@ def load_or_create_salt(cache_dir: Path) -> bytes:
     path = Path(cache_dir) / SALT_NAME
     if not path.exists():
         _create_key(path)
+    key = read_salt(cache_dir)
+    if key is None:
+        raise CacheError("pseudonym key could not be created", path=path)
+    return key
+
+
+def read_salt(folder: Path) -> bytes | None:
+    """The key in ``folder`` (a cache or a run directory), or None when there is none.
+
+    A key that exists but cannot be used is a CacheError: silently dropping it would change
+    every pseudonym.
+    """
+    path = Path(folder) / SALT_NAME
+    if not path.exists():
+        return None
     try:
         key = bytes.fromhex(path.read_text(encoding="ascii").strip())
     except (OSError, ValueError) as err:

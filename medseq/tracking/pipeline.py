@@ -169,17 +169,14 @@ def track_cache(
 def _info_by_cache_id(info: dict[str, list[LesionInfo]], cache_dir: Path,
                       cache_ids: set[str]) -> dict[str, list[LesionInfo]]:
     """Key lesion-info rows by cache id: original ids map through the cache's pseudonym key."""
-    from medseq.preprocess.manifest import SALT_NAME
+    from medseq.preprocess.pseudonym import pseudonym, read_salt
 
     unknown = [pid for pid in info if pid not in cache_ids]
     if not unknown:
         return info
-    key_path = cache_dir / SALT_NAME
     out = {pid: rows for pid, rows in info.items() if pid in cache_ids}
-    if key_path.is_file():
-        from medseq.preprocess.pseudonym import load_or_create_salt, pseudonym
-
-        key = load_or_create_salt(cache_dir)
+    key = read_salt(cache_dir)
+    if key is not None:
         for pid in unknown:
             alias = pseudonym(pid, key)
             if alias in cache_ids:

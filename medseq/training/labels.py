@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medseq.errors import InputDataError
+from medseq.errors import CacheError, InputDataError
 from medseq.models.config import RECIST_CLASSES
-from medseq.preprocess.manifest import SALT_NAME, CacheManifest, PatientRecord
+from medseq.preprocess.manifest import CacheManifest, PatientRecord
 
 _RECIST_INDEX = {name: i for i, name in enumerate(RECIST_CLASSES)}
 _TRUE = {"1", "true", "yes", "responder", "cr", "pr"}
@@ -122,12 +122,13 @@ def _parse_label(value: str, *, task: str, path: Path, line: int) -> int:
 
 def _pseudonymiser(cache_dir: Path) -> Callable[[str], str | None]:
     """Map an original patient id to the cache's pseudonym (None without the cache's key)."""
-    from medseq.preprocess.pseudonym import pseudonym
+    from medseq.preprocess.pseudonym import pseudonym, read_salt
 
-    path = Path(cache_dir) / SALT_NAME
     try:
-        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
-    except (OSError, ValueError):
+        key = read_salt(cache_dir)
+    except CacheError:
+        key = None
+    if key is None:
         return lambda raw_id: None
     return lambda raw_id: pseudonym(raw_id, key)
 
