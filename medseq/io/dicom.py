@@ -12,7 +12,7 @@ import struct
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -30,7 +30,7 @@ from medseq.io.dicom_pixels import (
     read_series_pixels,
     record_transfer_syntax,
 )
-from medseq.io.header_record import header_record
+from medseq.io.header_record import HeaderRecord, header_record
 from medseq.io.volume import Provenance, Volume
 
 __all__ = [
@@ -55,7 +55,7 @@ HEADER_TAGS: tuple[str, ...] = (
     "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
     # what tells acquisitions apart at one position
     "AcquisitionNumber", "EchoNumbers", "TemporalPositionIdentifier", "TriggerTime",
-    "DiffusionBValue",
+    "DiffusionBValue", "NumberOfTemporalPositions",
     # pixel description
     "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated", "BitsStored", "HighBit",
     "PixelRepresentation", "RescaleSlope", "RescaleIntercept", "RescaleType",
@@ -82,16 +82,26 @@ _LOAD_KEYWORDS = (
     "SOPInstanceUID", "Modality", "SeriesInstanceUID", "ImagePositionPatient",
     "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "SpacingBetweenSlices", "Rows",
     "Columns", "NumberOfFrames", "AcquisitionNumber", "EchoNumbers", "TemporalPositionIdentifier",
-    "TriggerTime", "DiffusionBValue", "SamplesPerPixel", "BitsAllocated", "BitsStored",
-    "PixelRepresentation", "RescaleSlope", "RescaleIntercept",
+    "TriggerTime", "DiffusionBValue", "NumberOfTemporalPositions", "ImageType", "SamplesPerPixel",
+    "BitsAllocated", "BitsStored", "PixelRepresentation", "RescaleSlope", "RescaleIntercept",
 )
 """The header fields :func:`load_series` reads (geometry and pixel description)."""
 
-_SIZE_KEYWORDS = ("SOPClassUID", "Rows", "Columns", "BitsAllocated", "SamplesPerPixel",
-                  "NumberOfFrames", "PhotometricInterpretation")
-"""What :func:`read_header` reads to tell a truncated file from a complete one."""
+RECORD_ATTRIBUTE = "_medseq_record"
+"""Where :func:`read_header` keeps the plain-value record of :data:`HEADER_TAGS` it made."""
 
 _PIXEL_GROUP = (b"\xe0\x7f", b"\x7f\xe0")  # group 7FE0 little / big endian
+
+
+class UnusableFileError(DicomError):
+    """A file whose header was read but that cannot be used (truncated, pixels stripped).
+
+    ``header`` keeps what was read, so discovery can tell which series lost the file.
+    """
+
+    def __init__(self, message: str, *, path: Path, header: Dataset) -> None:
+        super().__init__(message, path=path)
+        self.header = header
 
 
 def read_header(path: Path) -> Dataset:
@@ -112,8 +122,7 @@ def read_header(path: Path) -> Dataset:
             head = fp.read(FAST_HEADER_BYTES)
             if head[128:132] != b"DICM" and not _looks_like_bare_dataset(head):
                 raise DicomError("not a DICOM file", path=path)
-            parsed = parse_header(head, wanted=_WANTED, sequences=_SEQUENCES,
-                                  whole_file=len(head) >= size)
+            parsed = _fast_header(fp, head, size)
             if parsed is not None:
                 ds, pixel_offset = parsed
                 offset = pixel_offset if pixel_offset is not None else size
@@ -138,13 +147,18 @@ def read_header(path: Path) -> Dataset:
     except Exception as exc:  # pydicom raises many types on corrupt headers
         raise DicomError(f"corrupt header ({type(exc).__name__}: {first_line(exc)})",
                          path=path) from None
-    meta_end = _file_meta_end(ds, head)
+    # (The fast reader has read the whole file meta group, so only pydicom's reads can end
+    # inside it.)
+    meta_end = _file_meta_end(ds, head) if parsed is None else None
     if meta_end is not None and size < meta_end:
         raise DicomError("truncated (ends inside the file meta header)", path=path)
     if len(ds) == 0 and head[128:132] != b"DICM" and offset >= size:
         raise DicomError("not a DICOM file", path=path)
     record_transfer_syntax(ds)
     ds.filename = str(path)
+    cached = getattr(ds, RECORD_ATTRIBUTE, None)
+    if isinstance(cached, HeaderRecord):
+        cached.filename = str(path)
     # pydicom leaves the file at the pixel data element; a deflated file's position means
     # nothing (the dataset was inflated in memory), so only plain files are checked.
     syntax = ds.file_meta.TransferSyntaxUID
@@ -152,23 +166,22 @@ def read_header(path: Path) -> Dataset:
     setattr(ds, PIXEL_OFFSET_ATTRIBUTE, offset if has_pixels and plain else None)
     if not plain:
         return ds
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pydicom warns about odd values as it converts them
-        fields = header_record(ds, _SIZE_KEYWORDS)
+    fields = _record(ds)
     if not has_pixels:
         # pydicom stops quietly at the end of a file: an element running past the end, or an
         # image object without pixels, means the file was cut short (or its pixels stripped).
         if offset > size:
-            raise DicomError("truncated (an element runs past the end of the file)", path=path)
+            raise UnusableFileError("truncated (an element runs past the end of the file)",
+                                    path=path, header=ds)
         if "Rows" in fields or str(fields.get("SOPClassUID") or "") in IMAGE_STORAGE_CLASSES:
-            raise DicomError("truncated or stripped (image header without pixel data)",
-                             path=path)
+            raise UnusableFileError("truncated or stripped (image header without pixel data)",
+                                    path=path, header=ds)
     else:
         needed = _native_pixel_bytes(fields, syntax)
         remaining = size - offset - (8 if syntax.is_implicit_VR else 12)
         if needed is not None and remaining < needed:
-            raise DicomError(f"truncated (pixel data needs {needed} bytes, only "
-                             f"{max(remaining, 0)} remain)", path=path)
+            raise UnusableFileError(f"truncated (pixel data needs {needed} bytes, only "
+                                    f"{max(remaining, 0)} remain)", path=path, header=ds)
     return ds
 
 
@@ -195,7 +208,8 @@ def load_series(files: Sequence[Path], *, name: str | None = None) -> Volume:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns about odd values as it converts them
         # Plain-value copies: pydicom's per-access conversions cost more than parsing.
-        records = [header_record(ds, _LOAD_KEYWORDS) for ds in headers]
+        records = [getattr(ds, RECORD_ATTRIBUTE, None) or header_record(ds, _LOAD_KEYWORDS)
+                   for ds in headers]
         geometry = series_geometry(records, name=label)
         first = records[geometry.sources[geometry.order[0]][0]]
         array = read_series_pixels(paths, headers, geometry, name=label, records=records)
@@ -210,6 +224,81 @@ def load_series(files: Sequence[Path], *, name: str | None = None) -> Volume:
 
 
 # -- small helpers ---------------------------------------------------------------------------
+
+
+_LAST_CLASSIC_GROUP = 0x0028
+"""Every tag of :data:`HEADER_TAGS` a classic single-frame file holds is in a group up to this
+one (enhanced files keep their functional groups in group 5200)."""
+_LONGER_HEADER_BYTES = 1024 * 1024
+
+
+def _fast_header(fp: BinaryIO, head: bytes, size: int) -> tuple[Dataset, int | None] | None:
+    """The fast reader's ``(dataset, pixel offset)``, or None when pydicom must read the file.
+
+    The walk stops after group 0028 when the file ends with exactly the native pixel element
+    its header announces (checked at that offset: tag, VR and length), so long private groups
+    (Siemens CSA, Philips) are never walked; anything else is walked to the pixel data.
+    """
+    kwargs: dict[str, Any] = {"wanted": _WANTED, "sequences": _SEQUENCES}
+    parsed = parse_header(head, whole_file=len(head) >= size, last_group=_LAST_CLASSIC_GROUP,
+                          **kwargs)
+    if parsed is None and len(head) < size:  # a header longer than the first read
+        fp.seek(0)
+        head = fp.read(_LONGER_HEADER_BYTES)
+        parsed = parse_header(head, whole_file=len(head) >= size,
+                              last_group=_LAST_CLASSIC_GROUP, **kwargs)
+    if parsed is None or parsed[1] is None or parsed[1] >= 0:
+        return parsed
+    ds, stopped = parsed[0], -parsed[1]
+    offset = _pixel_element_at_end(fp, ds, size, stopped)
+    if offset is not None:
+        return ds, offset
+    return parse_header(head, whole_file=len(head) >= size, **kwargs)
+
+
+def _pixel_element_at_end(fp: BinaryIO, ds: Dataset, size: int, after: int) -> int | None:
+    """Offset of the native pixel element if it ends the file exactly as the header says."""
+    if "NumberOfFrames" in ds:
+        return None
+    syntax = ds.file_meta.TransferSyntaxUID
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        needed = _native_pixel_bytes(_record(ds), syntax)
+    if not needed:
+        return None
+    needed += needed % 2  # values are padded to an even length
+    implicit = syntax.is_implicit_VR
+    start = size - needed - (8 if implicit else 12)
+    if start < after:
+        return None
+    fp.seek(start)
+    element = fp.read(12)
+    if element[:4] != b"\xe0\x7f\x10\x00":
+        return None
+    if implicit:
+        length = struct.unpack_from("<I", element, 4)[0]
+    elif element[4:6] in (b"OW", b"OB") and element[6:8] == b"\x00\x00":
+        length = struct.unpack_from("<I", element, 8)[0]
+    else:
+        return None
+    return start if length == needed else None
+
+
+def _record(ds: Dataset) -> Any:
+    """The :data:`HEADER_TAGS` record of ``ds``, made once and kept on it."""
+    record = getattr(ds, RECORD_ATTRIBUTE, None)
+    if record is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns about odd values as it converts
+            record = header_record(ds, HEADER_TAGS)
+        setattr(ds, RECORD_ATTRIBUTE, record)
+    return record
+
+
+def header_fields(ds: Dataset) -> Any:
+    """The plain-value record of :data:`HEADER_TAGS` for a header from :func:`read_header`
+    (a Dataset for enhanced multi-frame files), made once."""
+    return _record(ds)
 
 
 def _looks_like_bare_dataset(head: bytes) -> bool:

@@ -41,7 +41,8 @@ _Elements = dict[BaseTag, DataElement | RawDataElement]
 
 
 def parse_header(buf: bytes, *, wanted: Collection[int], sequences: Collection[int],
-                 whole_file: bool) -> tuple[Dataset, int | None] | None:
+                 whole_file: bool, last_group: int | None = None
+                 ) -> tuple[Dataset, int | None] | None:
     """The wanted elements of ``buf`` (a file's first bytes) and the pixel element's offset.
 
     Args:
@@ -49,9 +50,13 @@ def parse_header(buf: bytes, *, wanted: Collection[int], sequences: Collection[i
         wanted: Tags to keep (others are skipped unread).
         sequences: Wanted tags that hold sequences; finding one means falling back.
         whole_file: ``buf`` holds the whole file, so a dataset without pixel data is complete.
+        last_group: Stop at the first element of a later group (before the pixel data) and
+            return ``(dataset, -position)``: the caller finds the pixel element itself (long
+            private groups after the wanted ones are then never walked).
 
     Returns:
-        ``(dataset, pixel offset or None)``, or ``None`` when this file needs pydicom.
+        ``(dataset, pixel offset or None)``, ``(dataset, -stop position)`` when stopped at
+        ``last_group``, or ``None`` when this file needs pydicom or a longer ``buf``.
     """
     if len(buf) < 144 or buf[128:132] != b"DICM":
         return None
@@ -65,6 +70,7 @@ def parse_header(buf: bytes, *, wanted: Collection[int], sequences: Collection[i
     if syntax in _OTHER_ENCODINGS:
         return None
     implicit = syntax == _IMPLICIT_LE  # every other syntax encodes explicit VR little endian
+    stop_tag = ((last_group + 1) << 16) if last_group is not None else None
     elements: _Elements = {}
     end = len(buf)
     while pos + 8 <= end:
@@ -85,10 +91,18 @@ def parse_header(buf: bytes, *, wanted: Collection[int], sequences: Collection[i
         tag = (group << 16) | elem
         if tag == _PIXEL_DATA:
             return _dataset(elements, meta, implicit), pos
-        if length == _UNDEFINED:
-            return None  # a sequence or item of undefined length: pydicom walks those
-        if tag in wanted and (vr_text == "SQ" or tag in sequences):
+        if stop_tag is not None and tag >= stop_tag:
+            return _dataset(elements, meta, implicit), -pos
+        if tag in wanted and (vr_text == "SQ" or tag in sequences or length == _UNDEFINED):
             return None
+        if length == _UNDEFINED:
+            # An unwanted sequence (private ones often) of undefined length: skip its items.
+            # (UN of undefined length holds implicit VR little endian, whatever the syntax.)
+            skipped = _skip_undefined(buf, start, implicit or vr_text == "UN")
+            if skipped is None:
+                return None
+            pos = skipped
+            continue
         stop = start + length
         if tag in wanted:
             if stop > end:
@@ -98,6 +112,55 @@ def parse_header(buf: bytes, *, wanted: Collection[int], sequences: Collection[i
         pos = stop
     if whole_file and pos == end:
         return _dataset(elements, meta, implicit), None
+    return None
+
+
+_ITEM = 0xFFFEE000
+_ITEM_END = 0xFFFEE00D
+_SEQUENCE_END = 0xFFFEE0DD
+
+
+def _skip_undefined(buf: bytes, pos: int, implicit: bool) -> int | None:
+    """Position after the undefined-length value starting at ``pos`` (items up to the
+    sequence delimiter, nested sequences included); None when ``buf`` ends first."""
+    end = len(buf)
+    while pos + 8 <= end:
+        group, elem, length = _IMPLICIT(buf, pos)
+        tag = (group << 16) | elem
+        pos += 8
+        if tag == _SEQUENCE_END:
+            return pos
+        if tag != _ITEM:
+            return None  # not a sequence of items (e.g. encapsulated data): let pydicom read
+        if length != _UNDEFINED:
+            pos += length
+            continue
+        while True:  # the elements of an undefined-length item, up to its delimiter
+            if pos + 8 > end:
+                return None
+            group, elem, length = _IMPLICIT(buf, pos)
+            if (group << 16) | elem == _ITEM_END:
+                pos += 8
+                break
+            if not implicit:
+                vr = buf[pos + 4:pos + 6]
+                if vr in _LONG_VRS:
+                    if pos + 12 > end:
+                        return None
+                    length = _U32(buf, pos + 8)[0]
+                    pos += 12
+                else:
+                    length = _EXPLICIT(buf, pos)[3]
+                    pos += 8
+            else:
+                pos += 8
+            if length == _UNDEFINED:
+                skipped = _skip_undefined(buf, pos, implicit)
+                if skipped is None:
+                    return None
+                pos = skipped
+            else:
+                pos += length
     return None
 
 

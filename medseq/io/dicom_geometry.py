@@ -9,6 +9,7 @@ DICOM's LPS coordinates are converted to RAS+ here, once.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -20,7 +21,8 @@ import numpy as np
 
 from medseq.errors import DicomError
 
-__all__ = ["SeriesGeometry", "SliceHeader", "series_geometry", "slice_headers"]
+__all__ = ["SeriesGeometry", "SliceHeader", "check_image_kind", "series_geometry",
+           "slice_headers"]
 
 ORIENTATION_TOLERANCE = 1e-3
 """Largest difference between direction cosines still counted as one orientation."""
@@ -30,13 +32,28 @@ UNEVEN_TOLERANCE = 0.01
 """Relative deviation of one slice step from the median step still counted as even."""
 UNEVEN_FLOOR_MM = 0.01
 """Absolute deviation always tolerated, for positions rounded to a few decimals."""
-GAP_FACTOR = 1.5
-"""A step longer than this times the median step means slices are missing."""
 SHEAR_DRIFT_MM = 0.01
 """In-plane drift over the whole stack above which the stack counts as sheared (gantry tilt)."""
-ACQUISITION_KEYWORDS = ("AcquisitionNumber", "EchoNumbers", "TemporalPositionIdentifier",
-                        "TriggerTime", "DiffusionBValue")
+ACQUISITION_KEYWORDS = ("TemporalPositionIdentifier", "EchoNumbers", "DiffusionBValue",
+                        "TriggerTime", "AcquisitionNumber", "ImageType")
 """Header fields that, when they differ between slices at one position, mean 4D or multi-echo."""
+_ACQUISITION_KINDS = {
+    "TemporalPositionIdentifier": "4D: time points",
+    "TemporalPositionIndex": "4D: time points",
+    "EchoNumbers": "multi-echo",
+    "EffectiveEchoTime": "multi-echo",
+    "DiffusionBValue": "diffusion: several b-values",
+    "TriggerTime": "4D: cardiac phases or time points",
+    "AcquisitionNumber": "repeated acquisitions",
+    "ImageType": "different image types, e.g. magnitude and phase",
+    "FrameType": "different frame types, e.g. magnitude, phase or B0 map",
+    "ComplexImageComponent": "magnitude and phase mixed",
+    "StackID": "several stacks",
+}
+"""What a difference in each field means, for error messages."""
+_ENHANCED_ACQUISITION = ("TemporalPositionIndex", "StackID", "ComplexImageComponent",
+                         "FrameType", "EffectiveEchoTime", "DiffusionBValue")
+"""Per-frame fields of enhanced files compared like :data:`ACQUISITION_KEYWORDS`."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,11 @@ class SeriesGeometry:
     """For every slice index, ``(header index, frame index)``."""
     shear_pixels: tuple[float, float] = (0.0, 0.0)
     """In-plane shift, in pixels along (i, j) per slice, that resampling a tilted stack undoes."""
+    grid_offset: tuple[int, int] = (0, 0)
+    """Where the acquired slice 0 starts in the (enlarged) resampled grid of a tilted stack,
+    in pixels along (i, j): the grid grows so that every acquired voxel stays inside it."""
+    labels: tuple[str, ...] = ()
+    """For every slice index, how messages name it (``file`` or ``file frame N``)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +104,9 @@ class SliceHeader:
     acquisition: tuple[Any, ...]
     sop_instance_uid: str
     thickness: float | None = None
+    enhanced: bool = False
+    temporal_positions: int = 0
+    """NumberOfTemporalPositions of a classic file (0 when absent)."""
 
 
 def series_geometry(headers: Sequence[Any], *, name: str) -> SeriesGeometry:
@@ -99,6 +124,7 @@ def series_geometry(headers: Sequence[Any], *, name: str) -> SeriesGeometry:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns about odd values as it converts them
+        check_image_kind(headers, name=name)
         slices = slice_headers(headers, name=name)
     if not slices:
         raise DicomError("no image slices in the series", path=name)
@@ -115,23 +141,59 @@ def series_geometry(headers: Sequence[Any], *, name: str) -> SeriesGeometry:
     tilt = math.degrees(math.atan(math.hypot(*shear))) if shear != (0.0, 0.0) else 0.0
     if shear != (0.0, 0.0):
         shear = (shear[0] * step / dx, shear[1] * step / dy)
+    # A tilted stack is resampled onto a grid that grows by the total in-plane shift, so that
+    # every acquired voxel lands inside it (the first slice's extent alone would cut some off).
+    extra = [math.ceil(abs(s * (len(order) - 1)) - 1e-6) if s else 0 for s in shear]
+    offset = (-extra[0] if shear[0] < 0 else 0, -extra[1] if shear[1] < 0 else 0)
     affine = np.eye(4)
     affine[:3, 0] = row * dx
     affine[:3, 1] = col * dy
     affine[:3, 2] = normal * step
-    affine[:3, 3] = positions[0]
+    affine[:3, 3] = positions[0] + offset[0] * dx * row + offset[1] * dy * col
     affine[:2, :] *= -1.0  # LPS -> RAS+
     return SeriesGeometry(
         order=tuple(order),
         duplicates=tuple(duplicates),
         affine=affine,
-        shape=(first.columns, first.rows, len(order)),
+        shape=(first.columns + extra[0], first.rows + extra[1], len(order)),
         spacing=(float(dx), float(dy), float(step)),
         tilt_degrees=tilt,
         duplicate_of=tuple(duplicate_of),
         sources=tuple((s.source, s.frame) for s in slices),
         shear_pixels=shear,
+        grid_offset=offset,
+        labels=tuple(s.label for s in slices),
     )
+
+
+def check_image_kind(headers: Sequence[Any], *, name: str) -> None:
+    """Refuse, from headers alone, images that cannot form one grey-level 3D volume.
+
+    Siemens MOSAIC images (slices tiled in one frame), colour images, and pixel descriptions
+    (SamplesPerPixel, BitsAllocated, PixelRepresentation) that differ between files or that
+    medseq cannot read. :func:`series_geometry` runs this, so ``scan`` refuses what loading would.
+    """
+    mosaics = [ds for ds in headers if "MOSAIC" in _image_type(ds)]
+    if mosaics:
+        what = (f"a 4D mosaic acquisition ({len(mosaics)} Siemens MOSAIC files, one per time "
+                "point or direction)" if len(headers) > 1 else
+                "a Siemens MOSAIC image (its slices are tiles of one frame)")
+        raise DicomError(f"{_label(mosaics[0], 0)}: {what}; MOSAIC images are not unpacked: "
+                         "convert the series with dcm2niix and give medseq the NIfTI file",
+                         path=name)
+    first = headers[0]
+    samples = _int(first.get("SamplesPerPixel"), 1)
+    if samples != 1:
+        raise DicomError(f"{_label(first, 0)} is a colour image (SamplesPerPixel={samples}); "
+                         "only grey-level series can be loaded", path=name)
+    bits = _int(first.get("BitsAllocated"), 16)
+    if bits not in (1, 8, 16, 32, 64):
+        raise DicomError(f"{_label(first, 0)} has unsupported BitsAllocated {bits}", path=name)
+    for index, ds in enumerate(headers[1:], start=1):
+        for key in ("SamplesPerPixel", "BitsAllocated", "PixelRepresentation"):
+            if _int(ds.get(key), -1) != _int(first.get(key), -1):
+                raise DicomError(f"{key} differs between {_label(first, 0)} and "
+                                 f"{_label(ds, index)}", path=name)
 
 
 def slice_headers(headers: Sequence[Any], *, name: str) -> list[SliceHeader]:
@@ -165,14 +227,27 @@ def _enhanced_slices(ds: Any, index: int, label: str, frames: int, *, name: str
         position = _from_groups(groups, "PlanePositionSequence")
         orient = _from_groups(groups, "PlaneOrientationSequence")
         measures = _from_groups(groups, "PixelMeasuresSequence")
-        content = _from_groups(groups, "FrameContentSequence")
-        acquisition = (
-            (content.get("TemporalPositionIndex"), content.get("StackID"))
-            if content is not None else ())
         out.append(_make_slice(position, orient, measures, index=index, frame=f,
                                label=f"{label} frame {f + 1}", name=name, rows_ds=ds,
-                               acquisition=acquisition))
+                               acquisition=_frame_acquisition(groups)))
     return out
+
+
+def _frame_acquisition(groups: list[Any]) -> tuple[Any, ...]:
+    """The :data:`_ENHANCED_ACQUISITION` values of one frame, from its functional groups."""
+    content = _from_groups(groups, "FrameContentSequence")
+    frame_type = (_from_groups(groups, "MRImageFrameTypeSequence")
+                  or _from_groups(groups, "CTImageFrameTypeSequence"))
+    echo = _from_groups(groups, "MREchoSequence")
+    diffusion = _from_groups(groups, "MRDiffusionSequence")
+    return (
+        _hashable(content.get("TemporalPositionIndex")) if content is not None else None,
+        _hashable(content.get("StackID")) if content is not None else None,
+        _hashable(frame_type.get("ComplexImageComponent")) if frame_type is not None else None,
+        _hashable(frame_type.get("FrameType")) if frame_type is not None else None,
+        _hashable(echo.get("EffectiveEchoTime")) if echo is not None else None,
+        _hashable(diffusion.get("DiffusionBValue")) if diffusion is not None else None,
+    )
 
 
 def _from_groups(groups: list[Any], keyword: str) -> Any:
@@ -190,18 +265,17 @@ def _make_slice(position_ds: Any, orient_ds: Any, measures_ds: Any, *, index: in
     position = _floats(position_ds, "ImagePositionPatient", 3, label=label, name=name)
     orientation = _floats(orient_ds, "ImageOrientationPatient", 6, label=label, name=name)
     spacing = _floats(measures_ds, "PixelSpacing", 2, label=label, name=name)
-    row, col = orientation[:3], orientation[3:]
-    nr, nc = np.linalg.norm(row), np.linalg.norm(col)
-    if (abs(nr - 1) > 0.01 or abs(nc - 1) > 0.01
-            or abs(float(row @ col)) > 0.01):
+    unit = _unit_orientation(tuple(orientation.tolist()))
+    if unit is None:
         raise DicomError(f"{label} has an invalid ImageOrientationPatient "
                          f"{_fmt(orientation)} (cosines not orthonormal)", path=name)
-    orientation = np.concatenate([row / nr, col / nc])
+    orientation = unit
     if np.any(spacing <= 0):
         raise DicomError(f"{label} has a non-positive PixelSpacing {_fmt(spacing)}", path=name)
     rows, columns = _int(rows_ds.get("Rows"), 0), _int(rows_ds.get("Columns"), 0)
     if rows <= 0 or columns <= 0:
         raise DicomError(f"{label} has no Rows/Columns", path=name)
+    enhanced = acquisition is not None
     if acquisition is None:
         acquisition = tuple(_hashable(rows_ds.get(k)) for k in ACQUISITION_KEYWORDS)
     thickness = None
@@ -217,13 +291,29 @@ def _make_slice(position_ds: Any, orient_ds: Any, measures_ds: Any, *, index: in
                        pixel_spacing=(float(spacing[0]), float(spacing[1])),
                        rows=rows, columns=columns, acquisition=acquisition,
                        sop_instance_uid=str(rows_ds.get("SOPInstanceUID", "")),
-                       thickness=thickness)
+                       thickness=thickness, enhanced=enhanced,
+                       temporal_positions=0 if enhanced else _int(
+                           rows_ds.get("NumberOfTemporalPositions"), 0))
+
+
+@functools.lru_cache(maxsize=256)
+def _unit_orientation(values: tuple[float, ...]) -> np.ndarray | None:
+    """Normalised cosines, or None when not orthonormal (cached: a series shares one)."""
+    orientation = np.asarray(values, dtype=np.float64)
+    row, col = orientation[:3], orientation[3:]
+    nr, nc = np.linalg.norm(row), np.linalg.norm(col)
+    if abs(nr - 1) > 0.01 or abs(nc - 1) > 0.01 or abs(float(row @ col)) > 0.01:
+        return None
+    unit = np.concatenate([row / nr, col / nc])
+    unit.setflags(write=False)
+    return unit
 
 
 def _check_uniform(slices: list[SliceHeader], *, name: str) -> None:
     first = slices[0]
     for s in slices[1:]:
-        if np.max(np.abs(s.orientation - first.orientation)) > ORIENTATION_TOLERANCE:
+        if s.orientation is not first.orientation and (
+                np.max(np.abs(s.orientation - first.orientation)) > ORIENTATION_TOLERANCE):
             raise DicomError(
                 f"mixed orientations in one series: {first.label} has ImageOrientationPatient "
                 f"{_fmt(first.orientation)}, {s.label} has {_fmt(s.orientation)}", path=name)
@@ -231,7 +321,8 @@ def _check_uniform(slices: list[SliceHeader], *, name: str) -> None:
             raise DicomError(
                 f"slices of different size: {first.label} is {first.columns}x{first.rows}, "
                 f"{s.label} is {s.columns}x{s.rows} (columns x rows)", path=name)
-        if not np.allclose(s.pixel_spacing, first.pixel_spacing, rtol=1e-4, atol=1e-5):
+        if s.pixel_spacing != first.pixel_spacing and not np.allclose(
+                s.pixel_spacing, first.pixel_spacing, rtol=1e-4, atol=1e-5):
             raise DicomError(
                 f"different PixelSpacing in one series: {first.label} has "
                 f"{list(first.pixel_spacing)}, {s.label} has {list(s.pixel_spacing)}", path=name)
@@ -247,11 +338,7 @@ def _remove_duplicates(slices: list[SliceHeader], sorted_idx: list[int], normal:
             kept = slices[order[-1]]
             here = slices[n]
             if np.max(np.abs(here.position - kept.position)) <= SAME_POSITION_MM:
-                if here.acquisition != kept.acquisition:
-                    raise DicomError(
-                        f"two slices at one position {_fmt(here.position)} from different "
-                        f"acquisitions (4D, multi-echo or repeated scan): {kept.label} and "
-                        f"{here.label}", path=name)
+                _check_same_acquisition(kept, here, name=name)
                 duplicates.append(n)
                 duplicate_of.append(order[-1])
                 continue
@@ -264,6 +351,39 @@ def _remove_duplicates(slices: list[SliceHeader], sorted_idx: list[int], normal:
     return order, duplicates, duplicate_of
 
 
+def _check_same_acquisition(kept: SliceHeader, here: SliceHeader, *, name: str) -> None:
+    """Two slices at one position may be copies of one slice; refuse them when headers say not.
+
+    Copies (the same file twice, a re-sent instance, a classic and an enhanced copy of one
+    acquisition) pass here and are compared pixel by pixel when loading. Slices whose
+    acquisition fields differ, or that belong to a series announcing several temporal positions
+    (NumberOfTemporalPositions, as GE fMRI series do with nothing else to tell volumes apart),
+    are a 4D, multi-echo or mixed series and are refused here, so ``scan`` refuses them too.
+    """
+    if kept.enhanced != here.enhanced:
+        return  # classic and enhanced copies describe acquisitions differently: pixels decide
+    keywords = _ENHANCED_ACQUISITION if here.enhanced else ACQUISITION_KEYWORDS
+    where = f"two slices at one position {_fmt(here.position)} from different acquisitions"
+    for keyword, a, b in zip(keywords, kept.acquisition, here.acquisition, strict=True):
+        if a != b:
+            raise DicomError(
+                f"{where} ({_ACQUISITION_KINDS.get(keyword, 'different acquisitions')}: "
+                f"{keyword} {_show(a)} and {_show(b)}): {kept.label} and {here.label}; one 3D "
+                "volume per series is needed", path=name)
+    temporal = max(kept.temporal_positions, here.temporal_positions)
+    if temporal > 1 and kept.sop_instance_uid != here.sop_instance_uid:
+        raise DicomError(
+            f"{where} (4D: NumberOfTemporalPositions {temporal}, with several instances at "
+            f"each position): {kept.label} and {here.label}; one 3D volume per series is needed",
+            path=name)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    return "\\".join(value) if isinstance(value, tuple) else str(value)
+
+
 def _stack_step(slices: list[SliceHeader], order: list[int], depth: np.ndarray,
                 normal: np.ndarray, row: np.ndarray, col: np.ndarray, *, dx: float, dy: float,
                 name: str) -> tuple[float, tuple[float, float]]:
@@ -271,19 +391,7 @@ def _stack_step(slices: list[SliceHeader], order: list[int], depth: np.ndarray,
     if len(order) == 1:
         return _single_slice_thickness(slices, order[0]), (0.0, 0.0)
     d = depth[order]
-    steps = np.diff(d)
-    median = float(np.median(steps))
-    for n, gap in enumerate(steps):
-        if gap > GAP_FACTOR * median:
-            raise DicomError(
-                f"missing slice: a gap of {gap:.3f} mm between {slices[order[n]].label} and "
-                f"{slices[order[n + 1]].label} where slices are {median:.3f} mm apart", path=name)
-    deviation = np.abs(steps - median)
-    worst = int(np.argmax(deviation))
-    if deviation[worst] > max(UNEVEN_FLOOR_MM, UNEVEN_TOLERANCE * median):
-        raise DicomError(
-            f"uneven slice spacing: {steps[worst]:.3f} mm between {slices[order[worst]].label} "
-            f"and {slices[order[worst + 1]].label}, median {median:.3f} mm", path=name)
+    _check_even_steps(slices, order, d, name=name)
     step = float((d[-1] - d[0]) / (len(order) - 1))
     positions = np.array([slices[n].position for n in order])
     inplane = positions - positions[0] - np.outer(d - d[0], normal)
@@ -295,6 +403,58 @@ def _stack_step(slices: list[SliceHeader], order: list[int], depth: np.ndarray,
     if np.linalg.norm(inplane[-1]) <= SHEAR_DRIFT_MM:
         return step, (0.0, 0.0)
     return step, (float(shear @ row), float(shear @ col))
+
+
+def _check_even_steps(slices: list[SliceHeader], order: list[int], d: np.ndarray, *,
+                      name: str) -> None:
+    """Refuse a stack whose slice steps are not all equal, saying what is wrong.
+
+    A single step that is a whole multiple (2x, 3x...) of the steps around it is a missing
+    slice; any other change of step is uneven spacing (such as a CT with 4 mm, then 7 mm
+    slices), which medseq refuses rather than resample: the volume would hold voxels that
+    were never acquired at the spacing it claims.
+    """
+    steps = np.diff(d)
+    median = float(np.median(steps))
+
+    def same(a: float, b: float) -> bool:
+        return abs(a - b) <= max(UNEVEN_FLOOR_MM, UNEVEN_TOLERANCE * max(a, b))
+
+    # Runs of equal steps: (first step index, count, value).
+    runs: list[tuple[int, int, float]] = []
+    for n, gap in enumerate(steps):
+        if runs and same(runs[-1][2], float(gap)):
+            start, count, value = runs[-1]
+            runs[-1] = (start, count + 1, value)
+        else:
+            runs.append((n, 1, float(gap)))
+    if len(runs) == 1:
+        return
+    # The stack's step: the median when some run has it, else the longest run's.
+    main = median if any(same(median, r[2]) for r in runs) else max(runs, key=lambda r: r[1])[2]
+    for r, (start, count, value) in enumerate(runs):
+        if same(value, main):
+            continue
+        ratio = value / main if main > 0 else 0.0
+        multiple = round(ratio)
+        if (count == 1 and multiple >= 2 and same(value, multiple * main)
+                and all(same(runs[q][2], main) for q in (r - 1, r + 1) if 0 <= q < len(runs))):
+            a, b = slices[order[start]], slices[order[start + 1]]
+            raise DicomError(
+                f"missing slice: a gap of {value:.3f} mm between {a.label} and {b.label} where "
+                f"slices are {main:.3f} mm apart", path=name)
+    first_change = runs[1][0]
+    before, after = runs[0][2], runs[1][2]
+    a, b = slices[order[first_change]], slices[order[first_change + 1]]
+    raise DicomError(
+        f"slice spacing changes from {_mm(before)} to {_mm(after)} mm at "
+        f"z={_mm(float(d[first_change]))} mm (between {a.label} and {b.label}; z along the "
+        "slice normal); uneven spacing is refused, not resampled", path=name)
+
+
+def _mm(value: float) -> str:
+    text = f"{value:.3f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 def _single_slice_thickness(slices: list[SliceHeader], n: int) -> float:
@@ -327,6 +487,14 @@ def _hashable(value: Any) -> Any:
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         return tuple(str(v) for v in value)
     return str(value)
+
+
+def _image_type(ds: Any) -> list[str]:
+    value = ds.get("ImageType")
+    if value is None:
+        return []
+    values = [value] if isinstance(value, str) else list(value)
+    return [str(v).strip().upper() for v in values]
 
 
 def _label(ds: Any, index: int) -> str:

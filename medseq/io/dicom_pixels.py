@@ -46,13 +46,12 @@ def read_series_pixels(paths: list[Path], headers: list[Dataset], geometry: Seri
     """
     fields = list(records) if records is not None else headers
     first = fields[geometry.sources[geometry.order[0]][0]]
-    _check_pixel_description(fields, name=name)
     raw = _read_raw(paths, headers, fields, geometry, name=name)
-    _check_duplicates(paths, geometry, raw, name=name)
+    _check_duplicates(paths, headers, fields, geometry, raw, name=name)
     slopes, intercepts = _rescale(fields, geometry)
     array = _apply_rescale(raw, slopes, intercepts, modality=str(first.get("Modality", "")))
     if geometry.shear_pixels != (0.0, 0.0):
-        array = _unshear(array, geometry.shear_pixels)
+        array = _unshear(array, geometry)
     return array
 
 
@@ -82,7 +81,9 @@ def _read_raw(paths: list[Path], headers: list[Dataset], fields: Sequence[Any],
               geometry: SeriesGeometry, *, name: str) -> np.ndarray:
     """Stored values, (slices, rows, columns), in geometry order (before rescale)."""
     first = fields[geometry.sources[geometry.order[0]][0]]
-    cols, rows, count = geometry.shape
+    count = geometry.shape[2]
+    # The acquired slice size (a tilted stack's resampled grid is larger).
+    rows, cols = as_int(first.get("Rows"), 0), as_int(first.get("Columns"), 0)
     raw = np.empty((count, rows, cols), dtype=_stored_dtype(first))
     by_file: dict[int, list[tuple[int, int]]] = {}
     for k, n in enumerate(geometry.order):
@@ -174,20 +175,6 @@ def _pixel_array(ds: Dataset, path: Path) -> np.ndarray:
 # -- values ----------------------------------------------------------------------------------
 
 
-def _check_pixel_description(headers: Sequence[Any], *, name: str) -> None:
-    keys = ("SamplesPerPixel", "BitsAllocated", "PixelRepresentation")
-    first = headers[0]
-    samples = as_int(first.get("SamplesPerPixel"), 1)
-    if samples != 1:
-        raise DicomError(f"{_label(first)} is a colour image (SamplesPerPixel={samples}); only "
-                         "grey-level series can be loaded", path=name)
-    for ds in headers[1:]:
-        for key in keys:
-            if as_int(ds.get(key), -1) != as_int(first.get(key), -1):
-                raise DicomError(f"{key} differs between {_label(first)} and {_label(ds)}",
-                                 path=name)
-
-
 def _stored_dtype(ds: Any) -> np.dtype:
     bits = as_int(ds.get("BitsAllocated"), 16)
     signed = as_int(ds.get("PixelRepresentation"), 0) == 1
@@ -272,30 +259,68 @@ def _apply_rescale(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray, 
     return values
 
 
-def _check_duplicates(paths: list[Path], geometry: SeriesGeometry, raw: np.ndarray, *,
-                      name: str) -> None:
-    """Dropped duplicates must carry the same pixels as the slice kept at their position."""
+def _check_duplicates(paths: list[Path], headers: list[Dataset], fields: Sequence[Any],
+                      geometry: SeriesGeometry, raw: np.ndarray, *, name: str) -> None:
+    """Dropped duplicates must carry the same values as the slice kept at their position.
+
+    Copies sharing one SOPInstanceUID are no exception: four instances of one UID whose
+    pixels differ (a lossy copy among them) are a conflict, not a duplicate to drop.
+    """
     if not geometry.duplicates:
         return
     position = {n: k for k, n in enumerate(geometry.order)}
+    decoded: dict[int, np.ndarray] = {}
+    rescale: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def values(n: int, stored: np.ndarray | None = None) -> np.ndarray:
+        src, frame = geometry.sources[n]
+        if stored is None:
+            stored = np.empty(raw.shape[1:], dtype=raw.dtype)
+            single = as_int(fields[src].get("NumberOfFrames"), 1) == 1
+            if not (single and _read_native_into(paths[src], headers[src], fields[src],
+                                                 stored)):
+                if src not in decoded:
+                    decoded[src] = _decoded_frames(paths[src], raw.dtype, name=name)
+                stored = decoded[src][frame]
+        if src not in rescale:
+            rescale[src] = _file_rescale(fields[src], as_int(fields[src].get("NumberOfFrames"),
+                                                             1))
+        slope, intercept = rescale[src][0][frame], rescale[src][1][frame]
+        return stored.astype(np.float64) * slope + intercept
+
     for dup, kept in zip(geometry.duplicates, geometry.duplicate_of, strict=True):
-        src, frame = geometry.sources[dup]
-        pixels = _decoded_frames(paths[src], raw.dtype, name=name)[frame]
-        if not np.array_equal(pixels, raw[position[kept]]):
-            kept_src = geometry.sources[kept][0]
+        if not np.array_equal(values(dup), values(kept, raw[position[kept]])):
+            labels = geometry.labels or tuple(
+                f"{paths[s].name}" for s, _ in geometry.sources)
+            same_uid = (str(fields[geometry.sources[dup][0]].get("SOPInstanceUID") or "")
+                        == str(fields[geometry.sources[kept][0]].get("SOPInstanceUID") or "x"))
             raise DicomError(f"two slices at one position with different pixels: "
-                             f"{paths[kept_src].name} and {paths[src].name}", path=name)
+                             f"{labels[kept]} and {labels[dup]}"
+                             + (" (the same SOPInstanceUID: conflicting copies of one "
+                                "instance, e.g. a lossy one)" if same_uid else ""), path=name)
 
 
-def _unshear(array: np.ndarray, shear: tuple[float, float]) -> np.ndarray:
-    """Shift each tilted slice in its plane so the stack becomes orthogonal (linear)."""
+def _unshear(array: np.ndarray, geometry: SeriesGeometry) -> np.ndarray:
+    """Shift each tilted slice in its plane so the stack becomes orthogonal (linear).
+
+    The output grid is ``geometry.shape``, enlarged from the acquired slice size so that every
+    acquired voxel of every slice lands inside it; the acquired slice 0 starts at
+    ``geometry.grid_offset``. Voxels no acquired slice covers get the series minimum.
+    """
     from scipy import ndimage
 
+    si, sj = geometry.shear_pixels
+    oi, oj = geometry.grid_offset
+    cols, rows, count = geometry.shape
     fill = float(array.min())
-    out = np.empty_like(array)
-    for k in range(array.shape[0]):
-        moved = ndimage.shift(array[k].astype(np.float32), (k * shear[1], k * shear[0]),
-                              order=1, mode="constant", cval=fill, prefilter=False)
+    out = np.empty((count, rows, cols), dtype=array.dtype)
+    canvas = np.empty((rows, cols), dtype=np.float32)
+    acquired_rows, acquired_cols = array.shape[1:]
+    for k in range(count):
+        canvas.fill(fill)
+        canvas[-oj:-oj + acquired_rows, -oi:-oi + acquired_cols] = array[k]
+        moved = ndimage.shift(canvas, (k * sj, k * si), order=1, mode="grid-constant", cval=fill,
+                              prefilter=False)
         out[k] = np.rint(moved) if out.dtype.kind in "iu" else moved
     return out
 

@@ -11,9 +11,10 @@ geometry :func:`medseq.io.dicom.series_geometry` accepts, with the most slices; 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
@@ -23,7 +24,7 @@ import numpy as np
 from medseq.errors import DicomError, InputDataError, LayoutError
 from medseq.io.cohort import ImageFormat, Patient, SeriesInfo, SkipKind, Skipped, Timepoint
 from medseq.io.dicomdir import is_dicomdir_name, referenced_files
-from medseq.io.header_record import HeaderRecord, header_record
+from medseq.io.header_record import HeaderRecord
 from medseq.io.timeline import in_date_order, parse_date
 from medseq.io.walk import WalkReport, walk_files
 
@@ -53,6 +54,9 @@ _NON_IMAGE_SOP_PREFIXES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.88.": "structured report",
     "1.2.840.10008.5.1.4.1.1.481.3": "RT structure set",
     "1.2.840.10008.5.1.4.1.1.66.4": "segmentation object",
+    "1.2.840.10008.5.1.4.1.1.66.": "registration, fiducials or surface object",
+    "1.2.840.10008.5.1.4.1.1.66": "raw data object",
+    "1.2.840.10008.5.1.4.1.1.4.2": "MR spectroscopy object",
     "1.2.840.10008.5.1.4.1.1.11.": "presentation state",
     "1.2.840.10008.5.1.4.1.1.104.": "encapsulated document",
 }
@@ -82,6 +86,10 @@ class HeaderIndex:
     warnings: list[str] = field(default_factory=list)
     files_seen: int = 0
     dicomdirs: int = 0
+    broken: dict[str, list[tuple[Path, str, str]]] = field(default_factory=dict)
+    """SeriesInstanceUID -> ``(file, reason, SOPInstanceUID)`` of files of that series whose
+    header was read but that are unusable (truncated, pixels stripped): unless an intact copy
+    of the same instance is there, their series cannot be loaded whole."""
 
 
 @dataclass(frozen=True)
@@ -112,8 +120,6 @@ def index_headers(path: Path, *, progress: Progress | None = None) -> HeaderInde
     Pixel data is never read. A DICOMDIR found in the tree is followed: files it names that
     are missing are reported; the files it references are read like any other.
     """
-    from medseq.io.dicom import HEADER_TAGS, read_header
-
     index = HeaderIndex()
     report = WalkReport()
     if path.is_file() and is_dicomdir_name(path):
@@ -133,20 +139,76 @@ def index_headers(path: Path, *, progress: Progress | None = None) -> HeaderInde
             files.append(file)
     index.skipped.extend(report.skipped)
     index.files_seen = max(index.files_seen, len(files))
-    for count, file in enumerate(dict.fromkeys(files), start=1):
-        if progress is not None and count % 250 == 0:
-            progress(count)
-        try:
-            ds = header_record(read_header(file), HEADER_TAGS)
-        except DicomError as err:
-            index.skipped.append(Skipped(path=str(file), reason=err.reason))
+    unique = list(dict.fromkeys(files))
+    for file, (record, reason, partial) in zip(unique, _read_all(unique, progress), strict=True):
+        if record is None:
+            index.skipped.append(Skipped(path=str(file), reason=reason))
+            uid, sop = partial
+            if uid:
+                index.broken.setdefault(uid, []).append((file, reason, sop))
             continue
-        if _sop_class(ds) == _DICOMDIR_SOP_CLASS:
+        if _sop_class(record) == _DICOMDIR_SOP_CLASS:
             index.skipped.append(Skipped(path=str(file), reason="a DICOMDIR index under "
                                          "another name; its files are read from the tree"))
             continue
-        index.headers.append((file, ds))
+        index.headers.append((file, record))
     return index
+
+
+PARALLEL_MIN_FILES = 600
+"""Headers of at least this many files are read by two processes (when there are two CPUs)."""
+_CHUNK_FILES = 200
+
+_Read: TypeAlias = "tuple[Header | None, str, tuple[str, str]]"
+"""A file's header record, or None with the reason and the (series, instance) UIDs it gave."""
+
+
+def _read_one(file: Path) -> _Read:
+    from medseq.io.dicom import header_fields, read_header
+
+    try:
+        return header_fields(read_header(file)), "", ("", "")
+    except DicomError as err:
+        partial = getattr(err, "header", None)
+        if partial is None:
+            return None, err.reason, ("", "")
+        fields = header_fields(partial)
+        return None, err.reason, (_text(fields, "SeriesInstanceUID"),
+                                  _text(fields, "SOPInstanceUID"))
+
+
+def _read_chunk(files: list[Path]) -> list[_Read]:
+    return [_read_one(file) for file in files]
+
+
+def _read_all(files: list[Path], progress: Progress | None) -> Iterator[_Read]:
+    """Every file's header, in order; two processes share a large tree when two CPUs exist.
+
+    Reading a header is Python work bound by one core; results are identical either way.
+    """
+    import multiprocessing
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    parallel = (len(files) >= PARALLEL_MIN_FILES and cpus >= 2
+                and "fork" in multiprocessing.get_all_start_methods())
+    done = 0
+    if not parallel:
+        for file in files:
+            done += 1
+            if progress is not None and done % 250 == 0:
+                progress(done)
+            yield _read_one(file)
+        return
+    chunks = [files[n:n + _CHUNK_FILES] for n in range(0, len(files), _CHUNK_FILES)]
+    # fork: the workers start at once with everything imported (no re-import per worker).
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        for results in pool.imap(_read_chunk, chunks):
+            done += len(results)
+            if progress is not None:
+                progress(done)
+            yield from results
 
 
 def discover_dicom(path: Path, *, series: str | None = None,
@@ -173,7 +235,7 @@ def discover_dicom(path: Path, *, series: str | None = None,
         tree[patient_id][_text(ds, "StudyInstanceUID")][_text(ds, "SeriesInstanceUID")].append(
             (file, ds))
     for patient_id in sorted(tree):
-        _add_patient(patient_id, tree[patient_id], pattern, result)
+        _add_patient(patient_id, tree[patient_id], pattern, result, broken=index.broken)
     return result
 
 
@@ -199,7 +261,8 @@ def choose_in_folder(folder: Path, *, series: str | None = None
                          path=folder)
     skipped = list(index.skipped)
     try:
-        choice = _choose_series(groups, pattern, skipped, where=folder, patient_id=None)
+        choice = _choose_series(groups, pattern, skipped, where=folder, patient_id=None,
+                                broken=index.broken)
     except _NoImageSeriesError as err:
         raise DicomError(str(err), path=folder) from None
     studies = {_text(ds, "StudyInstanceUID") for _, ds in index.headers}
@@ -225,7 +288,8 @@ def compile_series_pattern(series: str | None) -> re.Pattern[str] | None:
 
 def _add_patient(patient_id: str,
                  studies: dict[str, dict[str, list[Item]]],
-                 pattern: re.Pattern[str] | None, result: DicomResult) -> None:
+                 pattern: re.Pattern[str] | None, result: DicomResult, *,
+                 broken: dict[str, list[tuple[Path, str, str]]]) -> None:
     skipped: list[Skipped] = []
     study_reasons: list[str] = []
     choices: list[SeriesChoice] = []
@@ -234,7 +298,7 @@ def _add_patient(patient_id: str,
             where = _common_folder(p for items in series_groups.values() for p, _ in items)
             try:
                 choices.append(_choose_series(series_groups, pattern, skipped, where=where,
-                                              patient_id=patient_id))
+                                              patient_id=patient_id, broken=broken))
             except _NoImageSeriesError as err:
                 skipped.append(Skipped(path=str(where), reason=f"study {study_uid}: {err}",
                                        patient_id=patient_id, kind=SkipKind.STUDY))
@@ -298,7 +362,8 @@ class _Candidate:
 
 def _choose_series(groups: dict[str, list[Item]],
                    pattern: re.Pattern[str] | None, skipped: list[Skipped], *,
-                   where: Path, patient_id: str | None) -> SeriesChoice:
+                   where: Path, patient_id: str | None,
+                   broken: dict[str, list[tuple[Path, str, str]]] | None = None) -> SeriesChoice:
     """Choose a study's series; report every other series in ``skipped`` with its reason.
 
     Raises:
@@ -313,12 +378,20 @@ def _choose_series(groups: dict[str, list[Item]],
                                patient_id=patient_id, kind=SkipKind.SERIES))
 
     candidates: list[_Candidate] = []
-    broken: list[tuple[int, DicomError]] = []
+    broken_series: list[tuple[int, DicomError]] = []
     unmatched = 0
     localizer_only = 0
     for uid, items in sorted(groups.items()):
         label = _series_label(uid, items)
-        reason = _not_image_reason(items)
+        reasons = [_file_not_image(ds) for _, ds in items]
+        if all(reasons):
+            skip(items, f"{label}: {reasons[0]}; {len(items)} file(s)")
+            continue
+        for item, why in zip(items, reasons, strict=True):
+            if why:  # e.g. a Philips raw data object inside the image series
+                skip([item], f"{label}: {why}: left out of the series")
+        items = [item for item, why in zip(items, reasons, strict=True) if not why]
+        reason = _modality_reason(items)
         if reason is not None:
             skip(items, f"{label}: {reason}; {len(items)} file(s)")
             continue
@@ -333,18 +406,30 @@ def _choose_series(groups: dict[str, list[Item]],
         if not main:
             localizer_only += 1
             continue
+        present = {_text(ds, "SOPInstanceUID") for _, ds in main}
+        unusable = [b for b in (broken or {}).get(uid, []) if not b[2] or b[2] not in present]
+        if unusable:
+            # Dropping the file would leave a gap (or a shorter stack) that hides the cause.
+            path, why, _ = unusable[0]
+            more = f" and {len(unusable) - 1} more file(s)" if len(unusable) > 1 else ""
+            err = DicomError(f"{label}: {path.name}{more} unusable ({why}): the series cannot "
+                             "be loaded whole", path=path.parent)
+            broken_series.append((len(main) + len(unusable), err))
+            skip(main, err.reason)
+            continue
         try:
             geometry = series_geometry([ds for _, ds in main],
                                        name=str(_common_folder(p for p, _ in main)))
         except DicomError as err:
-            broken.append((len(main), DicomError(f"{label}: {err.reason}", path=err.path)))
+            broken_series.append((len(main), DicomError(f"{label}: {err.reason}",
+                                                         path=err.path)))
             skip(main, f"{label}: {err.reason}")
             continue
         candidates.append(_Candidate(uid=uid, headers=main, geometry=geometry,
                                      description=_text(main[0][1], "SeriesDescription")))
     if not candidates:
-        if broken:
-            worst = max(broken, key=lambda b: b[0])[1]
+        if broken_series:
+            worst = max(broken_series, key=lambda b: b[0])[1]
             raise DicomError(worst.reason, path=worst.path or where)
         if localizer_only:
             raise _NoImageSeriesError("only localizer/scout images, no analysable CT, MR or PT "
@@ -365,8 +450,11 @@ def _choose_series(groups: dict[str, list[Item]],
 
 def _choice(best: _Candidate) -> SeriesChoice:
     geometry = best.geometry
-    # Slice indices count frames; map them to files, each once, in slice order.
-    files = [geometry.sources[i][0] if geometry.sources else i for i in geometry.order]
+    # Slice indices count frames; map them to files, each once, in slice order. Files holding
+    # only duplicates of kept slices come last: loading compares their pixels with the kept
+    # ones (a repeated position with other pixels is a conflict, not a copy to drop).
+    indices = list(geometry.order) + list(geometry.duplicates)
+    files = [geometry.sources[i][0] if geometry.sources else i for i in indices]
     ordered = [best.headers[i] for i in dict.fromkeys(files)]
     ds = ordered[0][1]
     date = None
@@ -456,11 +544,14 @@ def _normal(ds: Header) -> np.ndarray | None:
         return None
     iop = ds.get("ImageOrientationPatient")
     try:
-        values = np.asarray([float(v) for v in iop], dtype=float) if iop else None
+        values = tuple(float(v) for v in iop) if iop else None
     except (TypeError, ValueError):
         return None
-    if values is None or values.shape != (6,):
-        return None
+    return _unit_normal(values) if values is not None and len(values) == 6 else None
+
+
+@functools.lru_cache(maxsize=256)
+def _unit_normal(values: tuple[float, ...]) -> np.ndarray | None:
     normal = np.cross(values[:3], values[3:])
     norm = float(np.linalg.norm(normal))
     return normal / norm if norm > 1e-6 else None
@@ -472,17 +563,22 @@ def _angle_degrees(a: np.ndarray | None, b: np.ndarray | None) -> float:
     return float(np.degrees(np.arccos(min(1.0, abs(float(a @ b))))))
 
 
-def _not_image_reason(items: list[Item]) -> str | None:
-    ds = items[0][1]
+def _file_not_image(ds: Header) -> str | None:
+    """Why one file is not an image (SR, raw data, no Rows...), or None for an image."""
     modality = _text(ds, "Modality").upper()
     if modality in NON_IMAGE_MODALITIES:
         return f"{modality} ({NON_IMAGE_MODALITIES[modality]}), not an image"
     sop = _sop_class(ds)
     for prefix, what in _NON_IMAGE_SOP_PREFIXES.items():
-        if sop.startswith(prefix):
+        if sop == prefix or (prefix.endswith(".") and sop.startswith(prefix)):
             return f"{what} (SOP class {sop}), not an image"
-    if not any("Rows" in d for _, d in items):
+    if "Rows" not in ds:
         return f"holds no image (no Rows; modality {modality or 'not given'})"
+    return None
+
+
+def _modality_reason(items: list[Item]) -> str | None:
+    modality = _text(items[0][1], "Modality").upper()
     if modality not in IMAGE_MODALITIES:
         return (f"modality {modality or 'not given'} is not analysed "
                 "(CT, MR and PT only)")

@@ -46,6 +46,7 @@ def header_record(ds: Dataset, keywords: Iterable[str]) -> HeaderRecord | Datase
     elements = getattr(ds, "_dict", None)
     items = elements.items() if isinstance(elements, dict) else (
         (tag, ds.get_item(tag)) for tag in sorted(ds.keys()))
+    codec = _text_codec(elements.get(_CHARACTER_SET) if isinstance(elements, dict) else None)
     for tag, element in items:
         keyword = wanted.get(tag)
         if keyword is None:
@@ -56,11 +57,13 @@ def header_record(ds: Dataset, keywords: Iterable[str]) -> HeaderRecord | Datase
             if vr is None or vr == "UN":
                 vr = _dictionary_vr(tag)
             convert = _CONVERTERS.get(vr or "")
-            if convert is not None:
-                try:
+            try:
+                if convert is not None:
                     value = convert(element.value, element.is_little_endian)
-                except (ValueError, struct.error, UnicodeDecodeError):
-                    value = _NOT_FAST
+                elif codec is not None and vr in ("LO", "SH"):
+                    value = _texts(element.value, codec)
+            except (ValueError, struct.error, UnicodeDecodeError):
+                value = _NOT_FAST
         if value is _NOT_FAST:
             value = _plain(ds[tag].value)
         if value is not None and value != "" and value != []:
@@ -92,6 +95,25 @@ def _dictionary_vr(tag: int) -> str | None:
 
 
 _NOT_FAST: Any = object()
+_CHARACTER_SET = 0x00080005
+_CODECS = {"": "latin_1", "ISO_IR 6": "latin_1", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf_8"}
+"""SpecificCharacterSet values whose LO/SH text decodes as one codec (no value means pydicom's
+default, Latin-1); other character sets (with code extensions) go through pydicom."""
+
+
+def _text_codec(element: Any) -> str | None:
+    if element is None:
+        return "latin_1"
+    if type(element) is not RawDataElement:
+        return None
+    raw = element.value or b""
+    return _CODECS.get(raw.decode("ascii", "replace").strip(" \x00"))
+
+
+def _texts(raw: bytes, codec: str) -> Any:
+    """LO/SH values as pydicom gives them: split at backslashes, trailing spaces removed."""
+    parts = [part.rstrip("\x00 ") for part in raw.decode(codec).split("\\")]
+    return parts[0] if len(parts) == 1 else parts
 
 
 def _strings(raw: bytes, little: bool) -> Any:

@@ -45,7 +45,21 @@ def test_missing_slice(tmp_path: Path) -> None:
 
 def test_uneven_spacing(tmp_path: Path) -> None:
     write_series(tmp_path, shape=SHAPE, offsets=[0, 2.5, 5, 8.0, 10.5, 13])
-    assert "uneven slice spacing" in str(load_error(tmp_path))
+    assert "slice spacing changes from 2.5 to 3.0 mm at z=105.0 mm" in str(load_error(tmp_path))
+
+
+def test_spacing_that_changes_midway_is_not_a_missing_slice(tmp_path: Path) -> None:
+    """A real GE CT: 4 mm slices, then 7 mm slices (7 is no multiple of 4: nothing missing)."""
+    write_series(tmp_path, shape=(*SHAPE[:2], 7), offsets=[0, 4, 8, 12, 19, 26, 33])
+    err = str(load_error(tmp_path))
+    assert "slice spacing changes from 4.0 to 7.0 mm at z=112.0 mm" in err
+    assert "IM00004.dcm and IM00005.dcm" in err
+    assert "missing slice" not in err
+
+
+def test_missing_slice_in_a_stack_is_still_named(tmp_path: Path) -> None:
+    write_series(tmp_path, shape=(*SHAPE[:2], 5), offsets=[0, 2.5, 7.5, 10, 12.5])
+    assert "missing slice: a gap of 5.000 mm" in str(load_error(tmp_path))
 
 
 def test_two_slices_one_position_different_pixels(tmp_path: Path) -> None:

@@ -69,3 +69,47 @@ def test_read_header_records_the_pixel_offset(tmp_path: Path) -> None:
     ds = read_header(path)
     _, ref_offset = pydicom_header(path)
     assert getattr(ds, PIXEL_OFFSET_ATTRIBUTE) == ref_offset
+
+
+def _private_items(depth: int) -> pydicom.Sequence:
+    item = pydicom.Dataset()
+    item.is_undefined_length_sequence_item = True
+    item.add_new(0x00190010, "LO", "GEMS_ACQU_01")
+    item.add_new(0x00191001, "DS", "1.5")
+    if depth:
+        item.add_new(0x00191002, "SQ", _private_items(depth - 1))
+        item[0x00191002].is_undefined_length = True
+    return pydicom.Sequence([item, item])
+
+
+def test_private_sequences_and_long_private_groups(tmp_path: Path) -> None:
+    """An undefined-length private sequence before the wanted groups is skipped; a private
+    block after them (longer than the first read) is never walked; values and the pixel
+    offset stay pydicom's."""
+    def edit(k: int, ds: pydicom.Dataset) -> None:
+        ds.add_new(0x00190010, "LO", "GEMS_ACQU_01")
+        ds.add_new(0x00191010, "SQ", _private_items(2))
+        ds[0x00191010].is_undefined_length = True
+        ds.add_new(0x00290010, "LO", "SIEMENS CSA HEADER")
+        ds.add_new(0x00291010, "OB", bytes(range(256)) * 400)  # 100 KiB
+
+    path = write_series(tmp_path, shape=(6, 5, 1), modality="MR", edit=edit)[0]
+    assert b"\xff\xff\xff\xff" in path.read_bytes()[:4096]  # an undefined length is there
+    ds = read_header(path)
+    ref, ref_offset = pydicom_header(path)
+    assert getattr(ds, PIXEL_OFFSET_ATTRIBUTE) == ref_offset
+    for keyword in HEADER_TAGS:
+        assert ds.get(keyword) == ref.get(keyword), keyword
+    whole = path.read_bytes()
+    parsed = parse_header(whole, wanted=_WANTED, sequences=_SEQUENCES, whole_file=True)
+    assert parsed is not None
+    assert parsed[1] == ref_offset
+
+
+def test_trailing_elements_after_the_pixels_are_walked(tmp_path: Path) -> None:
+    def edit(k: int, ds: pydicom.Dataset) -> None:
+        ds.add_new(0xFFFCFFFC, "OB", b"\x00" * 64)  # DataSetTrailingPadding
+
+    path = write_series(tmp_path, shape=(6, 5, 1), edit=edit)[0]
+    _, ref_offset = pydicom_header(path)
+    assert getattr(read_header(path), PIXEL_OFFSET_ATTRIBUTE) == ref_offset
