@@ -12,12 +12,14 @@ header longer than the buffer) returns ``None`` and the caller falls back to ``p
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Collection
 
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import BaseTag
+from pydicom.uid import UID
 
 __all__ = ["FAST_HEADER_BYTES", "parse_header"]
 
@@ -36,6 +38,7 @@ _OTHER_ENCODINGS = frozenset({
     "1.2.840.10008.1.2.8.1",  # deflated image frame compression: treat as unknown
 })
 _PIXEL_DATA = 0x7FE00010
+_TRANSFER_SYNTAX = BaseTag(0x00020010)
 _UNDEFINED = 0xFFFFFFFF
 _Elements = dict[BaseTag, DataElement | RawDataElement]
 
@@ -186,7 +189,17 @@ def _file_meta(buf: bytes) -> tuple[_Elements | None, int]:
     return None, pos
 
 
+@functools.lru_cache(maxsize=64)
+def _syntax_uid(raw: bytes) -> UID:
+    return UID(raw.rstrip(b"\x00 ").decode("ascii", "replace"))
+
+
 def _dataset(elements: _Elements, meta: _Elements, implicit: bool) -> Dataset:
+    syntax = meta.get(_TRANSFER_SYNTAX)
+    if type(syntax) is RawDataElement and syntax.value is not None:
+        # Converted once per distinct syntax: read on every file, pydicom's conversion and
+        # validation of it would cost more than the rest of the header.
+        meta[_TRANSFER_SYNTAX] = DataElement(_TRANSFER_SYNTAX, "UI", _syntax_uid(syntax.value))
     ds = Dataset(elements)
     ds.file_meta = FileMetaDataset(meta)
     ds.set_original_encoding(implicit, True, None)
