@@ -36,6 +36,10 @@ class UsageError(MedseqError):
     exit_code = ExitCode.USAGE
 
 
+class OutputInUseError(UsageError):
+    """Another medseq process is writing the same output folder (exit code 1)."""
+
+
 class InputDataError(MedseqError):
     """Input data cannot be used: bad DICOM, inconsistent geometry, bad masks (exit code 2)."""
 

@@ -10,7 +10,10 @@ model.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import re
 import shutil
 import tempfile
 import time
@@ -24,10 +27,13 @@ from medseq.errors import CacheError, InputDataError, UsageError
 from medseq.evaluation.rundir import read_json
 from medseq.io.cohort import Cohort, Patient
 from medseq.preprocess.pseudonym import read_salt
+from medseq.processes import owner_alive, owner_tag
 
 THRESHOLD = 0.5
 """Probability at or above which ``class`` is ``responder`` (the threshold evaluate uses)."""
 RUNS_DIR = Path("runs")
+WORKDIR_PREFIX = "medseq-predict-"
+"""Temporary folders are ``<tmp>/medseq-predict-<host>-<pid>-<random>``."""
 
 
 @dataclass
@@ -155,7 +161,8 @@ def predict_patient_of(
         warnings.append("the run has no salt.key: the pseudonym will not match the training "
                         "cache, so the all-patient model is used")
     config = _preprocess_config(run)
-    tmp = Path(tempfile.mkdtemp(prefix="medseq-predict-"))
+    _remove_abandoned_workdirs()
+    tmp = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{owner_tag()}-"))
     try:
         if run.salt is not None:
             (tmp / "salt.key").write_text(run.salt.hex() + "\n", encoding="ascii")
@@ -278,3 +285,20 @@ def _pseudonym(patient_id: str, salt: bytes | None) -> str:
     from medseq.preprocess.pseudonym import pseudonym
 
     return pseudonym(patient_id, salt)
+
+
+def _remove_abandoned_workdirs() -> None:
+    """Delete temporary folders of predict processes that were killed (SIGKILL, power loss):
+    ours, on this machine, whose process is gone. They hold images and a copy of the key."""
+    pattern = re.compile(re.escape(WORKDIR_PREFIX) + r"([0-9a-f]{6})-(\d+)-")
+    try:
+        entries = list(os.scandir(tempfile.gettempdir()))
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or owner_alive(match.group(1), int(match.group(2))) is not False:
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False) and entry.stat().st_uid == os.getuid():
+                shutil.rmtree(entry.path, ignore_errors=True)

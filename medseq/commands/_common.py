@@ -12,6 +12,7 @@ from typing import ParamSpec, TypeVar
 import typer
 
 from medseq.errors import ExitCode, MedseqError, UsageError
+from medseq.processes import Terminated
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -43,6 +44,9 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             _print_error("interrupted")
             raise typer.Exit(130) from None
+        except Terminated as err:  # SIGTERM / SIGHUP where a command asked for clean-up
+            _print_error(f"terminated ({err.name})")
+            raise typer.Exit(err.exit_code) from None
         except Exception as err:
             if os.environ.get("MEDSEQ_DEBUG"):
                 raise

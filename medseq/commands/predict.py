@@ -11,9 +11,11 @@ import typer
 from medseq.commands._common import parse_shard, reports_errors
 from medseq.console import emit_json, stderr, stdout_console
 from medseq.errors import InputDataError, UsageError
+from medseq.processes import raising_on_termination
 
 
 @reports_errors
+@raising_on_termination()  # SIGTERM/SIGHUP remove the temporary folder, as Ctrl-C does
 def command(
     study: Path = typer.Argument(
         ..., help="One patient: a DICOM tree, NIfTI layout or manifest CSV (a cohort with --all)."

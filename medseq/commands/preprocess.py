@@ -41,6 +41,7 @@ def command(
     from medseq.config import load_config
     from medseq.console import emit_json, stderr
     from medseq.io.discover import discover
+    from medseq.io.writer_lock import writer_lock
     from medseq.preprocess.config import PreprocessConfig
     from medseq.preprocess.runner import Failure, run_preprocess
 
@@ -48,19 +49,21 @@ def command(
     config = load_config(PreprocessConfig, config_file)
     if output.exists() and not output.is_dir():
         raise UsageError("the cache must be a folder, and this is a file", path=output)
-    cohort = discover(input_path, series=series)
-    if cohort.skipped:
-        stderr.print(f"discovery skipped {len(cohort.skipped)} item(s); `medseq scan` lists why",
-                     markup=False)
+    # Refuse a second writer before discovery, which can take minutes on a large tree.
+    with writer_lock(output, shard=shard_pair, what="cache"):
+        cohort = discover(input_path, series=series)
+        if cohort.skipped:
+            stderr.print(f"discovery skipped {len(cohort.skipped)} item(s); `medseq scan` lists "
+                         "why", markup=False)
 
-    def report_failure(failure: Failure) -> None:
-        stderr.print(f"failed {failure.patient_id}: {failure.error}", markup=False)
+        def report_failure(failure: Failure) -> None:
+            stderr.print(f"failed {failure.patient_id}: {failure.error}", markup=False)
 
-    with _Progress(stderr) as advance:
-        summary = run_preprocess(
-            cohort, output, config=config, workers=workers, shard=shard_pair,
-            fail_fast=fail_fast, keep_ids=keep_ids, on_progress=advance,
-            on_failure=report_failure)
+        with _Progress(stderr) as advance:
+            summary = run_preprocess(
+                cohort, output, config=config, workers=workers, shard=shard_pair,
+                fail_fast=fail_fast, keep_ids=keep_ids, on_progress=advance,
+                on_failure=report_failure)
     _print_summary(stderr, summary.as_dict())
     if json_output:
         emit_json(summary.as_dict())

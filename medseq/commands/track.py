@@ -43,6 +43,7 @@ def command(
     Example: medseq track cache/ -o tracking/ --json | jq '.patients[].best_overall_response'
     """
     from medseq.console import emit_json, stderr
+    from medseq.io.writer_lock import writer_lock
     from medseq.tracking.pipeline import track_cache, tracks_document, write_outputs
 
     shard_pair = parse_shard(shard)
@@ -50,17 +51,18 @@ def command(
         raise UsageError("the output must be a folder, and this is a file", path=output)
     if lesion_info is not None and not lesion_info.is_file():
         raise UsageError("--lesion-info file not found", path=lesion_info)
-    if (path / MANIFEST_NAME).is_file():
-        cache = path
-    else:
-        cache = _preprocess_raw(path, output / "cache", workers=workers, shard=shard_pair)
-        shard_pair = None  # the cache holds just this shard's patients already
-    results = track_cache(cache, min_volume_ml=min_volume, lesion_info=lesion_info,
-                          shard=shard_pair)
-    settings: dict[str, Any] = {"cache": str(cache), "min_volume_ml": min_volume,
-                                "lesion_info": str(lesion_info) if lesion_info else None,
-                                "shard": shard}
-    write_outputs(results, output, settings=settings)
+    with writer_lock(output, what="output folder"):  # one track per OUT at a time
+        if (path / MANIFEST_NAME).is_file():
+            cache = path
+        else:
+            cache = _preprocess_raw(path, output / "cache", workers=workers, shard=shard_pair)
+            shard_pair = None  # the cache holds just this shard's patients already
+        results = track_cache(cache, min_volume_ml=min_volume, lesion_info=lesion_info,
+                              shard=shard_pair)
+        settings: dict[str, Any] = {"cache": str(cache), "min_volume_ml": min_volume,
+                                    "lesion_info": str(lesion_info) if lesion_info else None,
+                                    "shard": shard}
+        write_outputs(results, output, settings=settings)
     for result in results:
         if result.note:
             stderr.print(f"{result.patient_id}: {result.note}", markup=False)

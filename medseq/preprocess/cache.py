@@ -6,7 +6,9 @@ file is written under a temporary name and renamed, so a kill leaves either the 
 new one. Several processes (``--shard K/N`` job arrays) may write one cache at once: each
 manifest update is a read-modify-write under an exclusive ``flock`` on ``CACHE/.manifest.lock``,
 and every run starts by folding the ``patient.json`` records into the manifest, which repairs an
-index left behind by a kill or by a file system without locks.
+index left behind by a kill or by a file system without locks. Which runs may write a cache at
+once is decided by :mod:`medseq.io.writer_lock`; :func:`remove_abandoned` and
+:func:`clear_stale` delete only temporary files no live writer owns.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ from pydantic import ValidationError
 from medseq import __version__
 from medseq.config import canonical_hash
 from medseq.errors import CacheError
-from medseq.io.atomic import write_text_atomic
+from medseq.io.atomic import (
+    is_abandoned_temporary,
+    remove_abandoned_temporaries,
+    write_text_atomic,
+)
 from medseq.io.cohort import ImageFormat, SeriesInfo
 from medseq.preprocess.manifest import (
     MANIFEST_NAME,
@@ -40,7 +46,6 @@ RECORD_NAME = "patient.json"
 LOCK_NAME = ".manifest.lock"
 CHUNK = 1 << 20
 _OUTPUT = re.compile(r"^(t\d{2,}_(image\.nii|mask\.nii|mask_native\.nii\.gz)|crops\.npy)$")
-_TEMPORARY = re.compile(r"^\..+\.tmp")
 
 
 def content_hash(series: SeriesInfo, *, root: Path, previous: tuple[str, str] | None = None
@@ -187,15 +192,36 @@ def is_complete(cache_dir: Path, record: PatientRecord) -> bool:
     return all((Path(cache_dir) / rel).is_file() for rel in outputs_of(record))
 
 
-def clear_stale(folder: Path, keep: Sequence[str] = ()) -> None:
-    """Delete cache outputs and leftover temporary files in a patient folder, except ``keep``."""
+def clear_stale(folder: Path, keep: Sequence[str] = (), *, sole_writer: bool = False) -> None:
+    """Delete cache outputs in a patient folder, except ``keep``, and abandoned temporary files.
+
+    A temporary file is abandoned when its writer process is dead, or whenever ``sole_writer``
+    (the run holds the cache's exclusive writer lock); see
+    :func:`medseq.io.atomic.is_abandoned_temporary`.
+    """
     if not folder.is_dir():
         return
     keep_names = {Path(name).name for name in keep}
     for path in folder.iterdir():
         stale_output = _OUTPUT.match(path.name) and path.name not in keep_names
-        if path.is_file() and (stale_output or _TEMPORARY.match(path.name)):
+        if path.is_file() and (stale_output or is_abandoned_temporary(
+                path.name, sole_writer=sole_writer)):
             path.unlink(missing_ok=True)
+
+
+def remove_abandoned(cache_dir: Path, *, sole_writer: bool) -> int:
+    """Delete abandoned temporary files (a killed run's) in the cache and its patient folders.
+
+    Returns how many were removed. Files of live writers (other shards) are kept.
+    """
+    cache_dir = Path(cache_dir)
+    removed = len(remove_abandoned_temporaries(cache_dir, sole_writer=sole_writer))
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(cache_dir):
+            if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+                removed += len(remove_abandoned_temporaries(Path(entry.path),
+                                                            sole_writer=sole_writer))
+    return removed
 
 
 def _committed_records(cache_dir: Path) -> Iterator[PatientRecord]:
@@ -243,4 +269,5 @@ __all__ = [
     "input_hash",
     "is_complete",
     "outputs_of",
+    "remove_abandoned",
 ]

@@ -26,6 +26,7 @@ import numpy as np
 from medseq.config import config_hash
 from medseq.errors import CacheError, MedseqError
 from medseq.io.cohort import Cohort, Patient, SkipKind
+from medseq.io.writer_lock import writer_lock
 from medseq.preprocess.cache import (
     CacheIndex,
     clear_stale,
@@ -34,6 +35,7 @@ from medseq.preprocess.cache import (
     input_hash,
     is_complete,
     outputs_of,
+    remove_abandoned,
 )
 from medseq.preprocess.config import PIPELINE_VERSION, PreprocessConfig
 from medseq.preprocess.manifest import PatientRecord
@@ -88,14 +90,32 @@ def run_preprocess(
 ) -> RunSummary:
     """Bring ``cache_dir`` up to date with ``cohort`` (this shard's part of it).
 
+    The run holds the cache's writer lock (:mod:`medseq.io.writer_lock`): shared with the other
+    shards under ``shard``, else exclusive. It starts by removing temporary files that killed
+    runs left behind (all of them when it is the sole writer, else those of dead processes).
+
     Raises:
         CacheError: the cache folder cannot be used (other schema, other ``--keep-ids``).
+        OutputInUseError: another run writes the cache (another copy of this shard, or a run
+            without ``--shard`` while shards run, or the other way round).
     """
     start = time.perf_counter()
+    cache_dir = Path(os.path.abspath(cache_dir))
+    with writer_lock(cache_dir, shard=shard, what="cache") as lock:
+        remove_abandoned(cache_dir, sole_writer=lock.sole_writer)
+        return _run_locked(cohort, cache_dir, config=config, workers=workers, shard=shard,
+                           fail_fast=fail_fast, keep_ids=keep_ids, on_progress=on_progress,
+                           on_failure=on_failure, sole_writer=lock.sole_writer, start=start)
+
+
+def _run_locked(
+    cohort: Cohort, cache_dir: Path, *, config: PreprocessConfig, workers: int,
+    shard: tuple[int, int] | None, fail_fast: bool, keep_ids: bool,
+    on_progress: ProgressHook | None, on_failure: Callable[[Failure], None] | None,
+    sole_writer: bool, start: float,
+) -> RunSummary:
     # A manifest layout's root is the CSV; paths are relative to its folder.
     base = cohort.root if cohort.root.is_dir() else cohort.root.parent
-    cache_dir = Path(os.path.abspath(cache_dir))
-    cache_dir.mkdir(parents=True, exist_ok=True)
     key = load_or_create_salt(cache_dir)
     rejected = _rejected_patients(cohort)
     everyone = cohort.patients + tuple(rejected)
@@ -121,13 +141,13 @@ def run_preprocess(
         folder = cache_dir / record.patient_id
         record.timings["committed_at"] = round(time.time(), 3)
         if record.status == "ok":
-            clear_stale(folder, keep=outputs_of(record))
+            clear_stale(folder, keep=outputs_of(record), sole_writer=sole_writer)
             summary.processed += 1
             summary.timepoints += len(record.timepoints)
         else:
             record.error = _scrub(record.error or "failed", patient, record.patient_id,
                                   base, keep_ids)
-            clear_stale(folder)
+            clear_stale(folder, sole_writer=sole_writer)
             failure = Failure(record.patient_id, record.error)
             summary.failed.append(failure)
             if on_failure is not None:
@@ -192,7 +212,7 @@ def _run_pool(jobs: Iterator[PatientJob], workers: int
 
     def new_pool() -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                   initializer=_init_worker, initargs=(threads,))
+                                   initializer=_init_worker, initargs=(threads, os.getpid()))
 
     pool = new_pool()
     in_flight: dict[Future[PatientRecord], tuple[PatientJob, ProcessPoolExecutor]] = {}
@@ -243,9 +263,14 @@ def _pool_context() -> BaseContext:
     return context
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent_pid: int) -> None:
+    """Set ITK's threads; exit when the run's process dies (even by SIGKILL), so neither the
+    workers nor the fork server (alive while a worker is) outlive it."""
     import SimpleITK as sitk  # noqa: N813
 
+    from medseq.processes import exit_with_parent
+
+    exit_with_parent(parent_pid)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
 
 

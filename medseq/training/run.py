@@ -6,6 +6,7 @@ only by rank 0 under torchrun.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import torch
 from medseq.config import config_hash, dump_yaml
 from medseq.errors import CacheError, InputDataError, UsageError
 from medseq.io.atomic import write_text_atomic
+from medseq.io.writer_lock import writer_lock
 from medseq.models.io import ModelCard, save_model
 from medseq.preprocess.manifest import SALT_NAME, CacheManifest, read_manifest
 from medseq.training import checkpoint as ckpt
@@ -74,8 +76,12 @@ def train_run(
         device = torch.device("cuda", dist.local_rank)
     _set_determinism(config)
     try:
-        return _run(cache_dir, run_dir, config, device, dist, labels_csv, resume,
-                    stop_after_epochs, progress)
+        # One writer per run folder (rank 0 writes for all ranks): a second train or --resume
+        # into it is refused while this one runs.
+        with (writer_lock(run_dir, what="run folder") if dist.is_main
+              else contextlib.nullcontext()):
+            return _run(cache_dir, run_dir, config, device, dist, labels_csv, resume,
+                        stop_after_epochs, progress)
     finally:
         shutdown(dist)
 

@@ -49,3 +49,36 @@ def test_output_permissions_follow_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "r.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_temporary_names_carry_their_writer(tmp_path: Path) -> None:
+    import os
+
+    from medseq.io.atomic import temporary_owner
+    from medseq.processes import HOST_TAG
+
+    with atomic_path(tmp_path / "t00_mask.nii") as tmp:
+        assert tmp.name.startswith(".t00_mask.nii.")
+        assert tmp.name.endswith(".tmp.nii")
+        assert temporary_owner(tmp.name) == (HOST_TAG, os.getpid())
+
+
+def test_only_temporaries_of_dead_writers_are_abandoned(tmp_path: Path) -> None:
+    import os
+
+    from medseq.io.atomic import is_abandoned_temporary, remove_abandoned_temporaries
+    from medseq.processes import HOST_TAG
+    from tests.processes import dead_pid
+
+    dead = f".manifest.json.{HOST_TAG}-{dead_pid()}.abc_12xy.tmp.json"
+    live = f".t00_image.nii.{HOST_TAG}-{os.getpid()}.k2j4h5g6.tmp.nii"
+    elsewhere = f".crops.npy.{'0' * 6 if HOST_TAG != '0' * 6 else '1' * 6}-1.q1w2e3r4.tmp.npy"
+    legacy = ".manifest.json.q1w2e3r4.tmp.json"
+    names = [dead, live, elsewhere, legacy, "manifest.json", ".writer.lock"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    assert [n for n in names if is_abandoned_temporary(n, sole_writer=False)] == [dead]
+    assert [n for n in names if is_abandoned_temporary(n, sole_writer=True)] == [
+        dead, live, elsewhere, legacy]
+    assert remove_abandoned_temporaries(tmp_path, sole_writer=False) == [tmp_path / dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:])

@@ -113,6 +113,6 @@ def test_clear_stale_removes_old_outputs_and_temporary_files(tmp_path: Path) -> 
     for name in ("t00_image.nii", "t01_image.nii", ".t00_image.nii.abc.tmp.nii", "notes.txt",
                  "patient.json", "crops.npy"):
         (tmp_path / name).write_text("x")
-    clear_stale(tmp_path, keep=["P1/t00_image.nii", "P1/crops.npy"])
+    clear_stale(tmp_path, keep=["P1/t00_image.nii", "P1/crops.npy"], sole_writer=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "crops.npy", "notes.txt", "patient.json", "t00_image.nii"]

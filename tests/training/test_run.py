@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-from medseq.errors import InputDataError, UsageError
+from medseq.errors import CacheError, InputDataError, UsageError
 from medseq.models.inference import load_model, predict_patient
+from medseq.training import checkpoint as ckpt
 from medseq.training.dataset import load_crops
 from medseq.training.loop import InjectedStopError
 from medseq.training.run import train_run
@@ -115,6 +117,48 @@ def test_resume_after_a_kill_matches_an_unbroken_run(
                       unbroken / f"folds/{k}/model.safetensors")
     assert _metrics(run) == _metrics(unbroken)
     assert (run / "predictions.jsonl").read_text() == (unbroken / "predictions.jsonl").read_text()
+
+
+def test_kill_between_tensors_and_record_resumes_the_last_whole_epoch(
+    unbroken: Path, fake_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "killed"
+    commits = []
+    real_write = ckpt.write_text_atomic
+
+    def killed_at_fifth_record(path: Path, text: str) -> None:
+        commits.append(path)
+        if len(commits) == 5:  # fold 2, epoch 2: its tensors are on disk, its record is not
+            raise KeyboardInterrupt
+        real_write(path, text)
+
+    monkeypatch.setattr(ckpt, "write_text_atomic", killed_at_fifth_record)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(fake_cache, run, tiny_config(), progress=False)
+    monkeypatch.undo()
+    folder = run / "checkpoint"
+    state = json.loads((folder / "state.json").read_text())
+    assert (state["fold"], state["epoch"]) == ("1", 1)
+    tensors = sorted(folder.glob("*.safetensors"))
+    assert len(tensors) == 2  # the committed epoch and the uncommitted one beside it
+
+    # The same torn state as the old two-rename layout: new tensors under the recorded name.
+    torn = tmp_path / "torn"
+    shutil.copytree(run, torn)
+    newer = next(p for p in tensors if p.name != state["tensors"]["file"])
+    shutil.copy(torn / "checkpoint" / newer.name, torn / "checkpoint" / state["tensors"]["file"])
+    with pytest.raises(CacheError, match=r"torn checkpoint: tensors-\w+\.safetensors does not"):
+        train_run(fake_cache, torn, tiny_config(), resume=True, progress=False)
+    # A checkpoint without a commit record (an older medseq's) is refused, not trusted.
+    del state["tensors"]
+    (torn / "checkpoint" / "state.json").write_text(json.dumps(state))
+    with pytest.raises(CacheError, match="without a commit record"):
+        train_run(fake_cache, torn, tiny_config(), resume=True, progress=False)
+
+    train_run(fake_cache, run, tiny_config(), resume=True, progress=False)
+    _same_weights(run / "model.safetensors", unbroken / "model.safetensors")
+    assert _metrics(run) == _metrics(unbroken)
+    assert not (run / "checkpoint").exists()
 
 
 def test_existing_run_needs_resume(unbroken: Path, fake_cache: Path) -> None:
