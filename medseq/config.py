@@ -69,9 +69,42 @@ def canonical_hash(data: Any) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def config_differences(before: Mapping[str, Any], after: Mapping[str, Any], *,
+                       limit: int = 3) -> str:
+    """``crop_size 32 -> 48, registration.iterations 200 -> 100``: what two settings differ in.
+
+    Nested sections are compared key by key; a key only one side has shows as ``(unset)``.
+    Lists at most ``limit`` keys, then ``and N more``.
+    """
+    changes: list[str] = []
+    flat_before, flat_after = _flatten(before), _flatten(after)
+    for key in sorted(set(flat_before) | set(flat_after)):
+        old = flat_before.get(key, "(unset)")
+        new = flat_after.get(key, "(unset)")
+        if old != new:
+            changes.append(f"{key} {_show(old)} -> {_show(new)}")
+    if len(changes) > limit:
+        changes = [*changes[:limit], f"and {len(changes) - limit} more"]
+    return ", ".join(changes) or "no setting differs; the recorded hash does"
+
+
 def dump_yaml(config: BaseModel) -> str:
     """The config as YAML, in field order, for ``--print-config`` and run directories."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

@@ -26,12 +26,14 @@ from medseq import __version__
 from medseq.errors import CacheError, InputDataError, UsageError
 from medseq.evaluation.rundir import read_json
 from medseq.io.cohort import Cohort, Patient
-from medseq.preprocess.pseudonym import read_salt
+from medseq.preprocess.pseudonym import read_salt, write_salt
 from medseq.processes import owner_alive, owner_tag
 
 THRESHOLD = 0.5
 """Probability at or above which ``class`` is ``responder`` (the threshold evaluate uses)."""
-RUNS_DIR = Path("runs")
+RUNS_DIRS = (Path("runs"), Path("medseq-demo") / "runs")
+"""Where predict looks for trained runs without ``--model`` (``scripts/demo.sh`` trains into
+``medseq-demo/runs/demo``), relative to the working directory."""
 WORKDIR_PREFIX = "medseq-predict-"
 """Temporary folders are ``<tmp>/medseq-predict-<host>-<pid>-<random>``."""
 
@@ -67,19 +69,21 @@ class LoadedRun:
 
 
 def resolve_run(model: Path | None, *, cwd: Path | None = None) -> Path:
-    """``--model RUN``, else the newest run under ``./runs/`` holding a ``model.json``."""
+    """``--model RUN``, else the newest run holding a ``model.json`` under ``./runs/`` or
+    ``./medseq-demo/runs/`` (relative to ``cwd``, so the path can be shown as found)."""
     if model is not None:
         if not (model / "model.json").is_file() and not (model / "folds").is_dir():
             raise CacheError("not a trained run (no model.json); train one with "
                              "medseq train CACHE -o RUN", path=model)
         return model
-    runs = (cwd or Path.cwd()) / RUNS_DIR
-    candidates = [p for p in runs.iterdir() if (p / "model.json").is_file()] if runs.is_dir() \
-        else []
+    base = cwd or Path.cwd()
+    candidates = [folder / run.name for folder in RUNS_DIRS if (base / folder).is_dir()
+                  for run in (base / folder).iterdir() if (run / "model.json").is_file()]
     if not candidates:
-        raise UsageError("no trained model: pass --model RUN, or train one first with "
-                         "medseq train CACHE -o runs/NAME")
-    return max(candidates, key=lambda p: (p / "model.json").stat().st_mtime)
+        raise UsageError("no trained model under ./runs/ or ./medseq-demo/runs/: pass --model "
+                         "RUN, or train one first with medseq train CACHE -o runs/NAME")
+    newest = max(candidates, key=lambda p: ((base / p / "model.json").stat().st_mtime, str(p)))
+    return newest if cwd is None else base / newest
 
 
 def load_run(run_dir: Path) -> LoadedRun:
@@ -128,7 +132,17 @@ def predict_cohort(
     on_patient: Callable[[int, int], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Predict every patient (this shard's part, in pseudonym order); failures become rows
-    with an ``error`` instead of stopping the cohort."""
+    with an ``error`` instead of stopping the cohort.
+
+    Raises:
+        CacheError: the run has no ``salt.key`` and ``keep_ids`` is off: the rows could only
+            name patients by their real ids.
+    """
+    if run.salt is None and not keep_ids:
+        raise CacheError("the run has no salt.key, so patients cannot get their pseudonyms and "
+                         "predict --all would print real patient ids; copy salt.key from the "
+                         "training cache into the run, or pass --keep-ids to report the input's "
+                         "ids", path=run.run_dir)
     cohort = discover_study(cohort_dir, series=series)
     order = sorted(cohort.patients, key=lambda p: _pseudonym(p.patient_id, run.salt))
     if shard is not None:
@@ -165,7 +179,7 @@ def predict_patient_of(
     tmp = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{owner_tag()}-"))
     try:
         if run.salt is not None:
-            (tmp / "salt.key").write_text(run.salt.hex() + "\n", encoding="ascii")
+            write_salt(tmp, run.salt)
         single = dataclasses.replace(cohort, patients=(patient,))
         t0 = time.perf_counter()
         summary = run_preprocess(single, tmp, config=config, workers=1)

@@ -21,7 +21,8 @@ def command(
         ..., help="One patient: a DICOM tree, NIfTI layout or manifest CSV (a cohort with --all)."
     ),
     model: Path | None = typer.Option(
-        None, "--model", help="Training run directory (default: the newest under ./runs/)."
+        None, "--model",
+        help="Training run directory (default: the newest under ./runs/ or ./medseq-demo/runs/)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Write the prediction as JSON to stdout."),
     all_patients: bool = typer.Option(
@@ -56,7 +57,11 @@ def command(
         raise InputDataError("no such file or folder", path=study)
     from medseq.predict import load_run, predict_one, resolve_run
 
-    run = load_run(resolve_run(model))
+    run_dir = resolve_run(model)
+    if model is None:
+        stderr.print(f"using the newest trained run, {run_dir} (--model chooses another)",
+                     markup=False, highlight=False)
+    run = load_run(run_dir)
     if all_patients:
         _predict_all(study, run, shard_kn, output, series=series, keep_ids=keep_ids)
         return

@@ -52,6 +52,7 @@ def command(
     # Refuse a second writer before discovery, which can take minutes on a large tree.
     with writer_lock(output, shard=shard_pair, what="cache"):
         cohort = discover(input_path, series=series)
+        _warn_if_reconfigured(stderr, output, config)
         if cohort.skipped:
             stderr.print(f"discovery skipped {len(cohort.skipped)} item(s); `medseq scan` lists "
                          "why", markup=False)
@@ -104,6 +105,26 @@ class _Progress:
 
     def __exit__(self, *exc: object) -> None:
         self._bar.stop()
+
+
+def _warn_if_reconfigured(console: Any, cache: Path, config: Any) -> None:
+    """Say so when the cache holds patients made with other settings: they are all redone."""
+    from medseq.config import config_differences, config_hash
+    from medseq.errors import CacheError
+    from medseq.preprocess.manifest import MANIFEST_NAME, read_manifest
+
+    if not (cache / MANIFEST_NAME).is_file():
+        return
+    try:
+        manifest = read_manifest(cache)
+    except CacheError:
+        return  # the run itself reports what is wrong with the cache
+    if manifest.config_hash == config_hash(config) or not manifest.ok_patients():
+        return
+    changes = config_differences(manifest.config, config.model_dump(mode="json"))
+    console.print(f"warning: {cache} was preprocessed with other settings ({changes}); every "
+                  "patient is redone with the new ones (use another -o to keep that cache)",
+                  markup=False, highlight=False)
 
 
 def _print_summary(console: Any, data: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medseq import __version__
-from medseq.errors import CacheError
+from medseq.errors import CacheError, InputDataError
 from medseq.evaluation import metrics
 from medseq.evaluation.baseline import (
     BaselineModel,
@@ -73,6 +73,11 @@ def evaluate_run(run_dir: Path, settings: EvaluationSettings | None = None) -> d
     predictions = read_predictions(run_dir)
     splits = read_splits(run_dir)
     scored, excluded = score_cross_validation(predictions, splits)
+    if not scored:
+        raise InputDataError(f"none of the run's {len(predictions)} patients can be evaluated "
+                             f"({_reasons(excluded)}); evaluation needs patients with a label "
+                             "(labels.csv, the manifest's label column, or a RECIST response "
+                             "from tracking) and two scans", path=run_dir)
     doc = evaluation_document(scored, settings, cohort="cross-validation")
     doc["excluded"] = excluded
     doc["model"] = model_provenance(run_dir)
@@ -117,13 +122,21 @@ def score_cross_validation(
     return scored, excluded
 
 
-def fit_full_baseline(predictions: Sequence[PatientPrediction]) -> BaselineModel:
-    """The baseline fitted on every labelled training patient (for external cohorts)."""
+def fit_full_baseline(predictions: Sequence[PatientPrediction], *, run_dir: Path | None = None
+                      ) -> BaselineModel:
+    """The baseline fitted on every labelled training patient (for external cohorts).
+
+    Raises:
+        InputDataError: no training patient has a label and two scans.
+    """
     pairs = [
         (change, int(p.label))
         for p in predictions
         if p.label is not None and (change := relative_volume_change(p.burden_ml)) is not None
     ]
+    if not pairs:
+        raise InputDataError("no patient of the run has a label and two scans, so the size-only "
+                             "baseline cannot be fitted", path=run_dir)
     return fit_baseline([c for c, _ in pairs], [y for _, y in pairs])
 
 
@@ -291,6 +304,14 @@ def model_provenance(run_dir: Path) -> dict[str, Any]:
         if isinstance(splits, dict) and "config_hash" in splits:
             out["config_hash"] = splits["config_hash"]
     return out
+
+
+def _reasons(excluded: Sequence[Mapping[str, str]]) -> str:
+    """``6 no label, 1 fewer than two scans``: why patients were left out, counted."""
+    counts: dict[str, int] = {}
+    for row in excluded:
+        counts[row["reason"]] = counts.get(row["reason"], 0) + 1
+    return ", ".join(f"{n} {reason}" for reason, n in counts.items()) or "no patient"
 
 
 def _fold_of(p: PatientPrediction, splits: Mapping[str, int]) -> int:

@@ -1,6 +1,7 @@
 """Evaluate a run's all-patient model on an external cohort (``medseq evaluate RUN --data``).
 
-The external cache must come from ``medseq preprocess`` with the model's settings. Labels are
+The external cache must come from ``medseq preprocess`` with the model's settings (the
+configuration hash is compared; another one is refused, naming the settings that differ). Labels are
 the cache's manifest labels when it has any, else the best overall RECIST response from tracking
 that cache. The size-only baseline is fitted once on the whole training cohort and applied
 unchanged, so both are tested on data neither has seen.
@@ -40,8 +41,9 @@ def evaluate_external(
     if not (run_dir / "model.safetensors").is_file():
         raise CacheError("no all-patient model (model.safetensors) to evaluate externally",
                          path=run_dir)
-    baseline = fit_full_baseline(read_predictions(run_dir))
+    baseline = fit_full_baseline(read_predictions(run_dir), run_dir=run_dir)
     manifest = read_manifest(cache_dir)
+    _check_settings(run_dir, cache_dir, manifest)
     records = manifest.ok_patients()
     labels, excluded = _labels(cache_dir, records)
     model, _ = load_model(run_dir)
@@ -87,6 +89,23 @@ def evaluate_external(
     doc["model"] = model_provenance(run_dir)
     doc["baseline_model"] = baseline.as_dict()
     return doc
+
+
+def _check_settings(run_dir: Path, cache_dir: Path, manifest: Any) -> None:
+    """Refuse a cache preprocessed with other settings than the model's training cache: its
+    crops (size, spacing, intensity window) would not be what the model learned from."""
+    from medseq.config import config_differences
+    from medseq.models.io import read_card
+
+    card = read_card(run_dir)
+    wanted = getattr(card, "preprocess_config_hash", None)
+    if wanted is None or wanted == manifest.config_hash:
+        return
+    differences = config_differences(dict(getattr(card, "preprocess_config", None) or {}),
+                                     manifest.config)
+    raise CacheError(f"preprocessed with other settings than the run's training cache "
+                     f"({differences}); preprocess the external cohort again with the run's "
+                     f"settings (model.json preprocess_config in {run_dir})", path=cache_dir)
 
 
 def _labels(cache_dir: Path, records: list[Any]) -> tuple[dict[str, int], list[dict[str, str]]]:

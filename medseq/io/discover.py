@@ -2,7 +2,8 @@
 
 Three layouts are recognised, in this order:
 
-1. a *manifest*: a ``.csv`` file with ``patient_id,timepoint,date,image,mask[,label]``;
+1. a *manifest*: a ``.csv`` file with ``patient_id,timepoint,date,image,mask[,label]``, or a
+   folder holding one named ``manifest.csv`` (what ``medseq sample-data`` writes);
 2. the *NIfTI layout*: ``patient/<timepoint>/image.nii.gz`` (or ``.nii``), optional ``mask``;
 3. a *DICOM tree*: any folder of DICOM files (any names, DICOMDIR optional), or one DICOMDIR.
 
@@ -26,6 +27,9 @@ from medseq.io.dicom_tree import Progress, compile_series_pattern, discover_dico
 from medseq.io.manifest import discover_manifest
 from medseq.io.nifti import is_nifti
 from medseq.io.nifti_layout import discover_nifti, patient_folders
+
+MANIFEST_CSV = "manifest.csv"
+"""A folder holding a file of this name at its top is read as that manifest."""
 
 
 def discover(path: Path, *, series: str | None = None, require_patients: bool = True,
@@ -62,7 +66,7 @@ def require_usable(cohort: Cohort) -> Cohort:
     if cohort.patients:
         return cohort
     patients = [s for s in cohort.skipped if s.kind is SkipKind.PATIENT]
-    reasons = [s.reason for s in patients] or [s.reason for s in cohort.skipped]
+    reasons = [_named(s, cohort.root) for s in patients or cohort.skipped]
     summary = "; ".join(list(dict.fromkeys(reasons))[:3])
     counted = (f"{len(patients)} patient(s) skipped" if patients
                else f"{len(cohort.skipped)} item(s) skipped")
@@ -95,6 +99,9 @@ def _discover(path: Path, *, series: str | None, check_values: bool,
         raise LayoutError(f"cannot list folder ({err.strerror or err})", path=path) from None
     if empty:
         raise LayoutError("folder is empty: no DICOM files, NIfTI layout or manifest", path=path)
+    if (path / MANIFEST_CSV).is_file():  # as `medseq sample-data` writes: the index of the folder
+        return _discover(path / MANIFEST_CSV, series=series, check_values=check_values,
+                         progress=progress)
     if patient_folders(path) is not None:
         layout = discover_nifti(path, check_values=check_values)
         if series is not None:
@@ -122,6 +129,17 @@ def _cohort(layout: Layout, root: Path, patients: list[Patient], skipped: list[S
     return Cohort(layout=layout, root=root,
                   patients=tuple(sorted(patients, key=lambda p: p.patient_id)),
                   skipped=tuple(skipped), warnings=tuple(dict.fromkeys(warnings)))
+
+
+def _named(skipped: Skipped, root: Path) -> str:
+    """A skip reason with the file or folder it is about, relative to the input."""
+    base = root if root.is_dir() else root.parent
+    where = Path(skipped.path)
+    if where in (root, base):
+        return skipped.reason
+    if where.is_relative_to(base):
+        where = where.relative_to(base)
+    return f"{where}: {skipped.reason}"
 
 
 def _clip(text: str, limit: int = 300) -> str:

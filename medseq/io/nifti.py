@@ -1,12 +1,16 @@
 """Load and save NIfTI volumes and masks, refusing what later stages cannot use.
 
 A NIfTI image medseq accepts is 3D (a trailing fourth axis of length 1 is dropped), holds no NaN
-or infinity, and has a usable affine. Its affine is nibabel's (sform when set, else qform), so
+or infinity, and has a usable affine from its qform or sform (a header with neither gives no
+orientation, and is refused). Its affine is nibabel's (sform when set, else qform), so
 ``Volume.affine`` maps voxel indices to RAS+ millimetres exactly as ITK-SNAP and 3D Slicer show.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,12 +61,11 @@ def read_nifti_header(path: Path) -> NiftiHeader:
     """Shape, affine and data type of a NIfTI file, checking it is 3D; reads no voxels.
 
     Raises:
-        NiftiError: unreadable or not NIfTI, not 3D, or a singular affine.
+        NiftiError: unreadable or not NIfTI, not 3D, no geometry, or a singular affine.
     """
     image = _open(path)
     shape = _three_d_shape(image, path)
-    affine = np.asarray(image.affine, dtype=np.float64)
-    _check_affine(affine, path)
+    affine = _affine(image, path)
     slope, inter = _slope_inter(image)
     scaled = not (slope == 1.0 and inter == 0.0)
     return NiftiHeader(path=path, shape=shape, affine=affine,
@@ -76,13 +79,12 @@ def load_nifti(path: Path) -> Volume:
     becomes float32. Never goes through float64.
 
     Raises:
-        NiftiError: unreadable, not 3D, a singular affine, or NaN/infinite voxels.
+        NiftiError: unreadable, not 3D, no geometry, a singular affine, or NaN/infinite voxels.
     """
     path = Path(path)
     image = _open(path)
     shape = _three_d_shape(image, path)
-    affine = np.asarray(image.affine, dtype=np.float64)
-    _check_affine(affine, path)
+    affine = _affine(image, path)
     try:
         raw = np.asanyarray(image.dataobj.get_unscaled())  # type: ignore[attr-defined]
     except (OSError, EOFError, ValueError, MemoryError) as err:  # truncated or corrupt gzip
@@ -229,12 +231,26 @@ def _open(path: Path) -> nib.Nifti1Image:
     if path.stat().st_size == 0:
         raise NiftiError("file is empty (0 bytes)", path=path)
     try:
-        image = nib.load(path, mmap=False)  # voxels in memory, not tied to the file
+        # nibabel logs the header fields it repairs (pixdim 0 -> 1) on stderr; what matters
+        # for medseq is checked and reported below, in one line.
+        with _quiet_nibabel():
+            image = nib.load(path, mmap=False)  # voxels in memory, not tied to the file
     except Exception as err:  # nibabel raises many types for bad files
         raise NiftiError(f"not a readable NIfTI file ({_short(err)})", path=path) from None
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         raise NiftiError(f"not a NIfTI image ({type(image).__name__})", path=path)
     return image
+
+
+@contextlib.contextmanager
+def _quiet_nibabel() -> Iterator[None]:
+    logger = logging.getLogger("nibabel.global")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _three_d_shape(image: nib.Nifti1Image, path: Path) -> tuple[int, int, int]:
@@ -250,6 +266,39 @@ def _three_d_shape(image: nib.Nifti1Image, path: Path) -> tuple[int, int, int]:
             path=path,
         )
     return shape[0], shape[1], shape[2]
+
+
+def _affine(image: nib.Nifti1Image, path: Path) -> np.ndarray:
+    """The voxel -> RAS+ affine; refused when the header does not say where the voxels are.
+
+    With ``qform_code`` and ``sform_code`` both 0 the NIfTI standard falls back to ANALYZE's
+    "method 1": pixdim scaling and no orientation. nibabel then makes up an LAS affine (1 mm
+    where pixdim is 0), which would silently mirror or rescale the scan, so medseq refuses it.
+    """
+    header = image.header
+    if int(header["qform_code"]) <= 0 and int(header["sform_code"]) <= 0:
+        unknown = ("the orientation is unknown (pixdim gives only the voxel size)"
+                   if _stored_zooms_valid(image, path)
+                   else "the orientation and voxel size are unknown (pixdim is 0)")
+        raise NiftiError(f"no valid geometry: qform_code and sform_code are both 0, so "
+                         f"{unknown}; convert the scan again with its scanner geometry "
+                         "(dcm2niix), or set the file's sform", path=path)
+    affine = np.asarray(image.affine, dtype=np.float64)
+    _check_affine(affine, path)
+    return affine
+
+
+def _stored_zooms_valid(image: nib.Nifti1Image, path: Path) -> bool:
+    """Whether pixdim[1:4] as stored are positive (nibabel's loaded header sets 0 to 1)."""
+    from nibabel.openers import ImageOpener
+
+    try:
+        with ImageOpener(str(path)) as handle:
+            raw = type(image.header).from_fileobj(handle, check=False)
+        zooms = [float(v) for v in raw["pixdim"][1:4]]
+    except Exception:  # the header was read once already; this is only for the message
+        return True
+    return all(np.isfinite(z) and z > 0 for z in zooms)
 
 
 def _check_affine(affine: np.ndarray, path: Path) -> None:

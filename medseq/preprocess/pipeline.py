@@ -9,6 +9,7 @@ source too, only their own voxels.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,9 @@ from medseq.preprocess.orient import Grid, canonical_grid
 
 CT_OUTSIDE_HU = -1024.0
 """What CT voxels outside the source scan become (air)."""
+MIN_EXTENT_VOXELS = 4
+"""Fewer voxels along an axis (a single slice, a localizer) is no 3D scan: registration,
+lesion measurement and crops need a volume."""
 
 
 class RegistrationFailedError(InputDataError):
@@ -55,6 +59,8 @@ class PatientJob:
     target_spacing: tuple[float, float, float]
     input_hash: str
     hashes: tuple[SourceHashes, ...]
+    series_ids: tuple[str | None, ...]
+    """Series UID per timepoint as the manifest stores it (keyed-hashed unless --keep-ids)."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,7 @@ def process_patient(job: PatientJob) -> PatientRecord:
     has_mask = all(tp.mask is not None for tp in timepoints)
 
     with timings.stage("read"):
-        baseline = load_image(timepoints[0].image)
+        baseline = _checked_extent(load_image(timepoints[0].image), timepoints[0])
     modality = detect_modality(timepoints[0].image.modality, baseline.array, config.modality)
     grid = canonical_grid(baseline.shape, baseline.affine, job.target_spacing)
     outside = CT_OUTSIDE_HU if modality == "CT" else 0.0
@@ -116,7 +122,7 @@ def process_patient(job: PatientJob) -> PatientRecord:
         name = f"t{index:02d}"
         if volume is None:
             with timings.stage("read"):
-                volume = load_image(tp.image)
+                volume = _checked_extent(load_image(tp.image), tp)
         with timings.stage("read"):
             mask = load_mask(tp.mask, like=volume) if tp.mask is not None else None
         if index == 0:
@@ -200,13 +206,26 @@ def _write_timepoint(folder: Path, job: PatientJob, index: int, tp: Timepoint, n
     hashes = job.hashes[index]
     return TimepointRecord(
         index=index, days=days, days_since_previous=days - (previous_days or 0),
-        series_uid=tp.image.series_uid, file_count=tp.image.file_count,
+        series_uid=job.series_ids[index], file_count=tp.image.file_count,
         content_hash=hashes.content_hash, source_stat=hashes.source_stat,
         mask_hash=hashes.mask_hash, mask_stat=hashes.mask_stat,
         image=f"{rel}_image.nii", mask=mask_rel, mask_native=native_rel,
         native_affine=_rounded(native.affine), native_shape=list(native.shape),
         lesion_volume_ml=volume_ml,
     )
+
+
+def _checked_extent(volume: Volume, tp: Timepoint) -> Volume:
+    """``volume``, unless it is too thin along an axis to be a 3D scan."""
+    if min(volume.shape) < MIN_EXTENT_VOXELS:
+        files = tp.image.files
+        where = files[0] if len(files) == 1 else Path(os.path.commonpath(files))
+        shape = "x".join(str(n) for n in volume.shape)
+        raise InputDataError(
+            f"image is {shape} voxels: not a 3D scan (medseq needs at least "
+            f"{MIN_EXTENT_VOXELS} voxels along each axis; a single slice or a localizer?)",
+            path=where)
+    return volume
 
 
 def _check_dates(timepoints: tuple[Timepoint, ...]) -> None:

@@ -4,9 +4,11 @@ Recipe (PERFORMANCE.md has the measurements behind it): both scans are binned to
 ``spacing_mm`` voxels; the translation starts from the difference of the body centroids (the
 "moments" initialisation, on a body mask so CT air at -1000 HU weighs nothing); a multi-resolution
 pyramid drives Mattes mutual information with RegularStepGradientDescent on ~1% random samples
-(the tutorial GradientDescent stops early, millimetres off). A registration counts as failed
-when the body masks overlap less than ``min_body_dice`` afterwards or the metric got worse; then
-the image-centre initialisation is tried too, and the better result is kept and flagged.
+(the tutorial GradientDescent stops early, millimetres off). When the optimiser ends worse than
+it started, the start was the best alignment and is kept. A registration counts as failed when
+the body masks overlap less than ``min_body_dice`` afterwards; then the image-centre
+initialisation is tried too, and the better result is kept and flagged. Small scans get fewer
+binning and pyramid levels (see :func:`_levels`) instead of ITK errors.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ CT_BODY_HU = -500.0
 MATRIX_DECIMALS = 6
 METRIC_TOLERANCE = 0.01
 """A final metric this much (relative) above the initial one still counts as not worse."""
+MIN_BINNED_VOXELS = 16
+"""Binning never leaves an axis shorter than this (an axis already shorter is not binned)."""
+MIN_LEVEL_VOXELS = 4
+"""ITK smooths every pyramid level with a recursive Gaussian, which needs at least 4 voxels
+along each axis: levels that would shrink an image below that are left out."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,14 @@ def _register(fixed_scan: PreparedImage, followup: Volume, *, modality: Modality
         initial = _initial_transform(fixed, moving, fixed_body, moving_body, init)
         transform, record = _run(fixed, moving, initial, config, halves=halves)
         record.initialization = init  # type: ignore[attr-defined]
+        if _worse(record):
+            # The start was already the best alignment the metric sees (the same scan twice,
+            # or small scans whose noisy metric leads the optimiser astray): keep it, and let
+            # the body-overlap check judge it.
+            transform = initial
+            record.final_metric = record.initial_metric
+            record.message = (f"kept the starting alignment ({init}): the optimiser found "
+                              "none better")
         _check(record, fixed_body, moving_body, transform, config)
         if best is None or _better(record, best[1]):
             best = (transform, record)
@@ -122,7 +137,8 @@ def _threads(count: int | None) -> Iterator[None]:
 def _prepare(volume: Volume, *, modality: Modality, spacing_mm: float) -> sitk.Image:
     """Bin to about ``spacing_mm`` (averaging, so no aliasing) and make float32 for the metric."""
     image = to_sitk(volume.array, volume.affine)
-    factors = [max(1, round(spacing_mm / s)) for s in image.GetSpacing()]
+    factors = [max(1, min(round(spacing_mm / s), n // MIN_BINNED_VOXELS))
+               for s, n in zip(image.GetSpacing(), image.GetSize(), strict=True)]
     if max(factors) > 1:
         image = sitk.BinShrink(image, factors)
     image = sitk.Cast(image, sitk.sitkFloat32)
@@ -196,8 +212,9 @@ def _run(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Euler3DTransform,
         gradientMagnitudeTolerance=1e-8,
     )
     method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel(config.shrink_factors)
-    method.SetSmoothingSigmasPerLevel(config.smoothing_sigmas)
+    shrink_factors, sigmas = _levels(config, fixed, moving)
+    method.SetShrinkFactorsPerLevel(shrink_factors)
+    method.SetSmoothingSigmasPerLevel(sigmas)
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     method.SetInitialTransform(sitk.Euler3DTransform(initial), inPlace=False)
     initial_metric = _metric(*halves, initial, config)
@@ -209,6 +226,17 @@ def _run(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Euler3DTransform,
         ok=True, message=method.GetOptimizerStopConditionDescription()[:200],
     )
     return final, record
+
+
+def _levels(config: RegistrationConfig, *images: sitk.Image) -> tuple[list[int], list[float]]:
+    """The configured pyramid without the levels too coarse for these (small) images."""
+    smallest = min(min(image.GetSize()) for image in images)
+    levels = [(factor, sigma) for factor, sigma in zip(config.shrink_factors,
+                                                       config.smoothing_sigmas, strict=True)
+              if smallest // factor >= MIN_LEVEL_VOXELS]
+    if not levels:
+        levels = [(1, 0.0)]
+    return [factor for factor, _ in levels], [sigma for _, sigma in levels]
 
 
 def _metric(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform,
@@ -225,22 +253,23 @@ def _metric(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform,
 
 def _check(record: RegistrationRecord, fixed_body: sitk.Image, moving_body: sitk.Image,
            transform: sitk.Transform, config: RegistrationConfig) -> None:
-    """Flag a failed registration: bodies that do not overlap, or a metric that got worse."""
+    """Flag a failed registration: bodies that do not overlap (a metric that got worse never
+    reaches here: the start is kept instead)."""
     warped = sitk.Resample(moving_body, fixed_body, transform, sitk.sitkNearestNeighbor, 0)
     fixed_arr = sitk.GetArrayViewFromImage(fixed_body).astype(bool)
     warped_arr = sitk.GetArrayViewFromImage(warped).astype(bool)
     total = int(fixed_arr.sum()) + int(warped_arr.sum())
     dice = 2.0 * int(np.logical_and(fixed_arr, warped_arr).sum()) / total if total else 0.0
     record.body_dice = round(dice, 4)  # type: ignore[attr-defined]
-    initial, final = record.initial_metric or 0.0, record.final_metric or 0.0
-    reasons = []
     if dice < config.min_body_dice:
-        reasons.append(f"body overlap {dice:.2f} < {config.min_body_dice}")
-    if final > initial + METRIC_TOLERANCE * abs(initial):
-        reasons.append(f"metric worse than at the start ({final:.4f} > {initial:.4f})")
-    if reasons:
         record.ok = False
-        record.message = "registration failed: " + "; ".join(reasons)
+        record.message = f"registration failed: body overlap {dice:.2f} < {config.min_body_dice}"
+
+
+def _worse(record: RegistrationRecord) -> bool:
+    """True when the metric ended worse than it started (beyond :data:`METRIC_TOLERANCE`)."""
+    initial, final = record.initial_metric or 0.0, record.final_metric or 0.0
+    return final > initial + METRIC_TOLERANCE * abs(initial)
 
 
 def _better(record: RegistrationRecord, other: RegistrationRecord) -> bool:

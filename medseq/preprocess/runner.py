@@ -38,10 +38,10 @@ from medseq.preprocess.cache import (
     remove_abandoned,
 )
 from medseq.preprocess.config import PIPELINE_VERSION, PreprocessConfig
-from medseq.preprocess.manifest import PatientRecord
+from medseq.preprocess.manifest import MANIFEST_NAME, PatientRecord, read_manifest
 from medseq.preprocess.orient import ras_spacing
 from medseq.preprocess.pipeline import PatientJob, SourceHashes, process_patient
-from medseq.preprocess.pseudonym import load_or_create_salt, pseudonym
+from medseq.preprocess.pseudonym import hashed_uid, hide_uids, load_or_create_salt, pseudonym
 
 FALLBACK_SPACING = (1.0, 1.0, 1.0)
 
@@ -116,9 +116,14 @@ def _run_locked(
 ) -> RunSummary:
     # A manifest layout's root is the CSV; paths are relative to its folder.
     base = cohort.root if cohort.root.is_dir() else cohort.root.parent
-    key = load_or_create_salt(cache_dir)
     rejected = _rejected_patients(cohort)
     everyone = cohort.patients + tuple(rejected)
+    # Everything that can refuse the run does so before the first file is written.
+    _check_id_setting(cache_dir, keep_ids=keep_ids)
+    if keep_ids:
+        _cache_ids(everyone, b"", keep_ids=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = load_or_create_salt(cache_dir)
     ids = _cache_ids(everyone, key, keep_ids=keep_ids)
     settings = config.model_dump(mode="json")
     index = CacheIndex.open(cache_dir, config=settings, config_hash=config_hash(config),
@@ -146,7 +151,7 @@ def _run_locked(
             summary.timepoints += len(record.timepoints)
         else:
             record.error = _scrub(record.error or "failed", patient, record.patient_id,
-                                  base, keep_ids)
+                                  base, None if keep_ids else key)
             clear_stale(folder, sole_writer=sole_writer)
             failure = Failure(record.patient_id, record.error)
             summary.failed.append(failure)
@@ -169,7 +174,8 @@ def _run_locked(
                     return
                 continue
             try:
-                job = _job(patient, cache_id, cache_dir, config, spacing, base, previous)
+                job = _job(patient, cache_id, cache_dir, config, spacing, base, previous,
+                           series_ids=_series_ids(patient, None if keep_ids else key))
             except MedseqError as err:
                 if finish(patient, _failed(cache_id, patient, str(err))):
                     summary.stopped_early = True
@@ -279,7 +285,7 @@ def _safe_process(job: PatientJob) -> PatientRecord:
     try:
         return process_patient(job)
     except MedseqError as err:
-        return _failed(job.cache_id, job.patient, err.reason, input_hash=job.input_hash)
+        return _failed(job.cache_id, job.patient, str(err), input_hash=job.input_hash)
     except MemoryError:
         return _failed(job.cache_id, job.patient, "out of memory; use fewer --workers",
                        input_hash=job.input_hash)
@@ -300,9 +306,14 @@ def _failed(cache_id: str, patient: Patient, error: str, *, input_hash: str = ""
 
 
 def _job(patient: Patient, cache_id: str, cache_dir: Path, config: PreprocessConfig,
-         spacing: tuple[float, float, float], root: Path, previous: PatientRecord | None
-         ) -> PatientJob:
-    """Hash the patient's inputs (reusing unchanged hashes) and describe its work."""
+         spacing: tuple[float, float, float], root: Path, previous: PatientRecord | None, *,
+         series_ids: tuple[str | None, ...]) -> PatientJob:
+    """Hash the patient's inputs (reusing unchanged hashes) and describe its work.
+
+    ``series_ids`` are the series UIDs as the cache stores them (keyed hashes unless
+    ``--keep-ids``); the input hash covers those, so the manifest holds no raw UID to test
+    guesses against.
+    """
     hashes = []
     for position, tp in enumerate(patient.timepoints):
         before = previous.timepoints[position] if previous and position < len(
@@ -318,16 +329,36 @@ def _job(patient: Patient, cache_id: str, cache_dir: Path, config: PreprocessCon
     parts = {
         "pipeline": PIPELINE_VERSION, "config": config_hash(config), "spacing": list(spacing),
         "id": cache_id,
-        "timepoints": [[tp.days, tp.image.series_uid, tp.image.file_count, h.content_hash,
-                        h.mask_hash] for tp, h in zip(patient.timepoints, hashes, strict=True)],
+        "timepoints": [[tp.days, uid, tp.image.file_count, h.content_hash, h.mask_hash]
+                       for tp, uid, h in zip(patient.timepoints, series_ids, hashes,
+                                             strict=True)],
     }
     return PatientJob(patient=patient, cache_id=cache_id, cache_dir=cache_dir, config=config,
-                      target_spacing=spacing, input_hash=input_hash(parts), hashes=tuple(hashes))
+                      target_spacing=spacing, input_hash=input_hash(parts), hashes=tuple(hashes),
+                      series_ids=series_ids)
+
+
+def _series_ids(patient: Patient, key: bytes | None) -> tuple[str | None, ...]:
+    """Each timepoint's series UID as stored: keyed-hashed with ``key`` (None: as is)."""
+    return tuple(hashed_uid(uid, key) if uid and key is not None else uid
+                 for uid in (tp.image.series_uid for tp in patient.timepoints))
 
 
 def _up_to_date(cache_dir: Path, record: PatientRecord, wanted_hash: str) -> bool:
     return (record.status == "ok" and record.input_hash == wanted_hash
             and is_complete(cache_dir, record))
+
+
+def _check_id_setting(cache_dir: Path, *, keep_ids: bool) -> None:
+    """Refuse (before writing anything) a cache made with the other ``--keep-ids`` setting:
+    mixing pseudonyms and real ids would defeat both. :class:`CacheIndex` checks again under
+    its lock."""
+    if not (cache_dir / MANIFEST_NAME).is_file():
+        return
+    if read_manifest(cache_dir).pseudonymised == keep_ids:
+        made = "without" if keep_ids else "with"
+        raise CacheError(f"this cache was made {made} --keep-ids; use the same setting or a new "
+                         "cache folder", path=cache_dir)
 
 
 def _cache_ids(patients: tuple[Patient, ...], key: bytes, *, keep_ids: bool) -> dict[str, str]:
@@ -381,17 +412,48 @@ def _rejected_patients(cohort: Cohort) -> dict[Patient, str]:
         if (skipped.kind is SkipKind.PATIENT and skipped.patient_id
                 and skipped.patient_id not in usable):
             patient = Patient(patient_id=skipped.patient_id, timepoints=())
-            rejected.setdefault(patient, f"not usable: {skipped.reason}")
+            where = f"{skipped.path}: " if skipped.path else ""
+            rejected.setdefault(patient, f"not usable: {where}{skipped.reason}")
     return rejected
 
 
-def _scrub(text: str, patient: Patient, cache_id: str, root: Path, keep_ids: bool) -> str:
-    """A failure message without folder names under the input (they can hold names or dates),
-    the real patient id or timepoint names; file names stay, so the user can find the file."""
-    text = re.sub(re.escape(str(root)) + r"/(?:[^\s:;,()]*/)?([^/\s:;,()]+)", r"<input>/.../\1",
-                  text)
-    text = text.replace(str(root), "<input>")
-    replacements = [] if keep_ids else [(patient.patient_id, cache_id)]
+_PATH = re.compile(r"(?<![\w.<>])/[^\s:;,()]+")
+"""An absolute path in a message (up to a space or ``:;,()``)."""
+
+
+def _shown_path(start: str, relative: str, kept: set[str]) -> str:
+    """``start`` + a relative path with its folder names left out, except the patient's and
+    timepoints' (replaced next by the cache id and ``tNN``); the file name stays."""
+    parts = relative.split("/")
+    shown = [start]
+    for part in parts[:-1]:
+        if part in kept:
+            shown.append(part)
+        elif shown[-1] != "...":
+            shown.append("...")
+    return "/".join([*shown, parts[-1]])
+
+
+def _scrub(text: str, patient: Patient, cache_id: str, root: Path, key: bytes | None) -> str:
+    """A failure message without folder names (they can hold names or dates; a path under the
+    input shows as ``<input>/P.../tNN/<file>``, any other as ``.../<file>``), without
+    timepoint names and, unless ``--keep-ids`` (``key`` None), the real patient id and DICOM
+    UIDs (keyed-hashed as in the manifest); file names stay, so the user can find the file."""
+    kept = {patient.patient_id, *(tp.name for tp in patient.timepoints)}
+    inside = str(root).rstrip("/") + "/"
+
+    def shown(match: re.Match[str]) -> str:
+        path = match.group(0)
+        if path.rstrip("/") == inside[:-1]:
+            return "<input>"
+        if path.startswith(inside):
+            return _shown_path("<input>", path[len(inside):], kept)
+        return _shown_path("...", path.lstrip("/"), kept)  # a file the manifest names elsewhere
+
+    text = _PATH.sub(shown, text)
+    if key is not None:
+        text = hide_uids(text, key)
+    replacements = [] if key is None else [(patient.patient_id, cache_id)]
     replacements += [(tp.name, f"t{i:02d}") for i, tp in enumerate(patient.timepoints)
                      if len(tp.name) >= 3]
     for old, new in replacements:

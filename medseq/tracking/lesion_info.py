@@ -23,6 +23,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from medseq.csv_cells import unescape_cell
 from medseq.errors import InputDataError
 
 _TRUE = {"yes", "y", "true", "1", "nodal", "node"}
@@ -74,7 +75,7 @@ def _parse_row(row: dict[str, str], line: int, path: Path) -> LesionInfo:
     def fail(reason: str) -> InputDataError:
         return InputDataError(f"line {line}: {reason}", path=path)
 
-    patient = row.get("patient_id", "")
+    patient = unescape_cell(row.get("patient_id") or "")
     if not patient:
         raise fail("empty patient_id")
     timepoint_text = row.get("timepoint", "").lower().lstrip("t") or "0"

@@ -10,9 +10,7 @@ and ``tracks.json`` (documented in ``docs/track.md``).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -23,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from medseq import __version__
+from medseq.csv_cells import csv_text
 from medseq.errors import CacheError, InputDataError
 from medseq.io.atomic import write_text_atomic
 from medseq.preprocess.manifest import PatientRecord, TimepointRecord, read_manifest
@@ -669,8 +668,4 @@ def _yes(flag: bool) -> str:
 
 
 def _csv(columns: Sequence[str], records: Any) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(records)
-    return buffer.getvalue()
+    return csv_text([list(columns), *records])

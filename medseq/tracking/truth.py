@@ -8,8 +8,6 @@ seen before t. Precision and recall are over those claims; new lesions are score
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from medseq.csv_cells import csv_text
 from medseq.tracking.pipeline import PatientTracking
 
 
@@ -101,15 +100,13 @@ def write_lesion_info(truth: Mapping[str, Any], path: Path, *,
         ids: ground-truth patient id -> cache id; identity by default.
     """
     ids = ids or {}
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["patient_id", "timepoint", "x", "y", "z", "organ", "nodal"])
+    rows: list[list[Any]] = [["patient_id", "timepoint", "x", "y", "z", "organ", "nodal"]]
     for patient in truth["patients"]:
         pid = ids.get(patient["patient_id"], patient["patient_id"])
         for lesion in patient["timepoints"][0]["lesions"]:
             x, y, z = lesion["centroid_mm"]
-            writer.writerow([pid, 0, x, y, z, lesion["organ"], "no"])
-    Path(path).write_text(buffer.getvalue(), encoding="utf-8")
+            rows.append([pid, 0, x, y, z, lesion["organ"], "no"])
+    Path(path).write_text(csv_text(rows), encoding="utf-8")
     return Path(path)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medseq.csv_cells import unescape_cell
 from medseq.errors import CacheError, InputDataError
 from medseq.models.config import RECIST_CLASSES
 from medseq.preprocess.manifest import CacheManifest, PatientRecord
@@ -94,7 +95,7 @@ def _labels_from_csv(
     pseudonym = _pseudonymiser(cache_dir)
     labels: dict[str, int] = {}
     for line, row in enumerate(reader, start=2):
-        raw_id = (row.get("patient_id") or "").strip()
+        raw_id = unescape_cell((row.get("patient_id") or "").strip())
         if not raw_id:
             continue
         pid = raw_id if raw_id in known else pseudonym(raw_id)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,8 @@ from medseq.errors import CacheError, InputDataError, UsageError
 from medseq.io.atomic import write_text_atomic
 from medseq.io.writer_lock import writer_lock
 from medseq.models.io import ModelCard, save_model
-from medseq.preprocess.manifest import SALT_NAME, CacheManifest, read_manifest
+from medseq.preprocess.manifest import CacheManifest, read_manifest
+from medseq.preprocess.pseudonym import copy_salt
 from medseq.training import checkpoint as ckpt
 from medseq.training.config import TrainConfig
 from medseq.training.distributed import DistInfo, barrier, broadcast, init_from_env, shutdown
@@ -116,9 +116,7 @@ def _run(
         if dist.is_main:
             write_text_atomic(run_dir / "config.yaml", dump_yaml(config))
             write_text_atomic(run_dir / "splits.json", json.dumps(splits, indent=1) + "\n")
-            salt = cache_dir / SALT_NAME
-            if salt.is_file():
-                shutil.copyfile(salt, run_dir / SALT_NAME)
+            copy_salt(cache_dir, run_dir)  # owner-only (0600), like the cache's
         barrier(dist)
     labels: dict[str, int] = {p: int(v) for p, v in splits["labels"].items()}
     fold_of: dict[str, int] = {p: int(v) for p, v in splits["folds"].items()}

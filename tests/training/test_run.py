@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -40,7 +41,11 @@ def _same_weights(a: Path, b: Path) -> None:
 @pytest.fixture(scope="module")
 def unbroken(fake_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "unbroken"
-    train_run(fake_cache, run, tiny_config(), progress=False)
+    before = os.umask(0o022)  # the usual umask: a plain copy of salt.key would be 0644
+    try:
+        train_run(fake_cache, run, tiny_config(), progress=False)
+    finally:
+        os.umask(before)
     return run
 
 
@@ -72,6 +77,7 @@ def test_run_directory_contents(unbroken: Path, fake_cache: Path) -> None:
     held_out = {p for p, f in splits["folds"].items() if f == 1}
     assert not held_out & set(fold_card["train_patients"])
     assert (unbroken / "salt.key").read_bytes() == (fake_cache / "salt.key").read_bytes()
+    assert (unbroken / "salt.key").stat().st_mode & 0o777 == 0o600  # like the cache's copy
 
 
 def test_fold_model_reproduces_its_out_of_fold_probability(unbroken: Path, fake_cache: Path

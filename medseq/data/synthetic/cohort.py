@@ -10,8 +10,6 @@ Layout of ``OUT`` (``docs/sample-data.md`` is the contract):
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -21,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from medseq.csv_cells import csv_text
 from medseq.data.synthetic.dicom_writer import (
     COMPRESSIONS,
     StudyHeader,
@@ -360,9 +359,7 @@ def _write_tables(out: Path, spec: CohortSpec, records: list[dict[str, Any]]) ->
 
 
 def _csv(rows: list[list[Any]]) -> bytes:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue().encode()
+    return csv_text(rows).encode()
 
 
 def _r(value: float) -> float:
