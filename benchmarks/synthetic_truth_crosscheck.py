@@ -4,7 +4,8 @@ For a cohort of ``--patients`` (default 100, ``--size small``), compares
 
 - every lesion's recorded longest diameter (measured on its mask) with the one its analytic shape
   gives on the same slice planes (:mod:`medseq.data.synthetic.analytic`), in in-plane voxels,
-  for lesions no earlier lesion comes near (the others give voxels up);
+  for lesions no earlier lesion comes near (the others give voxels up), and with the interval
+  a mask could measure (it must lie inside);
 - every follow-up's recorded RECIST category with the course the analytic diameters give
   (:mod:`medseq.data.synthetic.analytic_course`): how many follow-ups voxelisation could flip
   (*borderline*), and whether the recorded category is one the analytic bounds allow and equals
@@ -53,10 +54,12 @@ def main() -> int:
             voxel = float(np.mean(plan.scans[t].grid.spacing[:2]))
             for les in scan.lesions:
                 geometry = analytic.scans[t][les.plan.lesion_id]
+                longest = les.measurement.longest_diameter_mm
+                counts["diameter outside its interval (must be 0)"] += not (
+                    geometry.low_mm - 1e-6 <= longest <= geometry.high_mm + 1e-6
+                )
                 if geometry.isolated:
-                    errors.append(
-                        (les.measurement.longest_diameter_mm - geometry.longest_mm) / voxel
-                    )
+                    errors.append((longest - geometry.longest_mm) / voxel)
         for j, verdict in enumerate(truth.assessments):
             counts["follow-ups"] += 1
             inside = verdict.response in analytic.possible[j]
