@@ -2,8 +2,11 @@
 
 Modules: :mod:`.phantom` (anatomy), :mod:`.lesions` (shapes and texture), :mod:`.dynamics`
 (growth under treatment, response cues), :mod:`.plan` (everything random about a patient),
-:mod:`.truth` (rasterised masks, measurements, RECIST), :mod:`.render` (images),
+:mod:`.truth` (rasterised masks, measurements, RECIST), :mod:`.recist_truth` (the generator's own
+statement of RECIST 1.1, apart from :mod:`medseq.tracking`), :mod:`.render` (images),
 :mod:`.dicom_writer` / :mod:`.nifti_writer` (files) and :mod:`.cohort` (orchestration).
+:mod:`.analytic` and :mod:`.analytic_course` derive diameters and the RECIST course from the
+lesion shapes without masks, to cross-check the recorded truth.
 """
 
 from __future__ import annotations

@@ -286,13 +286,7 @@ def _patient_record(
                 "new": les.new,
             })
         assessment = truth.assessments[t - 1] if t > 0 else None
-        sod = (
-            assessment.sod_mm if assessment is not None
-            else sum(
-                les.measurement.longest_diameter_mm for les in scan_truth.lesions
-                if les.plan.lesion_id in truth.targets
-            )
-        )
+        sod = truth.baseline_sod_mm if assessment is None else assessment.sod_mm
         entry: dict[str, Any] = {
             "timepoint": scan.name,
             "date": scan.date.isoformat(),

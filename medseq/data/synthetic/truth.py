@@ -3,7 +3,9 @@
 Lesion masks are rasterised at voxel centres on each scan's own grid. Two lesions never share or
 touch voxels: a later lesion gives up the voxels 26-adjacent to an earlier one and keeps only its
 largest 26-connected piece, so every lesion is exactly one connected component of the binary
-mask a segmentation tool would produce. All measurements come from these masks.
+mask a segmentation tool would produce. All measurements come from these masks, and the RECIST
+course from :mod:`.recist_truth`, the generator's own statement of the rules: nothing here uses
+:mod:`medseq.tracking`, the code this truth is meant to test.
 """
 
 from __future__ import annotations
@@ -17,16 +19,7 @@ from medseq.data.synthetic.geometry import apply
 from medseq.data.synthetic.lesions import rasterise
 from medseq.data.synthetic.measure import Measurement, measure
 from medseq.data.synthetic.plan import LesionPlan, PatientPlan
-from medseq.tracking.recist import (
-    Assessment,
-    BaselineLesion,
-    FollowUp,
-    Response,
-    assess,
-    best_overall_response,
-    is_responder,
-    select_targets,
-)
+from medseq.data.synthetic.recist_truth import Category, Seen, Verdict, patient_course
 
 _STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
 
@@ -55,51 +48,36 @@ class PatientTruth:
 
     scans: tuple[ScanTruth, ...]
     targets: tuple[str, ...]
-    assessments: tuple[Assessment, ...]
-    best_response: Response
+    baseline_sod_mm: float
+    assessments: tuple[Verdict, ...]
+    """One per follow-up."""
+    best_response: Category
     label: int
 
 
 def patient_truth(plan: PatientPlan) -> PatientTruth:
     """Rasterise and measure every lesion at every scan, then apply RECIST 1.1."""
     scans = tuple(scan_truth(plan, t) for t in range(len(plan.scans)))
-    baseline = scans[0]
-    candidates = [
-        BaselineLesion(
-            lesion_id=les.plan.lesion_id,
-            longest_diameter_mm=les.measurement.longest_diameter_mm,
-            short_axis_mm=les.measurement.short_axis_mm,
-            organ=les.plan.organ,
-        )
-        for les in baseline.lesions
-    ]
-    targets = select_targets(candidates, slice_thickness_mm=plan.scans[0].grid.spacing[2])
-    target_ids = [t.lesion_id for t in targets]
-    baseline_mm = {t.lesion_id: t.longest_diameter_mm for t in targets}
-    baseline_ids = {les.plan.lesion_id for les in baseline.lesions}
-    followups = []
-    for scan in scans[1:]:
-        present = {les.plan.lesion_id: les for les in scan.lesions}
-        followups.append(
-            FollowUp(
-                diameters_mm={
-                    t: present[t].measurement.longest_diameter_mm if t in present else 0.0
-                    for t in target_ids
-                },
-                new_lesions=any(lid not in baseline_ids for lid in present),
-                non_targets_present=any(
-                    lid in baseline_ids and lid not in baseline_mm for lid in present
-                ),
-            )
-        )
-    assessments = assess(baseline_mm, followups)
-    best = best_overall_response([a.response for a in assessments])
+    course = patient_course(
+        [
+            {
+                les.plan.lesion_id: Seen(
+                    les.measurement.longest_diameter_mm, les.measurement.short_axis_mm
+                )
+                for les in scan.lesions
+            }
+            for scan in scans
+        ],
+        organs={les.lesion_id: les.organ for les in plan.lesions},
+        slice_mm=plan.scans[0].grid.spacing[2],
+    )
     return PatientTruth(
         scans=scans,
-        targets=tuple(target_ids),
-        assessments=tuple(assessments),
-        best_response=best,
-        label=int(is_responder(best)),
+        targets=course.targets,
+        baseline_sod_mm=course.baseline_sod_mm,
+        assessments=course.verdicts,
+        best_response=course.best,
+        label=course.label,
     )
 
 
