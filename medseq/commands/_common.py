@@ -42,7 +42,7 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(int(err.exit_code)) from None
         except KeyboardInterrupt:
             _print_error("interrupted")
-            raise typer.Exit(130) from None
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except Exception as err:
             if os.environ.get("MEDSEQ_DEBUG"):
                 raise
