@@ -34,13 +34,10 @@ class Reporter:
         self._finish()
 
     def message(self, text: str) -> None:
-        """A line for the user and the log."""
+        """A line for the user and the log (messages come between models: it ends the bar)."""
+        self._finish()
         self._log(text)
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.print(text)
-        else:
+        if self.enabled:
             stderr.print(text, markup=False, highlight=False)
 
     def start_model(self, title: str, epochs: int, *,
@@ -57,10 +54,10 @@ class Reporter:
         self._show_auc = validation is None or min(validation) >= MIN_VAL_PER_CLASS
         if validation is not None and not self._show_auc:
             self.message(
-                f"{title}: validation split of {sum(validation)} patients ({validation[1]} "
-                f"responders, {validation[0]} non-responders) is too small for a meaningful "
-                f"AUC (fewer than {MIN_VAL_PER_CLASS} of a class); showing the validation loss "
-                "only"
+                f"{title}: validation split of {_count(sum(validation), 'patient')} "
+                f"({_count(validation[1], 'responder')}, "
+                f"{_count(validation[0], 'non-responder')}) is too small for a meaningful AUC "
+                f"(fewer than {MIN_VAL_PER_CLASS} of a class); showing the validation loss only"
             )
         self._bar = ProgressBar(title, unit="epochs", total=epochs, enabled=self.enabled)
         self._bar.__enter__()
@@ -87,3 +84,7 @@ class Reporter:
         elapsed = time.perf_counter() - self._started
         with open(self.log_path, "a", encoding="utf-8") as handle:
             handle.write(f"[{elapsed:8.1f}s] {text}\n")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
