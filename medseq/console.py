@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 """Human-facing console: progress bars, tables of summaries, warnings."""
@@ -28,7 +29,7 @@ def emit_json(data: Any) -> None:
 
 def warn(message: str) -> None:
     """One warning line on stderr."""
-    stderr.print(f"[yellow]warning:[/yellow] {message}", markup=True)
+    stderr.print(f"[yellow]warning:[/yellow] {escape(message)}", markup=True)
 
 
 def _json_default(obj: Any) -> Any:

@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     OK = 0
     USAGE = 1
     INVALID_INPUT = 2
+    INTERRUPTED = 130
 
 
 class MedseqError(Exception):
@@ -60,6 +61,12 @@ class LayoutError(InputDataError):
 
 class CacheError(InputDataError):
     """A preprocessing cache or run directory is missing, incomplete or from another version."""
+
+
+class InterruptedByUserError(MedseqError):
+    """Ctrl-C (exit code 130); the message says how to continue, where that is possible."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 class MissingDependencyError(UsageError):

@@ -96,6 +96,7 @@ class Evaluation(TypedDict):
 
 
 class PredictionLine(TypedDict):
+    schema_version: int
     patient_id: str
     fold: int
     label: int
@@ -132,6 +133,7 @@ class Timepoint(TypedDict):
 
 
 class PredictDoc(TypedDict):
+    schema_version: int
     patient_id: str
     layout: str
     modality: str
@@ -205,6 +207,12 @@ def test_json_documents_follow_their_schemas(demo: tuple[Path, str]) -> None:
         read_card(folder)  # model.json of the all-patient and every fold model
     tracks = json.loads((out / "tracking" / "tracks.json").read_text())
     manifest = json.loads((out / "cache" / "manifest.json").read_text())
+    # every JSON document medseq writes says its schema version
+    documents = [evaluation, tracks, manifest, json.loads((run / "splits.json").read_text()),
+                 json.loads((run / "model.json").read_text()),
+                 json.loads((out / "prediction.json").read_text()),
+                 *lines, *(json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines())]
+    assert all(doc["schema_version"] == 1 for doc in documents)
     assert {p["patient_id"] for p in tracks["patients"]} == set(manifest["patients"])
     with open(out / "tracking" / "response.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))

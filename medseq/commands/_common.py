@@ -43,7 +43,7 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(int(err.exit_code)) from None
         except KeyboardInterrupt:
             _print_error("interrupted")
-            raise typer.Exit(130) from None
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except Terminated as err:  # SIGTERM / SIGHUP where a command asked for clean-up
             _print_error(f"terminated ({err.name})")
             raise typer.Exit(err.exit_code) from None

@@ -50,7 +50,10 @@ def command(
 
         if not data.is_dir():
             raise UsageError("--data must be a preprocessed cache directory", path=data)
-        doc = evaluate_external(run, data, settings, progress=stderr)
+        from medseq.progress import ProgressBar
+
+        with ProgressBar("evaluate", unit="patients", transient=True) as bar:
+            doc = evaluate_external(run, data, settings, progress=bar.update)
         out = run / f"evaluation-external-{data.resolve().name}.json"
     write_text_atomic(out, json.dumps(doc, indent=2) + "\n")
     if as_json:

@@ -11,6 +11,7 @@ import typer
 from medseq import __version__
 from medseq.commands._common import reports_errors
 from medseq.console import emit_json, stdout_console
+from medseq.schema import SCHEMA_VERSION
 
 LAYOUTS: dict[str, str] = {
     "dicom": "any folder tree of DICOM files (any names, DICOMDIR optional), grouped by "
@@ -62,6 +63,7 @@ def command(
         for uid, (name, decoder) in TRANSFER_SYNTAXES.items()
     ]
     info: dict[str, object] = {
+        "schema_version": SCHEMA_VERSION,
         "version": __version__,
         "python": platform.python_version(),
         "commands": commands,
@@ -73,16 +75,15 @@ def command(
     if json_output:
         emit_json(info)
         return
-    out = stdout_console()
-    out.print(f"medseq {__version__} (Python {info['python']})")
-    out.print("commands: " + ", ".join(commands))
-    for name, text in LAYOUTS.items():
-        out.print(f"layout {name}: {text}")
+    lines = [f"medseq {__version__} (Python {info['python']})", "commands: " + ", ".join(commands)]
+    lines += [f"layout {name}: {text}" for name, text in LAYOUTS.items()]
     for ts in syntaxes:
         mark = "yes" if ts["available"] else "no "
-        out.print(f"  [{mark}] {ts['name']} ({ts['uid']})")
-    for name, version in parts.items():
-        out.print(f"  {name}: {version or 'not installed'}")
+        lines.append(f"  [{mark}] {ts['name']} ({ts['uid']})")
+    lines += [f"  {name}: {version or 'not installed'}" for name, version in parts.items()]
+    out = stdout_console()
+    for line in lines:
+        out.print(line, markup=False)  # `[yes]` is text, not rich markup
 
 
 def _installed_version(distribution: str) -> str | None:

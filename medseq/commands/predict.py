@@ -12,6 +12,7 @@ from medseq.commands._common import parse_shard, reports_errors
 from medseq.console import emit_json, stderr, stdout_console
 from medseq.errors import InputDataError, UsageError
 from medseq.processes import raising_on_termination
+from medseq.schema import versioned
 
 
 @reports_errors
@@ -69,7 +70,7 @@ def command(
     for message in doc["warnings"]:
         stderr.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
     if as_json:
-        emit_json(doc)
+        emit_json(versioned(doc))
     else:
         print_summary(doc)
 
@@ -78,22 +79,21 @@ def _predict_all(study: Path, run: Any, shard: tuple[int, int] | None, output: P
                  *, series: str | None, keep_ids: bool) -> None:
     from medseq.io.atomic import write_text_atomic
     from medseq.predict import predict_cohort
-
-    def progress(done: int, total: int) -> None:
-        stderr.print(f"predicted {done}/{total}", highlight=False)
+    from medseq.progress import ProgressBar
 
     lines = []
     failed = 0
-    for doc in predict_cohort(study, run, shard=shard, series=series, keep_ids=keep_ids,
-                              on_patient=progress):
-        if "error" in doc:
-            failed += 1
-            stderr.print(f"[yellow]warning:[/yellow] {doc['patient_id']}: {doc['error']}",
-                         markup=True, highlight=False)
-        line = json.dumps(doc) + "\n"
-        lines.append(line)
-        if output is None:
-            typer.echo(line, nl=False)
+    with ProgressBar("predict", unit="patients") as bar:
+        for doc in predict_cohort(study, run, shard=shard, series=series, keep_ids=keep_ids,
+                                  on_patient=bar.update):
+            if "error" in doc:
+                failed += 1
+                stderr.print(f"[yellow]warning:[/yellow] {doc['patient_id']}: {doc['error']}",
+                             markup=True, highlight=False)
+            line = json.dumps(versioned(doc)) + "\n"
+            lines.append(line)
+            if output is None:
+                typer.echo(line, nl=False)
     if lines and failed == len(lines):
         raise InputDataError(f"no patient could be predicted ({failed} failed)", path=study)
     if output is not None:

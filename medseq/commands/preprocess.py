@@ -44,6 +44,8 @@ def command(
     from medseq.io.writer_lock import writer_lock
     from medseq.preprocess.config import PreprocessConfig
     from medseq.preprocess.runner import Failure, run_preprocess
+    from medseq.progress import ProgressBar
+    from medseq.schema import versioned
 
     shard_pair = parse_shard(shard)
     config = load_config(PreprocessConfig, config_file)
@@ -60,51 +62,16 @@ def command(
         def report_failure(failure: Failure) -> None:
             stderr.print(f"failed {failure.patient_id}: {failure.error}", markup=False)
 
-        with _Progress(stderr) as advance:
+        with ProgressBar("preprocess", unit="patients") as bar:
             summary = run_preprocess(
                 cohort, output, config=config, workers=workers, shard=shard_pair,
-                fail_fast=fail_fast, keep_ids=keep_ids, on_progress=advance,
+                fail_fast=fail_fast, keep_ids=keep_ids, on_progress=bar.update,
                 on_failure=report_failure)
     _print_summary(stderr, summary.as_dict())
     if json_output:
-        emit_json(summary.as_dict())
+        emit_json(versioned(summary.as_dict()))
     if summary.failed:
         raise typer.Exit(int(ExitCode.INVALID_INPUT))
-
-
-class _Progress:
-    """A rich progress bar on stderr (patients done, rate, ETA) fed by a callback."""
-
-    def __init__(self, console: Any) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._bar = Progress(
-            TextColumn("preprocess"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-            TimeRemainingColumn(), console=console, transient=False,
-        )
-        self._task: Any = None
-
-    def __enter__(self) -> Any:
-        self._bar.start()
-        self._task = self._bar.add_task("patients", total=None, rate="")
-        return self.advance
-
-    def advance(self, done: int, total: int) -> None:
-        task = self._bar.tasks[0]
-        elapsed = task.elapsed or 0.0
-        rate = f"{done / elapsed * 60:.1f}/min" if elapsed > 0 and done else ""
-        self._bar.update(self._task, completed=done, total=total, rate=rate)
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.stop()
 
 
 def _warn_if_reconfigured(console: Any, cache: Path, config: Any) -> None:

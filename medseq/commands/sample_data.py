@@ -78,10 +78,10 @@ def command(
     lesion_range = _parse_range(lesions, "--lesions")
     _check_output(out, force=force)
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from medseq.data.synthetic import generate_cohort
     from medseq.data.synthetic.cohort import CohortSpec
+    from medseq.progress import ProgressBar
+    from medseq.schema import versioned
 
     try:  # Validate before the progress bar starts, so errors stay one clean line.
         CohortSpec(
@@ -91,23 +91,18 @@ def command(
     except ValueError as err:
         raise UsageError(str(err)) from None
     started = time.perf_counter()
-    with Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=stderr, transient=True,
-    ) as bar:
-        task = bar.add_task("generating patients", total=patients)
+    with ProgressBar("sample-data", unit="patients", total=patients, transient=True) as bar:
         try:
             generate_cohort(
                 out, patients=patients, timepoints=scans, fmt=fmt.value, size=size.value,
                 seed=seed, workers=workers, lesions=lesion_range,
-                dicom_compression=compression.value,
-                progress=lambda done, total: bar.update(task, completed=done),
+                dicom_compression=compression.value, progress=bar.update,
             )
         except ValueError as err:
             raise UsageError(str(err)) from None
     summary = _summary(out, time.perf_counter() - started)
     if json_output:
-        emit_json(summary)
+        emit_json(versioned(summary))
     stderr.print(
         f"wrote {summary['patients']} patients ({summary['responders']} responders), "
         f"{summary['scans']} scans, {summary['megabytes']:.1f} MB to {out} "

@@ -34,13 +34,12 @@ def command(
 
     Example: medseq scan /data/export --series "AXIAL.*1\\.0" --json > scan.json
     """
-    from medseq.console import emit_json, stderr
+    from medseq.console import emit_json
     from medseq.io.discover import discover, require_usable
+    from medseq.progress import ProgressBar
 
-    with stderr.status("reading headers...") as status:
-        cohort = discover(
-            path, series=series, require_patients=False,
-            progress=lambda n: status.update(f"reading headers: {n} files"))
+    with ProgressBar("reading headers", unit="files", transient=True) as bar:
+        cohort = discover(path, series=series, require_patients=False, progress=bar.update)
     if json_output:
         emit_json(scan_document(cohort))
     else:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
 
 from medseq.commands._common import reports_errors
-from medseq.errors import UsageError
+from medseq.errors import InterruptedByUserError, UsageError
 
 
 @reports_errors
@@ -63,10 +64,24 @@ def command(
         raise UsageError("give a cache and -o RUN (or --print-config)")
     from medseq.training.run import train_run
 
-    summary = train_run(cache, output, config, labels_csv=labels, resume=resume,
-                        progress=not quiet)
+    try:
+        summary = train_run(cache, output, config, labels_csv=labels, resume=resume,
+                            progress=not quiet)
+    except KeyboardInterrupt:
+        raise InterruptedByUserError(_resume_hint(cache, output, device)) from None
     from medseq.console import stderr
 
     auc = f"{summary.oof_auc:.3f}" if summary.oof_auc is not None else "n/a"
     stderr.print(f"done: {summary.patients} patients, out-of-fold AUC {auc}, run in {output}",
                  markup=False, highlight=False)
+
+
+def _resume_hint(cache: Path, output: Path, device: str | None) -> str:
+    """What to say after Ctrl-C: the command that continues the run, once it has started."""
+    if not (output / "config.yaml").is_file():
+        return "interrupted before the run started; nothing to resume"
+    words = ["medseq", "train", str(cache), "-o", str(output), "--resume"]
+    if device is not None:
+        words += ["--device", device]
+    return ("interrupted; the last finished epoch is saved, continue with: "
+            + shlex.join(words))

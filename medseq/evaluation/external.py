@@ -9,10 +9,9 @@ unchanged, so both are tested on data neither has seen.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from rich.console import Console
 
 from medseq.errors import CacheError, InputDataError
 from medseq.evaluation.baseline import relative_volume_change
@@ -28,9 +27,10 @@ from medseq.evaluation.rundir import read_predictions, require_run
 
 def evaluate_external(
     run_dir: Path, cache_dir: Path, settings: EvaluationSettings | None = None, *,
-    progress: Console | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Score every usable patient of ``cache_dir`` with the run's all-patient model."""
+    """Score every usable patient of ``cache_dir`` with the run's all-patient model
+    (``progress(scored, total)`` after each)."""
     import numpy as np
 
     from medseq.models.inference import load_model, predict_patient
@@ -79,7 +79,7 @@ def evaluate_external(
             forecast_pairs=pairs,
         ))
         if progress is not None:
-            progress.print(f"scored {n}/{len(records)}", highlight=False)
+            progress(n, len(records))
     if not scored:
         raise InputDataError("no patient of the external cohort can be evaluated (each needs "
                              "a label, lesion crops and two scans)", path=cache_dir)

@@ -193,8 +193,8 @@ def _prediction(row: dict[str, Any]) -> PatientPrediction:
     # A RECIST-task run stores the class index as ``label`` and the binary ``responder`` beside
     # it; evaluation is always responder vs not.
     label = row.get("responder", row.get("label"))
-    known = {"patient_id", "fold", "label", "responder", "probability", "days", "burden_ml",
-             "forecast_ml", "observed"}
+    known = {"schema_version", "patient_id", "fold", "label", "responder", "probability", "days",
+             "burden_ml", "forecast_ml", "observed"}
     return PatientPrediction(
         patient_id=str(row["patient_id"]),
         fold=None if row.get("fold") is None else int(row["fold"]),

@@ -30,6 +30,8 @@ class ModelCard(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    schema_version: int = 1
+    """Version of this document; files from before versioning have none (read as 1)."""
     format: int = CARD_FORMAT
     medseq_version: str = __version__
     architecture: ModelConfig

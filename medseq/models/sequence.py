@@ -123,16 +123,21 @@ class ResponseModel(nn.Module):
     def _run_recurrent(
         self, x: torch.Tensor, lengths: torch.Tensor, dt: torch.Tensor
     ) -> torch.Tensor:
-        if isinstance(self.recurrent, DecayRecurrent):
-            return self.recurrent(x, dt, lengths)
-        # cuDNN and the CPU kernels want fp32 here; the RNN is a negligible share of the cost.
-        x = x.float()
-        packed = pack_padded_sequence(
-            x, lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        out, _ = self.recurrent(packed)
-        padded, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-        return padded
+        # The recurrent layer always runs in fp32 with autocast off: oneDNN has no bf16 LSTM
+        # kernel on CPUs without BF16 instructions (AVX2-only x86, most ARM), and autocast would
+        # cast its input and weights to bf16 there. It is a negligible share of the cost.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = x.float()
+            dt = dt.float()
+            if isinstance(self.recurrent, DecayRecurrent):
+                out: torch.Tensor = self.recurrent(x, dt, lengths)
+                return out
+            packed = pack_padded_sequence(
+                x, lengths.cpu(), batch_first=True, enforce_sorted=False
+            )
+            states, _ = self.recurrent(packed)
+            padded, _ = pad_packed_sequence(states, batch_first=True, total_length=x.shape[1])
+            return padded
 
 
 class LesionPool(nn.Module):

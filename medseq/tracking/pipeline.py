@@ -25,6 +25,7 @@ from medseq.csv_cells import csv_text
 from medseq.errors import CacheError, InputDataError
 from medseq.io.atomic import write_text_atomic
 from medseq.preprocess.manifest import PatientRecord, TimepointRecord, read_manifest
+from medseq.schema import SCHEMA_VERSION
 from medseq.tracking.lesion_info import LesionInfo, read_lesion_info
 from medseq.tracking.lesions import DEFAULT_MIN_VOLUME_ML, LesionSet, find_lesions
 from medseq.tracking.match import (
@@ -591,6 +592,7 @@ def tracks_document(results: Sequence[PatientTracking], *,
                     settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``tracks.json`` document (also what ``--json`` prints)."""
     return {
+        "schema_version": SCHEMA_VERSION,
         "medseq_version": __version__,
         "settings": dict(settings or {}),
         "patients": [_patient_json(result) for result in results],

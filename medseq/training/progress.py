@@ -1,4 +1,5 @@
-"""Progress on stderr (a rich bar on terminals, one line per epoch otherwise) and ``log.txt``."""
+"""Training progress on stderr (one :class:`~medseq.progress.ProgressBar` per model) and
+``log.txt`` (every epoch)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
-
 from medseq.console import stderr
+from medseq.progress import ProgressBar
+
+MIN_VAL_PER_CLASS = 5
+"""Fewer validation patients of a class than this and the validation AUC is not shown: with one
+or two patients it swings between 0 and 1 and says nothing about the model."""
 
 
 class Reporter:
@@ -25,59 +22,61 @@ class Reporter:
     def __init__(self, log_path: Path | None, *, enabled: bool = True) -> None:
         self.log_path = log_path
         self.enabled = enabled
-        self.live = enabled and stderr.is_terminal
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
+        self._bar: ProgressBar | None = None
+        self._show_auc = True
         self._started = time.perf_counter()
 
     def __enter__(self) -> Reporter:
-        if self.live:
-            self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
-                console=stderr, transient=False,
-            )
-            self._progress.start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        self._finish()
 
     def message(self, text: str) -> None:
-        """A line for the user and the log."""
+        """A line for the user and the log (messages come between models: it ends the bar)."""
+        self._finish()
         self._log(text)
-        if not self.enabled:
-            return
-        if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False)
-        else:
+        if self.enabled:
             stderr.print(text, markup=False, highlight=False)
 
-    def start_model(self, title: str, epochs: int) -> None:
-        """A new bar for one fold (or the final model)."""
+    def start_model(self, title: str, epochs: int, *,
+                    validation: tuple[int, int] | None = None) -> None:
+        """A new bar for one fold (or the final model).
+
+        Args:
+            title: ``fold 2/5`` or ``final model``.
+            epochs: most epochs it can run.
+            validation: (non-responders, responders) in its validation split, if it has one.
+        """
+        self._finish()
         self._log(f"{title}: up to {epochs} epochs")
-        if self._progress is not None:
-            if self._task is not None:
-                self._progress.update(self._task, visible=False)
-            self._task = self._progress.add_task(title, total=epochs, stats="")
+        self._show_auc = validation is None or min(validation) >= MIN_VAL_PER_CLASS
+        if validation is not None and not self._show_auc:
+            self.message(
+                f"{title}: validation split of {_count(sum(validation), 'patient')} "
+                f"({_count(validation[1], 'responder')}, "
+                f"{_count(validation[0], 'non-responder')}) is too small for a meaningful AUC "
+                f"(fewer than {MIN_VAL_PER_CLASS} of a class); showing the validation loss only"
+            )
+        self._bar = ProgressBar(title, unit="epochs", total=epochs, enabled=self.enabled)
+        self._bar.__enter__()
 
     def epoch(self, title: str, row: dict[str, Any]) -> None:
         """One finished epoch."""
         stats = f"loss {row['train_loss']:.4f}"
         if "val_loss" in row:
             stats += f"  val loss {row['val_loss']:.4f}"
-        if row.get("val_auc") is not None:
+        if row.get("val_auc") is not None and self._show_auc:
             stats += f"  val AUC {row['val_auc']:.3f}"
-        line = f"{title} epoch {row['epoch']}: {stats}"
-        self._log(line)
-        if not self.enabled:
-            return
-        if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, completed=row["epoch"], stats=stats)
-        else:
-            stderr.print(line, markup=False, highlight=False)
+        self._log(f"{title} epoch {row['epoch']}: {stats}")
+        if self._bar is not None:
+            self._bar.update(int(row["epoch"]), info=stats)
+
+    def _finish(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
 
     def _log(self, text: str) -> None:
         if self.log_path is None:
@@ -85,3 +84,7 @@ class Reporter:
         elapsed = time.perf_counter() - self._started
         with open(self.log_path, "a", encoding="utf-8") as handle:
             handle.write(f"[{elapsed:8.1f}s] {text}\n")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")

@@ -24,6 +24,7 @@ from medseq.io.writer_lock import writer_lock
 from medseq.models.io import ModelCard, save_model
 from medseq.preprocess.manifest import CacheManifest, read_manifest
 from medseq.preprocess.pseudonym import copy_salt
+from medseq.schema import SCHEMA_VERSION, versioned
 from medseq.training import checkpoint as ckpt
 from medseq.training.config import TrainConfig
 from medseq.training.distributed import DistInfo, barrier, broadcast, init_from_env, shutdown
@@ -153,7 +154,7 @@ def _run(
             reporter.epoch(_title(spec, config.folds), row)
             if dist.is_main:
                 with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(row) + "\n")
+                    handle.write(_metrics_line(row))
 
         ctx.on_epoch = on_epoch
         for k in range(config.folds):
@@ -165,7 +166,8 @@ def _run(
                                             seed=config.seed * 1000 + k)
             spec = FoldSpec(name=str(k), stream=k, train=train, val=val, test=test,
                             epochs=config.epochs, early_stopping=True)
-            reporter.start_model(_title(spec, config.folds), spec.epochs)
+            reporter.start_model(_title(spec, config.folds), spec.epochs,
+                                 validation=_class_counts(val, labels, config.model.task))
             result = fit(spec, ctx)
             if dist.is_main:
                 _save_fold(run_dir, result, _card(config, manifest, crop_shape, train, k,
@@ -217,6 +219,7 @@ def _new_splits(cache_dir: Path, manifest: CacheManifest, config: TrainConfig,
                              "training needs both", path=cache_dir)
     folds = stratified_folds(found.labels, config.folds, config.seed)
     return {
+        "schema_version": SCHEMA_VERSION,
         "seed": config.seed,
         "folds_count": config.folds,
         "cache": str(Path(cache_dir).resolve()),  # for report / evaluate (issue 7)
@@ -260,13 +263,19 @@ def _rewrite_metrics(run_dir: Path, results: dict[str, FoldResult],
     # A checkpoint of a fold whose result was saved (killed before it was cleared) is stale.
     if checkpoint is not None and str(checkpoint.get("fold")) not in results:
         rows.extend(checkpoint.get("history", []))
-    write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write_text_atomic(run_dir / "metrics.jsonl", "".join(_metrics_line(r) for r in rows))
+
+
+def _metrics_line(row: dict[str, Any]) -> str:
+    """One ``metrics.jsonl`` line (the history rows in checkpoints carry no version)."""
+    return json.dumps(versioned({k: v for k, v in row.items() if k != "schema_version"})) + "\n"
 
 
 def _save_fold(run_dir: Path, result: FoldResult, card: ModelCard) -> None:
     folder = run_dir / "folds" / result.name
     save_model(folder, result.state, card)
-    document = {"fold": result.name, "best_epoch": result.best_epoch,
+    document = {"schema_version": SCHEMA_VERSION, "fold": result.name,
+                "best_epoch": result.best_epoch,
                 "epochs_run": result.epochs_run, "history": result.history,
                 "predictions": result.predictions}
     write_text_atomic(folder / "result.json", json.dumps(document, indent=1) + "\n")
@@ -285,6 +294,7 @@ def _write_predictions(
         record = records[pid]
         responder = labels[pid] if config.model.task == "binary" else int(labels[pid] in (0, 1))
         entry: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
             "patient_id": pid,
             "fold": fold,
             "label": labels[pid],
@@ -322,6 +332,13 @@ def _crop_shape(cache_dir: Path, record: Any) -> list[int]:
         return [int(v) for v in record.crop_shape[-4:]]
     array = np.load(cache_dir / record.crops, mmap_mode="r", allow_pickle=False)
     return [int(v) for v in array.shape[2:]]
+
+
+def _class_counts(patients: list[str], labels: dict[str, int], task: str) -> tuple[int, int]:
+    """(non-responders, responders) among ``patients``."""
+    responders = sum(labels[p] == 1 if task == "binary" else labels[p] in (0, 1)
+                     for p in patients)
+    return len(patients) - responders, responders
 
 
 def _title(spec: FoldSpec, folds: int) -> str:

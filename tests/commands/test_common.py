@@ -49,3 +49,11 @@ def test_parse_shard() -> None:
     for bad in ("0/3", "4/3", "a/b", "3", "1/0"):
         with pytest.raises(UsageError):
             parse_shard(bad)
+
+
+def test_warnings_print_brackets_literally(capsys: pytest.CaptureFixture[str]) -> None:
+    # rich would read `[1]` and `[yes]` as markup and drop them
+    from medseq.console import warn
+
+    warn("scan[1].dcm: [yes] kept")
+    assert capsys.readouterr().err == "warning: scan[1].dcm: [yes] kept\n"

@@ -29,6 +29,7 @@ def test_preprocess_json_summary_and_rerun(cohort: Path, tmp_path: Path) -> None
     result = runner.invoke(app, ["preprocess", str(cohort), "-o", str(cache), "--json"])
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
+    assert summary["schema_version"] == 1
     assert summary["processed"] == 2
     assert summary["failed_count"] == 0
     assert summary["timepoints"] == 4

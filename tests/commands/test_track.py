@@ -44,6 +44,7 @@ def test_track_json_on_stdout(cache: Path, tmp_path: Path) -> None:
                                  "--min-volume", "0.1"])
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
+    assert doc["schema_version"] == 1
     assert doc["settings"]["min_volume_ml"] == 0.1
     patients = {p["patient_id"]: p for p in doc["patients"]}
     assert patients["P1"]["best_overall_response"] == "PR"

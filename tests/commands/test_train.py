@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -67,7 +68,10 @@ def test_labels_csv_with_progress_lines(cache: Path, config_file: Path, tmp_path
                                  str(config_file), "--labels", str(labels), "--epochs", "1"])
     assert result.exit_code == 0, result.stderr
     assert "labels from csv:" in result.stderr
-    assert "fold 1/2 epoch 1: loss" in result.stderr
+    # stderr is no terminal here: plain progress lines, every epoch in log.txt
+    assert "fold 1/2: 1/1 epochs (100%)" in result.stderr
+    assert "; loss " in result.stderr
+    assert "fold 1/2 epoch 1: loss" in (run / "log.txt").read_text()
     splits = json.loads((run / "splits.json").read_text())
     assert splits["labels"]["P000"] == 1
     assert splits["labels"]["P007"] == 0
@@ -100,3 +104,88 @@ def test_unlabelled_cache_without_tracking_results_is_explained(tmp_path: Path) 
                                  "--labels", str(labels), "--folds", "2"])
     assert result.exit_code == 2
     assert "all 2 labelled patients are non-responders" in result.stderr
+
+
+def test_ctrl_c_says_how_to_resume_and_that_command_finishes_the_run(
+    cache: Path, config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shlex
+
+    from medseq.training import loop
+
+    real = loop._train_epoch
+    calls = []
+
+    def interrupted_second_epoch(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_train_epoch", interrupted_second_epoch)
+    run = tmp_path / "my run"
+    result = runner.invoke(app, ["train", str(cache), "-o", str(run), "--config",
+                                 str(config_file), "-q"])
+    assert result.exit_code == 130
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: interrupted; ")
+    command = lines[0].split("continue with: ", 1)[1]
+    assert command == shlex.join(["medseq", "train", str(cache), "-o", str(run), "--resume"])
+    monkeypatch.setattr(loop, "_train_epoch", real)
+    again = runner.invoke(app, shlex.split(command)[1:])
+    assert again.exit_code == 0, again.stderr
+    assert (run / "model.safetensors").is_file()
+    folds = [json.loads(x)["fold"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert folds[:4] == ["0", "0", "1", "1"]
+
+
+def test_ctrl_c_before_the_run_starts_has_nothing_to_resume(
+    cache: Path, config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medseq.training import run as run_module
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "_run", interrupted)
+    result = runner.invoke(app, ["train", str(cache), "-o", str(tmp_path / "run"), "--config",
+                                 str(config_file)])
+    assert result.exit_code == 130
+    assert result.stderr == "error: interrupted before the run started; nothing to resume\n"
+
+
+def test_every_run_document_has_a_schema_version_and_older_ones_still_read(
+    cache: Path, config_file: Path, tmp_path: Path
+) -> None:
+    from medseq.evaluation.rundir import read_predictions, read_splits
+    from medseq.models.io import read_card
+
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(cache), "-o", str(run), "--config",
+                                 str(config_file), "--epochs", "1", "-q"])
+    assert result.exit_code == 0, result.stderr
+    files = [run / "splits.json", run / "model.json", run / "folds" / "0" / "model.json",
+             run / "folds" / "0" / "result.json"]
+    for path in files:
+        assert json.loads(path.read_text())["schema_version"] == 1, path
+    for name in ("metrics.jsonl", "predictions.jsonl"):
+        lines = (run / name).read_text().splitlines()
+        assert lines, name
+        assert all(json.loads(x)["schema_version"] == 1 for x in lines), name
+    # Files from before versioning (no schema_version) are read as before.
+    for path in files:
+        doc = json.loads(path.read_text())
+        del doc["schema_version"]
+        path.write_text(json.dumps(doc))
+    for name in ("metrics.jsonl", "predictions.jsonl"):
+        rows = [json.loads(x) for x in (run / name).read_text().splitlines()]
+        (run / name).write_text("".join(
+            json.dumps({k: v for k, v in r.items() if k != "schema_version"}) + "\n"
+            for r in rows))
+    assert len(read_predictions(run)) == 8
+    assert len(read_splits(run)) == 8
+    assert read_card(run).schema_version == 1
+    evaluated = runner.invoke(app, ["evaluate", str(run), "--json", "--bootstrap", "100"])
+    assert evaluated.exit_code == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["schema_version"] == 1

@@ -21,6 +21,7 @@ def test_writes_a_cohort_and_reports_json(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
+    assert summary["schema_version"] == 1
     assert summary["patients"] == 2
     assert summary["scans"] == 4
     assert summary["nifti_patients"] == 2

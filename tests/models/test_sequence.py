@@ -8,6 +8,7 @@ import torch
 from medseq.models.config import ModelConfig
 from medseq.models.encoder import SmallCNN, build_encoder
 from medseq.models.sequence import DecayRecurrent, LesionPool, ResponseModel
+from tests.models.recurrent_probe import assert_fp32_outside_autocast, recurrent_calls
 
 S = 8
 
@@ -123,3 +124,20 @@ def test_channels_last_gives_the_same_output() -> None:
     plain = model(*batch).logits
     model.use_channels_last()
     torch.testing.assert_close(model(*batch).logits, plain, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("time", ["concat", "decay"])
+def test_recurrent_layer_runs_in_fp32_under_bf16_autocast(cell: str, time: str) -> None:
+    # oneDNN has no bf16 LSTM on AVX2-only CPUs ("could not create a primitive descriptor");
+    # the probe checks the fp32 path on any CPU, with and without gradients.
+    model = _model(cell=cell, time=time).train()
+    batch = _batch([_patient(2, 1, 6), _patient(3, 2, 7)], [[0, 40], [0, 30, 90]])
+    with recurrent_calls() as calls, torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(*batch)
+        with torch.no_grad():
+            model.eval()(*batch)
+    assert_fp32_outside_autocast(calls)
+    assert out.logits.dtype == torch.bfloat16  # the heads still run under autocast
+    out.logits.float().sum().backward()
+    assert all(p.grad is not None for p in model.recurrent.parameters())

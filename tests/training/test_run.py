@@ -16,6 +16,7 @@ from medseq.training import checkpoint as ckpt
 from medseq.training.dataset import load_crops
 from medseq.training.loop import InjectedStopError
 from medseq.training.run import train_run
+from tests.models.recurrent_probe import assert_fp32_outside_autocast, recurrent_calls
 from tests.training.conftest import tiny_config
 from tests.training.fake_cache import write_fake_cache
 
@@ -181,9 +182,13 @@ def test_one_class_only_is_an_input_error(tmp_path: Path) -> None:
 
 
 def test_bf16_autocast_trains_on_cpu(fake_cache: Path, tmp_path: Path) -> None:
-    # The CUDA path's autocast, exercised where CI can run it.
+    # The CUDA path's autocast, exercised where CI can run it. On CPUs without BF16 instructions
+    # a bf16 LSTM crashes in oneDNN; the probe checks on every CPU that the recurrent layer runs
+    # in fp32 outside autocast (training, validation and test predictions).
     config = tiny_config(epochs=1, amp="bf16", final_model=False)
-    summary = train_run(fake_cache, tmp_path / "run", config, progress=False)
+    with recurrent_calls() as calls:
+        summary = train_run(fake_cache, tmp_path / "run", config, progress=False)
+    assert_fp32_outside_autocast(calls)
     assert summary.patients == 12
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(0 < r["train_loss"] < 10 for r in rows)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from medseq.csv_cells import csv_text
+from medseq.data.synthetic import portable
 from medseq.data.synthetic.dicom_writer import (
     COMPRESSIONS,
     StudyHeader,
@@ -267,7 +268,7 @@ def _patient_record(
     cue_tex = np.array([les.course.texture_hu for les in baseline])
     timepoints = []
     for t, (scan, scan_truth) in enumerate(zip(plan.scans, truth.scans, strict=True)):
-        inverse = np.linalg.inv(scan.motion)
+        inverse = portable.affine_inverse(scan.motion)
         lesions = []
         for les in scan_truth.lesions:
             m = les.measurement
@@ -281,7 +282,7 @@ def _patient_record(
                 "short_axis_mm": _r(m.short_axis_mm),
                 "centroid_mm": [_r(v) for v in centroid],
                 "centroid_baseline_mm": [
-                    _r(v) for v in inverse[:3, :3] @ centroid + inverse[:3, 3]
+                    _r(v) for v in portable.apply(inverse, centroid)
                 ],
                 "new": les.new,
             })

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from medseq.data.synthetic import portable
 from medseq.data.synthetic.geometry import Grid, apply, box_corners
 
 
@@ -29,7 +30,7 @@ class BodyCoords:
         self.start = tuple(int(s.start) for s in box)
         self.stop = tuple(int(s.stop) for s in box)
         self.body_to_world = body_to_world
-        to_body = np.linalg.inv(body_to_world)
+        to_body = portable.affine_inverse(body_to_world)
         w = [
             grid.axis_world(a, self.start[a], self.stop[a]).astype(np.float32) for a in range(3)
         ]

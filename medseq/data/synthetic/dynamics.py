@@ -23,11 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medseq.data.synthetic import portable
 from medseq.data.synthetic.lesions import LESION_HU, Appearance
 
 KILL_MAX = 0.065
 """Largest kill rate (per day) of a fully sensitive lesion."""
-KILL_EXPONENT = 3.0
+KILL_EXPONENT = 3
 """The kill rises steeply with sensitivity (``S ** KILL_EXPONENT``): few partial responders."""
 SENSITIVITY_GAIN = 8.0
 LESION_SD = 0.15
@@ -106,8 +107,8 @@ def durability(patient: PatientDynamics) -> float:
 def kill_rate(days: np.ndarray, s_effective: float, patient: PatientDynamics) -> np.ndarray:
     """Treatment kill rate (per day) at each day."""
     onset = np.clip((days - patient.onset_delay_days) / ONSET_RAMP_DAYS, 0.0, 1.0)
-    resist = np.exp(-np.maximum(0.0, days - patient.resistance_day) / RESISTANCE_DAYS)
-    return KILL_MAX * s_effective**KILL_EXPONENT * onset * resist
+    resist = portable.exp(-np.maximum(0.0, days - patient.resistance_day) / RESISTANCE_DAYS)
+    return KILL_MAX * portable.power(s_effective, KILL_EXPONENT) * onset * resist
 
 
 def simulate_course(
@@ -122,19 +123,19 @@ def simulate_course(
 ) -> LesionCourse:
     """Simulate one lesion from ``appear_day`` (0 for baseline lesions) over the scan days."""
     s_lesion = patient.sensitivity + sensitivity_offset + float(rng.normal(0.0, LESION_SD))
-    s_eff = 1.0 / (1.0 + np.exp(-SENSITIVITY_GAIN * s_lesion))
+    s_eff = float(1.0 / (1.0 + portable.exp(-SENSITIVITY_GAIN * s_lesion)))
     capacity = max(float(rng.uniform(*CAPACITY_ML)), 3.0 * initial_ml)
-    doubling = float(np.exp(rng.uniform(*np.log(DOUBLING_DAYS))))
-    a = np.log(2.0) / doubling / np.log(capacity / initial_ml)
+    doubling = float(portable.exp(rng.uniform(*portable.log(DOUBLING_DAYS))))
+    a = portable.log(2.0) / doubling / portable.log(capacity / initial_ml)
     last = scan_days[-1]
     days = np.arange(appear_day, last + 1, dtype=np.float64)
     kill = kill_rate(days, s_eff, patient)
     y = np.empty_like(days)
-    y[0] = np.log(initial_ml)
-    ln_k = np.log(capacity)
+    y[0] = portable.log(initial_ml)
+    ln_k = portable.log(capacity)
     for n in range(1, days.size):
         y[n] = y[n - 1] + a * (ln_k - y[n - 1]) - kill[n - 1]
-    volume = np.exp(y)
+    volume = portable.exp(y)
     gone = np.flatnonzero(volume < VANISH_ML)
     if gone.size:
         volume[gone[0]:] = 0.0
@@ -149,8 +150,8 @@ def simulate_course(
     rim0 = float(rng.uniform(15.0, 45.0))
     necrosis0 = 0.0 if rng.random() < 0.5 else float(rng.uniform(0.2, 0.45))
     # Aggressive (fast-doubling) tumours look more heterogeneous from the start.
-    lo, hi = np.log(DOUBLING_DAYS)
-    aggressiveness = (hi - np.log(doubling)) / (hi - lo)
+    lo, hi = portable.log(DOUBLING_DAYS)
+    aggressiveness = (hi - portable.log(doubling)) / (hi - lo)
     texture0 = max(
         0.0, TEXTURE_HU[0] + (TEXTURE_HU[1] - TEXTURE_HU[0]) * aggressiveness
         + float(rng.normal(0.0, TEXTURE_NOISE_HU)),
@@ -159,7 +160,7 @@ def simulate_course(
     looks: list[Appearance] = []
     for day in scan_days:
         vol = float(volume[day - appear_day]) if day >= appear_day else 0.0
-        cue = 1.0 - np.exp(-max(0, day - appear_day) / CUE_DAYS)
+        cue = 1.0 - portable.exp(-max(0, day - appear_day) / CUE_DAYS)
         vols.append(vol)
         looks.append(
             Appearance(
@@ -183,7 +184,7 @@ def simulate_course(
 
 def new_lesion_days(rng: np.random.Generator, patient: PatientDynamics, last_day: int) -> list[int]:
     """Days (after baseline) on which new lesions arise."""
-    rate = NEW_LESION_RATE * np.exp(-NEW_LESION_GAIN * patient.sensitivity)
+    rate = NEW_LESION_RATE * portable.exp(-NEW_LESION_GAIN * patient.sensitivity)
     days: list[int] = []
     t = 0.0
     while len(days) < MAX_NEW_LESIONS:

@@ -12,21 +12,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medseq.data.synthetic import portable
+
 
 def rotation_matrix(angles_deg: np.ndarray) -> np.ndarray:
     """3x3 rotation from Euler angles (degrees) about x, then y, then z."""
-    ax, ay, az = np.deg2rad(np.asarray(angles_deg, dtype=np.float64))
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
+    radians = np.asarray(angles_deg, dtype=np.float64) * (np.pi / 180.0)
+    (cx, cy, cz), (sx, sy, sz) = portable.cos(radians), portable.sin(radians)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return portable.matmul(portable.matmul(rz, ry), rx)
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
     """A uniformly random 3x3 rotation (QR of a Gaussian matrix, sign-fixed)."""
-    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
-    q = q @ np.diag(np.sign(np.diag(r)))
-    if np.linalg.det(q) < 0:
+    q = portable.orthonormal_columns(rng.standard_normal((3, 3)))
+    if portable.det3(q) < 0:
         q[:, 0] = -q[:, 0]
     return q
 
@@ -35,14 +37,13 @@ def rigid(rotation: np.ndarray, translation: np.ndarray, *, centre: np.ndarray) 
     """4x4 matrix rotating about ``centre`` and then translating."""
     out = np.eye(4)
     out[:3, :3] = rotation
-    out[:3, 3] = centre - rotation @ centre + translation
+    out[:3, 3] = centre - portable.matmul(rotation, centre) + translation
     return out
 
 
 def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a 4x4 matrix to an (N, 3) (or (3,)) array of points."""
-    pts = np.asarray(points, dtype=np.float64)
-    return pts @ matrix[:3, :3].T + matrix[:3, 3]
+    return portable.apply(matrix, points)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class Grid:
         self, world_corners: np.ndarray, *, margin: int = 1
     ) -> tuple[slice, slice, slice] | None:
         """Voxel slices covering the bounding box of ``world_corners``; ``None`` when outside."""
-        inv = np.linalg.inv(self.affine)
+        inv = portable.affine_inverse(self.affine)
         idx = apply(inv, world_corners)
         lo = np.floor(idx.min(axis=0)).astype(int) - margin
         hi = np.ceil(idx.max(axis=0)).astype(int) + margin + 1

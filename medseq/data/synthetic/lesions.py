@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medseq.data.synthetic import portable
 from medseq.data.synthetic.coords import BodyCoords, occupancy, paint
 from medseq.data.synthetic.geometry import Grid, random_rotation
 
@@ -52,7 +53,7 @@ class LesionShape:
 
     def scale_for(self, volume_ml: float) -> float:
         """Scale at which the lesion has ``volume_ml``."""
-        return float((max(volume_ml, 0.0) / self.unit_volume_ml) ** (1.0 / 3.0))
+        return float(portable.cbrt(max(volume_ml, 0.0) / self.unit_volume_ml))
 
     def bounds(self, scale: float, pad: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Body-frame box holding the lesion at ``scale``."""
@@ -74,9 +75,9 @@ class LesionShape:
             + np.float32(self.rotation[2, a]) * d[2]
             for a in range(3)
         )
-        dist = np.sqrt(local[0] ** 2 + local[1] ** 2 + local[2] ** 2)
+        dist = np.sqrt(local[0] * local[0] + local[1] * local[1] + local[2] * local[2])
         safe = np.maximum(dist, np.float32(1e-6))
-        q2 = sum((local[a] / np.float32(self.radii[a])) ** 2 for a in range(3))
+        q2 = sum(np.square(local[a] / np.float32(self.radii[a])) for a in range(3))
         rho = np.sqrt(np.maximum(q2, np.float32(1e-12)))
         lobes = np.ones_like(dist)
         for k, amp, phase in zip(self.lobe_k, self.lobe_amp, self.lobe_phase, strict=True):
@@ -84,7 +85,7 @@ class LesionShape:
                 np.float32(k[0]) * local[0] + np.float32(k[1]) * local[1]
                 + np.float32(k[2]) * local[2]
             ) / safe + np.float32(phase)
-            lobes += np.float32(amp) * np.cos(arg)
+            lobes += np.float32(amp) * portable.cos(arg)
         surface = (dist / rho) * lobes * np.float32(scale)
         return dist - surface, dist / np.maximum(surface, np.float32(1e-6)), local  # type: ignore[return-value]
 
@@ -92,14 +93,14 @@ class LesionShape:
 def sample_shape(rng: np.random.Generator, centre: np.ndarray) -> LesionShape:
     """Draw an irregular lesion shape centred on ``centre`` (radii about 10 mm at scale 1)."""
     axes = rng.uniform(0.75, 1.3, 3)
-    axes /= np.cbrt(np.prod(axes))
+    axes /= portable.cbrt(axes[0] * axes[1] * axes[2])
     n_lobes = int(rng.integers(3, 6))
     directions = rng.normal(size=(n_lobes, 3))
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    directions /= portable.norm(directions, axis=1, keepdims=True)
     lobe_k = directions * rng.uniform(1.5, 3.5, (n_lobes, 1))
     lobe_amp = rng.uniform(0.04, 0.12, n_lobes)
     tex_dirs = rng.normal(size=(4, 3))
-    tex_dirs /= np.linalg.norm(tex_dirs, axis=1, keepdims=True)
+    tex_dirs /= portable.norm(tex_dirs, axis=1, keepdims=True)
     shape = LesionShape(
         centre=np.asarray(centre, dtype=np.float64),
         radii=10.0 * axes,
@@ -120,13 +121,14 @@ def _with_unit_volume(shape: LesionShape) -> LesionShape:
     golden = np.pi * (3.0 - np.sqrt(5.0))
     z = 1.0 - (np.arange(n) + 0.5) * 2.0 / n
     r = np.sqrt(1.0 - z * z)
-    u = np.stack([r * np.cos(golden * np.arange(n)), r * np.sin(golden * np.arange(n)), z], 1)
+    turn = golden * np.arange(n)
+    u = np.stack([r * portable.cos(turn), r * portable.sin(turn), z], 1)
     # Directions in the lesion frame; evaluate at unit distance from the centre.
-    points = shape.centre + (u @ shape.rotation.T)
+    points = shape.centre + portable.matmul(u, shape.rotation.T)
     pts = points.astype(np.float32)
     f, _, _ = shape.radial(pts[:, 0], pts[:, 1], pts[:, 2], 1.0)
     radius = 1.0 - f.astype(np.float64)  # f = |p - c| - R(u) with |p - c| = 1
-    volume = 4.0 * np.pi / 3.0 * float(np.mean(radius**3)) / 1000.0
+    volume = 4.0 * np.pi / 3.0 * float(np.mean(radius * radius * radius)) / 1000.0
     return LesionShape(**{**shape.__dict__, "unit_volume_ml": volume})
 
 
@@ -174,7 +176,7 @@ def paint_lesion(
     if look.texture_hu > 0:
         tex = np.zeros_like(f)
         for k, phase in zip(shape.tex_k, shape.tex_phase, strict=True):
-            tex += np.cos(
+            tex += portable.cos(
                 np.float32(k[0] / scale) * local[0] + np.float32(k[1] / scale) * local[1]
                 + np.float32(k[2] / scale) * local[2] + np.float32(phase)
             )

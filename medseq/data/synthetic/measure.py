@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medseq.data.synthetic import portable
+
 
 @dataclass(frozen=True)
 class Measurement:
@@ -36,8 +38,8 @@ def measure(inside: np.ndarray, offset: tuple[int, int, int], affine: np.ndarray
     """
     idx = np.argwhere(inside)
     voxels = int(idx.shape[0])
-    voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
-    world = (idx + np.asarray(offset)) @ affine[:3, :3].T + affine[:3, 3]
+    voxel_ml = abs(portable.det3(affine[:3, :3])) / 1000.0
+    world = portable.apply(affine, idx + np.asarray(offset))
     centroid = world.mean(axis=0)
     longest, short = axial_diameters(inside, affine)
     return Measurement(
@@ -53,7 +55,7 @@ def axial_diameters(inside: np.ndarray, affine: np.ndarray) -> tuple[float, floa
     """Longest axial diameter and perpendicular short axis (mm) of a boolean block."""
     vi = affine[:3, 0]
     vj = affine[:3, 1]
-    pad = 0.25 * (float(np.linalg.norm(vi)) + float(np.linalg.norm(vj)))
+    pad = 0.25 * (portable.norm(vi) + portable.norm(vj))
     best = (-1.0, 0.0)
     for k in range(inside.shape[2]):
         plane = inside[:, :, k]
@@ -62,7 +64,7 @@ def axial_diameters(inside: np.ndarray, affine: np.ndarray) -> tuple[float, floa
         pts = _row_extremes(plane)
         xy = pts[:, :1] * vi[:2] + pts[:, 1:] * vj[:2]
         diff = xy[:, None, :] - xy[None, :, :]
-        d2 = np.einsum("abk,abk->ab", diff, diff)
+        d2 = diff[..., 0] * diff[..., 0] + diff[..., 1] * diff[..., 1]
         a, b = np.unravel_index(int(np.argmax(d2)), d2.shape)
         longest = float(np.sqrt(d2[a, b]))
         if longest <= best[0]:
@@ -72,7 +74,7 @@ def axial_diameters(inside: np.ndarray, affine: np.ndarray) -> tuple[float, floa
             continue
         direction = (xy[b] - xy[a]) / longest
         normal = np.array([-direction[1], direction[0]])
-        proj = xy @ normal
+        proj = xy[:, 0] * normal[0] + xy[:, 1] * normal[1]
         best = (longest, float(proj.max() - proj.min()))
     return best[0] + pad, best[1] + pad
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medseq.data.synthetic import portable
 from medseq.data.synthetic.coords import BodyCoords, occupancy, paint
 from medseq.data.synthetic.geometry import rotation_matrix
 
@@ -56,7 +57,8 @@ class Ellipsoid:
 
     def bounds(self, pad: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Body-frame axis-aligned box holding the ellipsoid (plus ``pad`` mm)."""
-        half = np.sqrt((self.rotation**2) @ (self.radii**2)) + pad
+        spread = portable.matmul(self.rotation * self.rotation, self.radii * self.radii)
+        half = np.sqrt(spread) + pad
         return self.centre - half, self.centre + half
 
     def distance(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -75,8 +77,8 @@ class Ellipsoid:
 
     def contains(self, point: np.ndarray) -> float:
         """Normalised radius of ``point`` (< 1 inside)."""
-        q = (np.asarray(point) - self.centre) @ self.rotation / self.radii
-        return float(np.linalg.norm(q))
+        q = portable.matmul(self.rotation.T, np.asarray(point) - self.centre) / self.radii
+        return float(portable.norm(q))
 
 
 @dataclass(frozen=True)
@@ -176,19 +178,19 @@ def _sample_vessels(
         hilum = lung.centre + np.array([medial * 0.55 * lung.radii[0], 0.0, -0.2 * lung.radii[2]])
         for _ in range(int(rng.integers(6, 9))):
             direction = rng.normal(size=3) + np.array([-medial * 1.2, 0.0, 0.3])
-            direction /= np.linalg.norm(direction)
+            direction /= portable.norm(direction)
             mid = hilum + direction * rng.uniform(35, 55)
             out.append((hilum, mid, float(rng.uniform(3.0, 4.5))))
             for _ in range(2):
                 branch = direction + 0.6 * rng.normal(size=3)
-                branch /= np.linalg.norm(branch)
+                branch /= portable.norm(branch)
                 out.append((mid, mid + branch * rng.uniform(25, 45), float(rng.uniform(1.5, 2.5))))
     return tuple(out)
 
 
 def _unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:
     rows = rng.normal(size=(n, 3))
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / portable.norm(rows, axis=1, keepdims=True)
 
 
 def sample_enhancement(rng: np.random.Generator) -> Enhancement:
@@ -248,7 +250,7 @@ def _cavity_background(anat: Anatomy, coords: BodyCoords, width: float) -> np.nd
     x, y, z = coords.take(box)
     field = np.zeros(x.shape, dtype=np.float32)
     for k, phase in zip(anat.bowel_k, anat.bowel_phase, strict=True):
-        field += np.cos(
+        field += portable.cos(
             np.float32(k[0]) * x + np.float32(k[1]) * y + np.float32(k[2]) * z + np.float32(phase)
         )
     # Fat collects towards the back and flanks; bowel fills the front.
@@ -262,8 +264,8 @@ def _cavity_background(anat: Anatomy, coords: BodyCoords, width: float) -> np.nd
 
 def _torso_distance(anat: Anatomy, coords: BodyCoords) -> np.ndarray:
     scale = np.float32(1.0) + np.float32(anat.torso_taper / 100.0) * coords.z
-    u2 = (coords.x / (np.float32(anat.torso_half[0]) * scale)) ** 2
-    v2 = (coords.y / (np.float32(anat.torso_half[1]) * scale)) ** 2
+    u2 = np.square(coords.x / (np.float32(anat.torso_half[0]) * scale))
+    v2 = np.square(coords.y / (np.float32(anat.torso_half[1]) * scale))
     # A squared-off ellipse: the cross term flattens the flanks and the back.
     rho = np.sqrt(np.maximum(u2 + v2 - np.float32(anat.torso_squareness) * u2 * v2, 1e-12))
     rxy = np.sqrt(coords.x * coords.x + coords.y * coords.y)
@@ -313,7 +315,7 @@ def _paint_cavity(
     box = coords.region(lo, hi)
     if box is not None:
         x, y, z = coords.take(box)
-        d = np.sqrt((x - np.float32(cx)) ** 2 + (y - np.float32(cy)) ** 2) - np.float32(r)
+        d = np.sqrt(np.square(x - np.float32(cx)) + np.square(y - np.float32(cy))) - np.float32(r)
         d = np.maximum(d, z - np.float32(anat.diaphragm_z + 60))
         paint(cavity[box], occupancy(d, width), np.float32(HU["aorta"] + enh.aorta))
 
@@ -334,7 +336,7 @@ def _paint_segment(
         return
     x, y, z = coords.take(box)
     axis = end - start
-    length2 = float(axis @ axis)
+    length2 = float(axis[0] * axis[0] + axis[1] * axis[1] + axis[2] * axis[2])
     px = x - np.float32(start[0])
     py = y - np.float32(start[1])
     pz = z - np.float32(start[2])
@@ -379,9 +381,9 @@ def _paint_ribs(
     x, y, z = (c[sel] for c in coords.take(box))
     # Ribs wind down from the spine towards the front, so an axial slice cuts each of them
     # into a short arc; a cosine of (z, angle around the body) spaces them.
-    angle = np.abs(np.arctan2(x, y)) / np.float32(np.pi)  # 0 in front, 1 at the back
+    angle = np.abs(portable.arctan2(x, y)) / np.float32(np.pi)  # 0 in front, 1 at the back
     phase = z / np.float32(anat.rib_pitch) + np.float32(1.6) * angle + np.float32(anat.rib_phase)
-    along = np.float32(anat.rib_pitch * 0.5) * (np.float32(0.55) - np.cos(2 * np.pi * phase))
+    along = np.float32(anat.rib_pitch * 0.5) * (np.float32(0.55) - portable.cos(2 * np.pi * phase))
     d = np.maximum(radial[sel], along)
     # No ribs at the sternum or over the spine.
     d = np.maximum(d, np.float32(22.0) - np.abs(x))
@@ -406,13 +408,13 @@ def _paint_spine(anat: Anatomy, coords: BodyCoords, hu: np.ndarray, width: float
     f_vert = (rho - np.float32(1.0)) * np.float32(18.0)
     # Posterior arch around the canal.
     cy = np.float32(sy - 30.0)
-    r_canal = np.sqrt((x - np.float32(sx)) ** 2 + (y - cy) ** 2)
+    r_canal = np.sqrt(np.square(x - np.float32(sx)) + np.square(y - cy))
     paint(target, occupancy(r_canal - np.float32(16.0), width), np.float32(HU["cortical_bone"]))
     paint(target, occupancy(r_canal - np.float32(8.0), width), np.float32(HU["canal"]))
     paint(target, occupancy(f_vert, width), np.float32(HU["cortical_bone"]))
     paint(target, occupancy(f_vert + np.float32(2.5), width), np.float32(HU["cancellous_bone"]))
     phase = z / np.float32(anat.disc_pitch) + np.float32(anat.disc_phase)
-    disc = np.float32(anat.disc_pitch * 0.5) * (np.float32(0.82) - np.cos(2 * np.pi * phase))
+    disc = np.float32(anat.disc_pitch * 0.5) * (np.float32(0.82) - portable.cos(2 * np.pi * phase))
     paint(target, occupancy(np.maximum(f_vert, -disc), width), np.float32(HU["disc"]))
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from medseq.data.synthetic import portable
 from medseq.data.synthetic.dynamics import (
     NEW_LESION_ML,
     LesionCourse,
@@ -109,7 +110,7 @@ class PatientPlan:
         """4x4 body frame -> scan ``t`` world."""
         shift = np.eye(4)
         shift[:3, 3] = self.couch
-        return self.scans[t].motion @ shift
+        return portable.matmul(self.scans[t].motion, shift)
 
 
 def patient_id(index: int) -> str:
@@ -212,8 +213,11 @@ def _plan_lesions(
     organs = _choose_organs(rng, n)
     plans: list[LesionPlan] = []
     for number, organ in enumerate(organs):
-        diameter = rng.uniform(18.0, 40.0) if number == 0 else np.exp(rng.uniform(*np.log([8, 35])))
-        initial = float(np.pi / 6.0 * diameter**3 / 1000.0)
+        diameter = (
+            rng.uniform(18.0, 40.0) if number == 0
+            else portable.exp(rng.uniform(*portable.log([8.0, 35.0])))
+        )
+        initial = float(np.pi / 6.0 * portable.power(diameter, 3) / 1000.0)
         course = simulate_course(
             rng, organ=organ, patient=dynamics, scan_days=scan_days, appear_day=0,
             initial_ml=initial,
@@ -277,14 +281,14 @@ def _place(
         if anchor is not None and attempt < 40:
             a_now = anchor.shape.max_radius * anchor.shape.scale_for(anchor.course.volumes_ml[0])
             direction = rng.normal(size=3)
-            direction /= np.linalg.norm(direction)
+            direction /= portable.norm(direction)
             centre = anchor.shape.centre + direction * (now + a_now + rng.uniform(3.0, 9.0))
             if host.contains(centre) > 0.9:
                 continue
         else:
             u = rng.normal(size=3)
-            u *= rng.uniform() ** (1 / 3) * 0.6 / np.linalg.norm(u)
-            centre = host.centre + host.rotation @ (u * host.radii)
+            u *= portable.cbrt(rng.uniform()) * 0.6 / portable.norm(u)
+            centre = host.centre + portable.matmul(host.rotation, u * host.radii)
         if abs(centre[2]) + peak_reach > Z_LIMIT_MM:
             continue
         if all(_clear(centre, peak_reach, now, other, other is anchor) for other in others):
@@ -296,7 +300,7 @@ def _clear(
     centre: np.ndarray, reach: float, now: float, other: LesionPlan, is_anchor: bool
 ) -> bool:
     shape = other.shape
-    gap = float(np.linalg.norm(centre - shape.centre))
+    gap = float(portable.norm(centre - shape.centre))
     o_now = shape.max_radius * shape.scale_for(other.course.volumes_ml[0])
     if is_anchor:
         return gap > now + o_now + 2.0

@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from scipy import ndimage
 
+from medseq.data.synthetic import portable
 from medseq.data.synthetic.coords import BodyCoords
 from medseq.data.synthetic.lesions import paint_lesion
 from medseq.data.synthetic.phantom import paint_anatomy
@@ -64,15 +64,13 @@ def _reconstruction_disc(nx: int, ny: int) -> np.ndarray:
     """In-plane pixels inside the circle inscribed in the field of view."""
     i = (np.arange(nx) - (nx - 1) / 2.0) / (nx / 2.0)
     j = (np.arange(ny) - (ny - 1) / 2.0) / (ny / 2.0)
-    return np.asarray(i[:, None] ** 2 + j[None, :] ** 2 <= 1.0)
+    return np.asarray(np.square(i)[:, None] + np.square(j)[None, :] <= 1.0)
 
 
 def _noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
     noise = rng.standard_normal(shape, dtype=np.float32)
     for axis in (0, 1):
-        ndimage.gaussian_filter1d(
-            noise, NOISE_CORRELATION_VOXELS, axis=axis, output=noise, truncate=3.0
-        )
+        noise = portable.gaussian_smooth(noise, NOISE_CORRELATION_VOXELS, axis, truncate=3.0)
     noise *= np.float32(sigma / _filtered_sd())
     return noise
 
@@ -80,7 +78,5 @@ def _noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np
 @functools.cache
 def _filtered_sd() -> float:
     """Standard deviation left after the in-plane smoothing of unit white noise."""
-    delta = np.zeros(25, dtype=np.float64)
-    delta[12] = 1.0
-    kernel = ndimage.gaussian_filter1d(delta, NOISE_CORRELATION_VOXELS, truncate=3.0)
-    return float(np.sum(kernel**2))
+    kernel = portable.gaussian_kernel(NOISE_CORRELATION_VOXELS, truncate=3.0)
+    return float(np.sum(kernel * kernel))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from medseq.data.synthetic import portable
 from medseq.data.synthetic.geometry import apply
 from medseq.data.synthetic.lesions import rasterise
 from medseq.data.synthetic.measure import Measurement, measure
@@ -127,7 +128,7 @@ def label_volume(truth: ScanTruth, shape: tuple[int, int, int]) -> np.ndarray:
 
 def baseline_point(plan: PatientPlan, t: int, point: tuple[float, float, float]) -> np.ndarray:
     """Map a point of scan ``t``'s world into the baseline world."""
-    return apply(np.linalg.inv(plan.scans[t].motion), np.asarray(point))
+    return apply(portable.affine_inverse(plan.scans[t].motion), np.asarray(point))
 
 
 def _occupied(
