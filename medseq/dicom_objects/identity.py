@@ -26,9 +26,10 @@ _REMOVED_GROUPS = (0x0010, 0x0032, 0x0038, 0x4008)
 _REMOVED_KEYWORDS = (
     "AccessionNumber", "IssuerOfAccessionNumberSequence", "StudyID", "StudyDescription",
     "StudyDate", "StudyTime", "SeriesDate", "SeriesTime", "AcquisitionDate",
-    "AcquisitionTime", "AcquisitionDateTime", "ContentDate", "ContentTime", "InstanceCreationDate",
-    "InstanceCreationTime", "ReferringPhysicianName", "ReferringPhysicianIdentificationSequence",
-    "PhysiciansOfRecord", "PhysiciansOfRecordIdentificationSequence", "NameOfPhysiciansReadingStudy",
+    "AcquisitionTime", "AcquisitionDateTime", "ContentDate", "ContentTime",
+    "InstanceCreationDate", "InstanceCreationTime", "ReferringPhysicianName",
+    "ReferringPhysicianIdentificationSequence", "PhysiciansOfRecord",
+    "PhysiciansOfRecordIdentificationSequence", "NameOfPhysiciansReadingStudy",
     "PerformingPhysicianName", "OperatorsName", "InstitutionName", "InstitutionAddress",
     "InstitutionalDepartmentName", "StationName", "DeviceSerialNumber", "RequestingPhysician",
     "RequestAttributesSequence", "ProcedureCodeSequence", "AdmittingDiagnosesDescription",
@@ -52,7 +53,7 @@ def pseudonymised(sources: Sequence[Any], *, alias: str, key: str) -> list[Any]:
     for ds in sources:
         clean = copy.deepcopy(ds)
         clean.remove_private_tags()
-        for tag in [t for t in clean.keys() if t.group in _REMOVED_GROUPS]:
+        for tag in [t for t in clean if t.group in _REMOVED_GROUPS]:
             del clean[tag]
         for keyword in _REMOVED_KEYWORDS:
             if keyword in clean:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from medseq.dicom_objects.tracking_input import TrackedTimepoint, TrackingRun
-from medseq.io.cohort import ImageFormat, SeriesInfo
+from medseq.io.cohort import ImageFormat, Patient, SeriesInfo
 
 GRID_TOLERANCE_MM = 1e-3
 
@@ -40,12 +40,12 @@ def find_sources(run: TrackingRun, input_path: Path, *, series: str | None = Non
     cohort = discover(input_path, series=series, require_patients=False)
     index = SourceIndex()
     key = read_salt(run.cache)
-    by_cache_id = {}
-    for patient in cohort.patients:
+    by_cache_id: dict[str, Patient] = {}
+    for found in cohort.patients:
         if not run.pseudonymised:
-            by_cache_id[patient.patient_id] = patient
+            by_cache_id[found.patient_id] = found
         elif key is not None:
-            by_cache_id[pseudonym(patient.patient_id, key)] = patient
+            by_cache_id[pseudonym(found.patient_id, key)] = found
     base = cohort.root if cohort.root.is_dir() else cohort.root.parent
     for tracked in run.patients:
         patient = by_cache_id.get(tracked.patient_id)

@@ -39,7 +39,8 @@ def test_separate_contours_on_one_slice_and_either_winding() -> None:
     b = _square(5.5, 5.5, 7.5, 7.5)[::-1]  # clockwise
     filled = fill_even_odd([a, b], (9, 9))
     assert filled.sum() == 8
-    assert filled[1:3, 1:3].all() and filled[6:8, 6:8].all()
+    assert filled[1:3, 1:3].all()
+    assert filled[6:8, 6:8].all()
 
 
 def test_contours_sharing_an_edge_fill_their_union_once() -> None:

@@ -90,7 +90,8 @@ def test_roi_regex_selects_and_numbers_lesions(ct: tuple[list[Path], ImageGrid],
     assert [(lab.label, lab.name, lab.number) for lab in mask.labels] == [
         (1, "lesion A", 2), (2, "Lesion B", 3)]
     assert set(np.unique(mask.array)) == {0, 1, 2}
-    assert mask.array[14, 12, 5] == 1 and mask.array[34, 32, 6] == 2
+    assert mask.array[14, 12, 5] == 1
+    assert mask.array[34, 32, 6] == 2
     assert set(np.unique(read_rtstruct(rt, grid).array)) == {0, 1, 2, 3}
 
 

@@ -44,7 +44,8 @@ def test_seg_gives_the_nifti_it_was_made_from(ct: tuple[list[Path], ImageGrid],
     assert np.array_equal(mask.array, truth)
     assert [(lab.label, lab.name, lab.number) for lab in mask.labels] == [
         (1, "Lesion 1", 1), (2, "Lesion 2", 2)]
-    assert mask.kind == "SEG" and not mask.warnings
+    assert mask.kind == "SEG"
+    assert not mask.warnings
 
 
 def test_fractional_seg_and_reversed_slice_order(tmp_path: Path) -> None:
@@ -76,7 +77,8 @@ def test_overlapping_segments_go_to_the_later_one_with_a_warning(
     second[15:25, 10:20, 5:7] = True
     seg = write_input_seg(tmp_path / "seg.dcm", paths, [first, second], ["one", "two"])
     mask = read_seg(seg, grid)
-    assert mask.array[16, 12, 5] == 2 and mask.array[11, 12, 5] == 1
+    assert mask.array[16, 12, 5] == 2
+    assert mask.array[11, 12, 5] == 1
     assert mask.warnings == (f"{seg}: segments 1 (one) and 2 (two) overlap in 50 voxel(s); "
                              "they went to the later one, 2 (two)",)
 
@@ -86,7 +88,8 @@ def _refusal(path: Path, grid: ImageGrid, **kwargs: object) -> str:
         read_seg(path, grid, **kwargs)  # type: ignore[arg-type]
     assert info.value.exit_code == ExitCode.INVALID_INPUT
     message = str(info.value)
-    assert "\n" not in message and message.startswith(str(path))
+    assert "\n" not in message
+    assert message.startswith(str(path))
     return message
 
 
