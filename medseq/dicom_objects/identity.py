@@ -53,7 +53,7 @@ def pseudonymised(sources: Sequence[Any], *, alias: str, key: str) -> list[Any]:
     for ds in sources:
         clean = copy.deepcopy(ds)
         clean.remove_private_tags()
-        for tag in [t for t in clean if t.group in _REMOVED_GROUPS]:
+        for tag in [elem.tag for elem in clean if elem.tag.group in _REMOVED_GROUPS]:
             del clean[tag]
         for keyword in _REMOVED_KEYWORDS:
             if keyword in clean:
