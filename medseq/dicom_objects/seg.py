@@ -44,7 +44,9 @@ def read_seg(path: Path, grid: ImageGrid, *, roi: re.Pattern[str] | None = None)
     if grid.series_uid and refs and grid.series_uid not in refs:
         raise AnnotationError(f"references series {', '.join(sorted(refs))}, not the image "
                               f"series {grid.series_uid}", path=path)
-    segments = {int(item.SegmentNumber): item for item in seg.SegmentSequence}
+    # A LABELMAP SEG may describe its background as segment 0: never a lesion.
+    segments = {int(item.SegmentNumber): item for item in seg.SegmentSequence
+                if int(item.SegmentNumber) > 0}
     names = [(number, str(item.get("SegmentLabel", "") or f"segment {number}"))
              for number, item in sorted(segments.items())]
     chosen = select(names, roi, path=path, what="segment")

@@ -129,7 +129,8 @@ def write_rtstruct(path: Path, image_paths: Sequence[Path],
 
 
 def write_input_seg(path: Path, image_paths: Sequence[Path], layers: Sequence[np.ndarray],
-                    names: Sequence[str], *, fractional: bool = False) -> Path:
+                    names: Sequence[str], *, fractional: bool = False,
+                    labelmap: bool = False) -> Path:
     """A SEG made with highdicom directly: one segment per boolean ``(i, j, k)`` layer."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -144,11 +145,15 @@ def write_input_seg(path: Path, image_paths: Sequence[Path], layers: Sequence[np
         segmented_property_type=codes.SCT.Lesion,
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
         for n, name in enumerate(names, start=1)]
+    kind = hd.seg.SegmentationTypeValues.BINARY
+    pixels: np.ndarray = stacked
+    if fractional:
+        kind, pixels = hd.seg.SegmentationTypeValues.FRACTIONAL, stacked.astype(np.float32)
+    elif labelmap:  # one value per voxel: the highest segment drawn there
+        kind = hd.seg.SegmentationTypeValues.LABELMAP
+        pixels = (stacked * np.arange(1, stacked.shape[-1] + 1)).max(axis=-1).astype(np.uint8)
     seg = hd.seg.Segmentation(
-        source_images=sources,
-        pixel_array=stacked.astype(np.float32) if fractional else stacked,
-        segmentation_type=(hd.seg.SegmentationTypeValues.FRACTIONAL if fractional
-                           else hd.seg.SegmentationTypeValues.BINARY),
+        source_images=sources, pixel_array=pixels, segmentation_type=kind,
         segment_descriptions=descriptions, series_instance_uid=generate_uid(),
         series_number=50, sop_instance_uid=generate_uid(), instance_number=1,
         manufacturer="tests", manufacturer_model_name="tests", software_versions="1",

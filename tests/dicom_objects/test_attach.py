@@ -24,7 +24,7 @@ def _frame(path: Path) -> str:
 
 def test_objects_attach_to_their_timepoints_and_bad_ones_are_refused(tmp_path: Path) -> None:
     tree = tmp_path / "export"
-    first, grid0 = write_ct(tree / "s0", study_date="20240101")
+    first, _ = write_ct(tree / "s0", study_date="20240101")
     second, grid1 = write_ct(tree / "s1", study_date="20240301")
     rt = write_rtstruct(tree / "s0" / "rt.dcm", first,
                         {"Lesion": [circle((0.0, 0.0, 45.0), 3.0)]})

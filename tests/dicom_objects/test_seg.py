@@ -57,6 +57,15 @@ def test_fractional_seg_and_reversed_slice_order(tmp_path: Path) -> None:
     assert np.array_equal(read_seg(seg, grid).array, truth)
 
 
+def test_labelmap_seg(ct: tuple[list[Path], ImageGrid], tmp_path: Path) -> None:
+    paths, grid = ct
+    truth = _labels(grid.shape)
+    seg = write_input_seg(tmp_path / "seg.dcm", paths, [truth == 1, truth == 2], ["a", "b"],
+                          labelmap=True)
+    mask = read_seg(seg, grid)
+    assert np.array_equal(mask.array, truth)
+
+
 def test_roi_selects_segments_and_numbers_them(ct: tuple[list[Path], ImageGrid],
                                                tmp_path: Path) -> None:
     paths, grid = ct
