@@ -31,6 +31,8 @@ def tracking(case: ExportCase) -> Path:
     out = case.cache.parent / "tracking"
     result = runner.invoke(app, ["track", str(case.cache), "-o", str(out)])
     assert result.exit_code == 0, result.stderr
+    # Given a cache, track cannot know the source images: export-dicom needs --input.
+    assert json.loads((out / "tracks.json").read_text())["settings"]["input"] is None
     return out
 
 
