@@ -23,6 +23,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("sample-data", "medseq.commands.sample_data"),
     ("preprocess", "medseq.commands.preprocess"),
     ("track", "medseq.commands.track"),
+    ("export-dicom", "medseq.commands.export_dicom"),
     ("train", "medseq.commands.train"),
     ("evaluate", "medseq.commands.evaluate"),
     ("predict", "medseq.commands.predict"),

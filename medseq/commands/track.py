@@ -52,16 +52,18 @@ def command(
     if lesion_info is not None and not lesion_info.is_file():
         raise UsageError("--lesion-info file not found", path=lesion_info)
     with writer_lock(output, what="output folder"):  # one track per OUT at a time
+        raw_input = None  # where the source images are, for export-dicom
         if (path / MANIFEST_NAME).is_file():
             cache = path
         else:
+            raw_input = str(path.resolve())
             cache = _preprocess_raw(path, output / "cache", workers=workers, shard=shard_pair)
             shard_pair = None  # the cache holds just this shard's patients already
         results = track_cache(cache, min_volume_ml=min_volume, lesion_info=lesion_info,
                               shard=shard_pair)
         settings: dict[str, Any] = {"cache": str(cache), "min_volume_ml": min_volume,
                                     "lesion_info": str(lesion_info) if lesion_info else None,
-                                    "shard": shard}
+                                    "shard": shard, "input": raw_input}
         write_outputs(results, output, settings=settings)
     for result in results:
         if result.note:
