@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from medseq.errors import CacheError, InputDataError
 from medseq.contracts.tracks import PatientTracking
+from medseq.errors import CacheError, InputDataError
 from medseq.tracking.outputs import LESION_COLUMNS, RESPONSE_COLUMNS, write_outputs
 from medseq.tracking.pipeline import track_cache
 from medseq.tracking.recist import Response
