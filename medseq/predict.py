@@ -168,7 +168,7 @@ def predict_patient_of(
     from medseq.models.inference import predict_patient
     from medseq.preprocess.manifest import read_manifest
     from medseq.preprocess.runner import run_preprocess
-    from medseq.tracking.pipeline import track_patient, tracks_document
+    from medseq.tracking.pipeline import track_patient
 
     warnings: list[str] = []
     if run.salt is None:
@@ -195,7 +195,7 @@ def predict_patient_of(
                 timings[f"preprocess.{key}"] = float(value)
         t0 = time.perf_counter()
         tracking = track_patient(tmp, record)
-        track_doc = tracks_document([tracking])["patients"][0]
+        track_doc = tracking.model_dump(mode="json")  # a new patient: nothing stored
         timings["track"] = time.perf_counter() - t0
         if not record.crops or not record.targets:
             raise InputDataError("no lesion to predict from: the model needs a lesion mask "

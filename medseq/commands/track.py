@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -43,8 +42,11 @@ def command(
     Example: medseq track cache/ -o tracking/ --json | jq '.patients[].best_overall_response'
     """
     from medseq.console import emit_json, stderr
+    from medseq.contracts.tracks import TrackingSettings
     from medseq.io.writer_lock import writer_lock
-    from medseq.tracking.pipeline import track_cache, tracks_document, write_outputs
+    from medseq.tracking.outputs import tracks_document, write_outputs
+    from medseq.tracking.pipeline import track_cache
+    from medseq.tracking.stored import input_hash, store_tracks
 
     shard_pair = parse_shard(shard)
     if output.exists() and not output.is_dir():
@@ -59,12 +61,16 @@ def command(
             raw_input = str(path.resolve())
             cache = _preprocess_raw(path, output / "cache", workers=workers, shard=shard_pair)
             shard_pair = None  # the cache holds just this shard's patients already
+        computed_from = input_hash(cache, min_volume_ml=min_volume, lesion_info=lesion_info,
+                                   shard=shard_pair)
         results = track_cache(cache, min_volume_ml=min_volume, lesion_info=lesion_info,
                               shard=shard_pair)
-        settings: dict[str, Any] = {"cache": str(cache), "min_volume_ml": min_volume,
-                                    "lesion_info": str(lesion_info) if lesion_info else None,
-                                    "shard": shard, "input": raw_input}
-        write_outputs(results, output, settings=settings)
+        settings = TrackingSettings(cache=str(cache), min_volume_ml=min_volume,
+                                    lesion_info=str(lesion_info) if lesion_info else None,
+                                    shard=shard, input=raw_input)
+        document = tracks_document(results, settings=settings, input_hash=computed_from)
+        write_outputs(document, output)
+    store_tracks(cache, document)  # kept for train / report when these are the default settings
     for result in results:
         if result.note:
             stderr.print(f"{result.patient_id}: {result.note}", markup=False)
@@ -78,7 +84,7 @@ def command(
                  f"{summary}; wrote {output}/lesions.csv, response.csv, tracks.json",
                  markup=False)
     if json_output:
-        emit_json(tracks_document(results, settings=settings))
+        emit_json(document.model_dump(mode="json"))
 
 
 def _preprocess_raw(path: Path, cache: Path, *, workers: int,

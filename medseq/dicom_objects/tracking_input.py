@@ -4,21 +4,24 @@
 status, measurements, centroid) and the responses; ``settings.cache`` names the cache whose
 ``manifest.json`` gives per timepoint the source mask on the source image's own grid
 (``tNN_mask_native.nii.gz``), that grid, and the source series' UID, file count and content
-hash. When the typed contracts land, only :func:`read_tracking_run` changes.
+hash. ``tracks.json`` is read through its contract (:func:`medseq.contracts.tracks.read_tracks`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from medseq.config import canonical_hash
+from medseq.contracts.tracks import (
+    TRACKS_NAME,
+    PatientTracking,
+    TrackingSettings,
+    read_tracks,
+)
 from medseq.errors import CacheError, InputDataError
-
-TRACKS_NAME = "tracks.json"
+from medseq.preprocess.manifest import PatientRecord
 
 
 @dataclass(frozen=True)
@@ -94,30 +97,25 @@ def read_tracking_run(folder: Path, *, cache: Path | None = None) -> TrackingRun
     if not path.is_file():
         raise CacheError("no tracks.json: not a medseq track output (run medseq track first)",
                          path=folder)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        settings = dict(document.get("settings") or {})
-        patients_json = list(document["patients"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise CacheError(f"unreadable tracks.json ({type(err).__name__})", path=path) from None
+    document = read_tracks(path)
+    settings = document.settings
     cache_dir = cache if cache is not None else _cache_of(settings, folder, path)
     manifest = read_manifest(cache_dir)
-    raw_input = settings.get("input")
     patients = []
-    for entry in patients_json:
-        record = manifest.patients.get(str(entry.get("patient_id")))
+    for entry in document.patients:
+        record = manifest.patients.get(entry.patient_id)
         if record is None:
-            raise CacheError(f"patient {entry.get('patient_id')} of tracks.json is not in the "
+            raise CacheError(f"patient {entry.patient_id} of tracks.json is not in the "
                              "cache (another cache? give it with --cache)", path=cache_dir)
         patients.append(_patient(entry, record, cache_dir))
     return TrackingRun(folder=folder, cache=Path(cache_dir),
-                       input_path=Path(raw_input) if raw_input else None,
-                       min_volume_ml=float(settings.get("min_volume_ml") or 0.0),
+                       input_path=Path(settings.input) if settings.input else None,
+                       min_volume_ml=float(settings.min_volume_ml or 0.0),
                        pseudonymised=bool(manifest.pseudonymised), patients=tuple(patients))
 
 
-def _cache_of(settings: dict[str, Any], folder: Path, path: Path) -> Path:
-    named = settings.get("cache")
+def _cache_of(settings: TrackingSettings, folder: Path, path: Path) -> Path:
+    named = settings.cache
     if not named:
         raise CacheError("tracks.json names no cache; give it with --cache", path=path)
     for candidate in (Path(named), folder / named):
@@ -127,48 +125,34 @@ def _cache_of(settings: dict[str, Any], folder: Path, path: Path) -> Path:
                          "--cache", path=path)
 
 
-def _patient(entry: dict[str, Any], record: Any, cache_dir: Path) -> TrackedPatient:
+def _patient(entry: PatientTracking, record: PatientRecord, cache_dir: Path) -> TrackedPatient:
     rows: dict[int, list[TrackedLesion]] = {}
-    for row in entry.get("lesions") or []:
-        rows.setdefault(int(row["timepoint"]), []).append(TrackedLesion(
-            track_id=str(row["track_id"]), lesion=_int(row.get("lesion")),
-            status=str(row.get("status") or ""), target=bool(row.get("target")),
-            volume_ml=_float(row.get("volume_ml")),
-            longest_diameter_mm=_float(row.get("longest_diameter_mm")),
-            short_axis_mm=_float(row.get("short_axis_mm")),
-            centroid_mm=_point(row.get("centroid_mm"))))
-    responses = {int(r["timepoint"]): r for r in entry.get("responses") or []}
+    for row in entry.lesions:
+        rows.setdefault(row.timepoint, []).append(TrackedLesion(
+            track_id=row.track_id, lesion=row.lesion, status=row.status.value, target=row.target,
+            volume_ml=_finite(row.volume_ml), longest_diameter_mm=_finite(row.longest_diameter_mm),
+            short_axis_mm=_finite(row.short_axis_mm), centroid_mm=row.centroid_mm))
+    responses = {r.timepoint: r for r in entry.responses}
     timepoints = []
     for tp in sorted(record.timepoints, key=lambda t: t.index):
-        response = responses.get(tp.index, {})
+        response = responses.get(tp.index)
         timepoints.append(TrackedTimepoint(
             index=tp.index, days=tp.days, lesions=tuple(rows.get(tp.index, [])),
-            response=response.get("response") or None, sod_mm=_float(response.get("sod_mm")),
+            response=(response.response.value if response is not None and response.response
+                      else None),
+            sod_mm=_finite(response.sod_mm) if response is not None else None,
             mask_native=cache_dir / tp.mask_native if tp.mask_native else None,
             native_shape=tuple(tp.native_shape) if tp.native_shape else None,  # type: ignore[arg-type]
             native_affine=tuple(tuple(r) for r in tp.native_affine) if tp.native_affine
             else None,
             series_uid=tp.series_uid, file_count=tp.file_count, content_hash=tp.content_hash))
-    run_key = canonical_hash({"patient": entry.get("patient_id"), "tracks": entry.get("tracks"),
-                              "lesions": entry.get("lesions")})
-    return TrackedPatient(patient_id=str(entry["patient_id"]), tracked=bool(entry.get("tracked")),
-                          note=str(entry.get("note") or ""), run_key=run_key,
-                          modality=str(record.modality or "CT"), timepoints=tuple(timepoints))
+    written = entry.model_dump(mode="json")  # the key hashes what tracks.json holds
+    run_key = canonical_hash({"patient": entry.patient_id, "tracks": written["tracks"],
+                              "lesions": written["lesions"]})
+    return TrackedPatient(patient_id=entry.patient_id, tracked=entry.tracked, note=entry.note,
+                          run_key=run_key, modality=str(record.modality or "CT"),
+                          timepoints=tuple(timepoints))
 
 
-def _int(value: Any) -> int | None:
-    return None if value in (None, "") else int(value)
-
-
-def _float(value: Any) -> float | None:
-    if value in (None, ""):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _point(value: Any) -> tuple[float, float, float] | None:
-    if not value:
-        return None
-    x, y, z = (float(v) for v in value)
-    return x, y, z
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

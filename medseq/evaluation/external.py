@@ -2,9 +2,10 @@
 
 The external cache must come from ``medseq preprocess`` with the model's settings (the
 configuration hash is compared; another one is refused, naming the settings that differ). Labels are
-the cache's manifest labels when it has any, else the best overall RECIST response from tracking
-that cache. The size-only baseline is fitted once on the whole training cohort and applied
-unchanged, so both are tested on data neither has seen.
+the cache's manifest labels when it has any, else the best overall RECIST response from that
+cache's stored tracking (the rule of :mod:`medseq.tracking.outcome`, as ``train`` uses). The
+size-only baseline is fitted once on the whole training cohort and applied unchanged, so both
+are tested on data neither has seen.
 """
 
 from __future__ import annotations
@@ -109,20 +110,18 @@ def _check_settings(run_dir: Path, cache_dir: Path, manifest: Any) -> None:
 
 
 def _labels(cache_dir: Path, records: list[Any]) -> tuple[dict[str, int], list[dict[str, str]]]:
-    """Manifest labels when any patient has one, else RECIST responder from tracking."""
+    """Manifest labels when any patient has one, else the label rule on the cache's tracking
+    (:mod:`medseq.tracking.outcome`)."""
     excluded: list[dict[str, str]] = []
     if any(r.label is not None for r in records):
         labels = {r.patient_id: int(r.label) for r in records if r.label is not None}
         excluded += [{"patient_id": r.patient_id, "reason": "no label"}
                      for r in records if r.label is None]
         return labels, excluded
-    from medseq.tracking.pipeline import track_cache
+    from medseq.tracking.outcome import tracking_labels
+    from medseq.tracking.stored import tracks_for_cache
 
-    labels = {}
-    for result in track_cache(Path(cache_dir)):
-        if result.responder is None:
-            excluded.append({"patient_id": result.patient_id,
-                             "reason": result.note or "response not evaluable"})
-        else:
-            labels[result.patient_id] = int(result.responder)
+    labels, without = tracking_labels(tracks_for_cache(Path(cache_dir)),
+                                      [r.patient_id for r in records])
+    excluded += [{"patient_id": pid, "reason": reason} for pid, reason in without.items()]
     return labels, excluded

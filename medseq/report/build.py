@@ -146,10 +146,10 @@ def _evaluation(run_dir: Path) -> dict[str, Any]:
 
 
 def _tracking(cache_dir: Path) -> dict[str, dict[str, Any]]:
-    from medseq.tracking.pipeline import track_cache, tracks_document
+    from medseq.tracking.stored import tracks_for_cache
 
-    doc = tracks_document(track_cache(cache_dir))
-    return {p["patient_id"]: p for p in doc["patients"]}
+    doc = tracks_for_cache(cache_dir)  # the cache's stored tracking; computed once if missing
+    return {p.patient_id: p.model_dump(mode="json") for p in doc.patients}
 
 
 def _id_mapper(run_dir: Path, cache_dir: Path | None, manifest: CacheManifest | None, *,

@@ -28,17 +28,18 @@ from enum import Enum
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from medseq.contracts.tracks import LesionStatus
+
 _FORBIDDEN = 1e6
 
 
-class LesionStatus(str, Enum):
-    """How a lesion (or a track without a lesion) stands at one timepoint."""
+class LinkKind(str, Enum):
+    """How two lesions of consecutive timepoints were linked."""
 
-    TRACKED = "tracked"
-    NEW = "new"
-    VANISHED = "vanished"
+    MATCH = "match"
+    """The one-to-one assignment."""
     SPLIT = "split"
-    MERGED = "merged"
+    MERGE = "merge"
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,8 @@ class Link:
 
     previous: int
     current: int
-    kind: str
-    """``match`` (the assignment), ``split`` or ``merge`` (attached by overlap)."""
+    kind: LinkKind
+    """The assignment, or attached by overlap (split, merge)."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def match_frames(previous: Frame, current: Frame, settings: MatchSettings) -> li
     cost = np.where(near, 1.0 + distance_ratio, cost)
     cost = np.where(overlap > 0, 1.0 - dice, cost)
     rows, cols = linear_sum_assignment(cost)
-    links = [Link(int(r), int(c), "match") for r, c in zip(rows, cols, strict=True)
+    links = [Link(int(r), int(c), LinkKind.MATCH) for r, c in zip(rows, cols, strict=True)
              if cost[r, c] < _FORBIDDEN]
     matched_prev = {link.previous for link in links}
     matched_curr = {link.current for link in links}
@@ -154,13 +155,13 @@ def match_frames(previous: Frame, current: Frame, settings: MatchSettings) -> li
             continue
         r = int(np.argmax(overlap[:, c]))
         if overlap[r, c] > 0 and frac_curr[r, c] >= settings.min_overlap_fraction:
-            links.append(Link(r, c, "split"))
+            links.append(Link(r, c, LinkKind.SPLIT))
     for r in range(n_prev):
         if r in matched_prev:
             continue
         c = int(np.argmax(overlap[r, :]))
         if overlap[r, c] > 0 and frac_prev[r, c] >= settings.min_overlap_fraction:
-            links.append(Link(r, c, "merge"))
+            links.append(Link(r, c, LinkKind.MERGE))
     return links
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+
+from medseq.contracts.tracks import Response
 
 PR_THRESHOLD = -30.0
 """Percent change of the SOD from baseline at or below which a follow-up is a partial response."""
@@ -28,16 +29,6 @@ VOLUMETRIC_RESPONSE_PCT = -65.0
 VOLUMETRIC_PROGRESSION_PCT = 73.0
 """Total target volume change from the nadir at or above which the volumetric category is PD."""
 _EPS = 1e-9
-
-
-class Response(str, Enum):
-    """RECIST 1.1 response categories (NE: not evaluable)."""
-
-    CR = "CR"
-    PR = "PR"
-    SD = "SD"
-    PD = "PD"
-    NE = "NE"
 
 
 _RANK = {Response.CR: 0, Response.PR: 1, Response.SD: 2, Response.PD: 3, Response.NE: 4}

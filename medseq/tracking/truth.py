@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from medseq.contracts.tracks import PatientTracking
 from medseq.csv_cells import csv_text
-from medseq.tracking.pipeline import PatientTracking
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Training labels: from a CSV, from the cache manifest, or from RECIST tracking.
 
-Responder = best overall response CR or PR, computed by ``track`` over ALL of a patient's scans,
-while the model may see only the first k (``observe``). Patients without crops, masks or a label
+Responder = best overall response CR or PR over ALL of a patient's scans (the rule of
+:mod:`medseq.tracking.outcome`, on the cache's stored tracking), while the model may see only the
+first k (``observe``). Patients without crops, masks or a label
 are excluded with a plain count of why.
 """
 
@@ -137,27 +138,11 @@ def _pseudonymiser(cache_dir: Path) -> Callable[[str], str | None]:
 def _labels_from_tracking(
     cache_dir: Path, usable: list[PatientRecord], *, task: str, excluded: dict[str, str]
 ) -> dict[str, int]:
-    from medseq.tracking import recist
-    from medseq.tracking.pipeline import track_cache
+    """The label rule (:mod:`medseq.tracking.outcome`) on the cache's stored tracking."""
+    from medseq.tracking.outcome import tracking_labels
+    from medseq.tracking.stored import tracks_for_cache
 
-    wanted = {r.patient_id for r in usable}
-    labels: dict[str, int] = {}
-    for result in track_cache(Path(cache_dir)):
-        pid = result.patient_id
-        if pid not in wanted:
-            continue
-        if not result.has_mask:
-            excluded[pid] = "no lesion mask"
-            continue
-        if not getattr(result, "tracked", True):
-            excluded[pid] = "not tracked"
-            continue
-        response = result.best_overall_response
-        if response is recist.Response.NE:
-            excluded[pid] = "response not evaluable"
-            continue
-        if task == "recist":
-            labels[pid] = _RECIST_INDEX[response.value]
-        else:
-            labels[pid] = int(recist.is_responder(response))
+    labels, without = tracking_labels(tracks_for_cache(Path(cache_dir)),
+                                      [r.patient_id for r in usable], task=task)
+    excluded.update(without)
     return labels

@@ -8,14 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from medseq.contracts.tracks import PatientTracking
 from medseq.errors import CacheError, InputDataError
-from medseq.tracking.pipeline import (
-    LESION_COLUMNS,
-    RESPONSE_COLUMNS,
-    PatientTracking,
-    track_cache,
-    write_outputs,
-)
+from medseq.tracking.outputs import LESION_COLUMNS, RESPONSE_COLUMNS, write_outputs
+from medseq.tracking.pipeline import track_cache
 from medseq.tracking.recist import Response
 from tests.tracking.cache_factory import CacheBuilder, Disc, Scan
 

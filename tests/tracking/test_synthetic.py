@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from medseq.cli import app
-from medseq.tracking.pipeline import PatientTracking, track_cache
+from medseq.contracts.tracks import PatientTracking
+from medseq.tracking.pipeline import track_cache
 from medseq.tracking.truth import TruthComparison, compare_with_truth, write_lesion_info
 
 pytestmark = pytest.mark.slow

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-import types
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from medseq.contracts.tracks import PatientTracking, Response
 from medseq.errors import InputDataError
 from medseq.preprocess.manifest import read_manifest
-from medseq.tracking.recist import Response
+from medseq.tracking.outputs import tracks_document
+from medseq.tracking.stored import input_hash, store_tracks
 from medseq.training.labels import resolve_labels
 from tests.training.fake_cache import write_fake_cache
 
@@ -70,26 +69,24 @@ def test_bad_csv_is_an_input_error(fake_cache: Path, tmp_path: Path, text: str, 
         resolve_labels(fake_cache, read_manifest(fake_cache), task="binary", labels_csv=csv)
 
 
-@dataclass(frozen=True)
-class _Tracked:
-    patient_id: str
-    best_overall_response: Response
-    has_mask: bool = True
-
-
 def test_default_labels_come_from_tracking_over_all_scans(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = write_fake_cache(tmp_path / "cache", n_patients=5, size=8, with_labels=False)
     responses = [Response.CR, Response.PR, Response.SD, Response.PD, Response.NE]
-    fake = types.ModuleType("medseq.tracking.pipeline")
-    fake.track_cache = lambda cache_dir: [  # type: ignore[attr-defined]
-        _Tracked(f"P{i:03d}", r) for i, r in enumerate(responses)
-    ]
-    monkeypatch.setitem(sys.modules, "medseq.tracking.pipeline", fake)
+    # The cache's stored tracking (fresh: its input hash is the cache's) is read, not recomputed.
+    document = tracks_document(
+        [PatientTracking(patient_id=f"P{i:03d}", has_mask=True, best_overall_response=r)
+         for i, r in enumerate(responses)], input_hash=input_hash(cache))
+    assert store_tracks(cache, document)
+    monkeypatch.setattr("medseq.tracking.pipeline.track_cache", _no_tracking)
     found = resolve_labels(cache, read_manifest(cache), task="binary")
     assert found.source == "tracking"
     assert found.labels == {"P000": 1, "P001": 1, "P002": 0, "P003": 0}
     assert found.excluded == {"P004": "response not evaluable"}
     recist = resolve_labels(cache, read_manifest(cache), task="recist")
     assert recist.labels == {"P000": 0, "P001": 1, "P002": 2, "P003": 3}
+
+
+def _no_tracking(*args: object, **kwargs: object) -> None:
+    raise AssertionError("tracking recomputed although the cache stores it")
