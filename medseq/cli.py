@@ -15,21 +15,10 @@ import typer
 from typer.core import TyperGroup, TyperOption
 
 from medseq import __version__
+from medseq.commands.registry import COMMANDS
 from medseq.errors import ExitCode
 
-COMMANDS: tuple[tuple[str, str], ...] = (
-    ("info", "medseq.commands.info"),
-    ("scan", "medseq.commands.scan"),
-    ("sample-data", "medseq.commands.sample_data"),
-    ("preprocess", "medseq.commands.preprocess"),
-    ("track", "medseq.commands.track"),
-    ("export-dicom", "medseq.commands.export_dicom"),
-    ("train", "medseq.commands.train"),
-    ("evaluate", "medseq.commands.evaluate"),
-    ("predict", "medseq.commands.predict"),
-    ("report", "medseq.commands.report"),
-)
-"""(command name, module holding a ``command`` function), in the order ``--help`` lists them."""
+__all__ = ["COMMANDS", "app", "main"]
 
 def _click_error(name: str) -> type[BaseException]:
     """The click exception class ``name`` behind typer (vendored in typer >= 0.17, else click)."""

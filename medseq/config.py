@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from medseq.errors import UsageError
+from medseq.errors import UsageError, first_line
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -35,7 +35,7 @@ def load_config(
         except OSError as err:
             raise UsageError(f"cannot read config ({err.strerror})", path=path) from None
         except yaml.YAMLError as err:
-            raise UsageError(f"not valid YAML ({_first_line(str(err))})", path=path) from None
+            raise UsageError(f"not valid YAML ({first_line(err)})", path=path) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -116,7 +116,3 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
             raise UsageError(f"setting {key}: {part} is not a section")
         node = child
     node[parts[-1]] = value
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text

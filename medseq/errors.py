@@ -11,6 +11,18 @@ from enum import IntEnum
 from pathlib import Path
 
 
+def one_line(message: object, *, limit: int | None = None) -> str:
+    """``str(message)`` on one line (every run of whitespace one space), cut at ``limit``."""
+    text = " ".join(str(message).split())
+    return text if limit is None else text[:limit]
+
+
+def first_line(message: object) -> str:
+    """The first non-blank line of ``str(message)`` on one line: the reason an error from a
+    library gives, without the detail it adds below."""
+    return next((one_line(line) for line in str(message).splitlines() if line.strip()), "")
+
+
 class ExitCode(IntEnum):
     """Process exit codes, documented in ``docs/cli.md``."""
 
@@ -27,7 +39,7 @@ class MedseqError(Exception):
 
     def __init__(self, message: str, *, path: Path | str | None = None) -> None:
         self.path = Path(path) if path is not None else None
-        self.reason = " ".join(message.split())
+        self.reason = one_line(message)
         super().__init__(f"{self.path}: {self.reason}" if self.path is not None else self.reason)
 
 

@@ -9,6 +9,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def write_fake_run(
@@ -118,3 +121,22 @@ def write_fake_cache(cache_dir: Path, patient_ids: list[str], *, seed: int = 0) 
                              fingerprint={"target_spacing": [1.5, 1.5, 2.5]},
                              patients=patients)
     write_manifest(cache_dir, manifest)
+
+
+def write_fake_evaluation(run_dir: Path, *, n_bootstrap: int = 200, seed: int = 0) -> Path:
+    """Evaluate the run as ``medseq evaluate`` does and store ``RUN/evaluation.json``."""
+    from medseq.contracts.evaluation import EVALUATION_NAME, write_evaluation
+    from medseq.evaluation.evaluate import EvaluationSettings, evaluate_run
+
+    doc = evaluate_run(run_dir, EvaluationSettings(n_bootstrap=n_bootstrap, seed=seed))
+    return write_evaluation(run_dir / EVALUATION_NAME, doc)
+
+
+def skip_figure_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace every figure of the report by a stub PNG signature, for tests about the report's
+    text (drawing is the slow part; tests/report/test_report.py renders the real ones)."""
+    from medseq.report import figures
+
+    for name in dir(figures):
+        if name.endswith("_figure"):
+            monkeypatch.setattr(figures, name, lambda *args, **kwargs: PNG_MAGIC + b"stub")

@@ -11,7 +11,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 
-from medseq.errors import ExitCode, MedseqError, UsageError
+from medseq.errors import ExitCode, MedseqError, UsageError, one_line
 from medseq.processes import Terminated
 
 P = ParamSpec("P")
@@ -51,7 +51,7 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
             if os.environ.get("MEDSEQ_DEBUG"):
                 raise
             _print_error(
-                f"internal error ({type(err).__name__}: {_one_line(str(err))}); "
+                f"internal error ({type(err).__name__}: {one_line(err, limit=300)}); "
                 "rerun with MEDSEQ_DEBUG=1 for the traceback and report it"
             )
             raise typer.Exit(int(ExitCode.USAGE)) from None
@@ -73,10 +73,6 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return k, n
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:300]
-
-
 def _print_error(message: str) -> None:
-    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+    sys.stderr.write(f"error: {one_line(message)}\n")
     sys.stderr.flush()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from medseq.commands._common import reports_errors
 from medseq.console import emit_json, stderr, stdout_console
 from medseq.errors import UsageError
+
+if TYPE_CHECKING:
+    from medseq.contracts.evaluation import ClassifierMetrics, ConfusionRecord, EvaluationDocument
 
 
 @reports_errors
@@ -37,9 +39,8 @@ def command(
 
     Example: medseq evaluate runs/demo --json
     """
+    from medseq.contracts.evaluation import EVALUATION_NAME, EXTERNAL_PREFIX, write_evaluation
     from medseq.evaluation.evaluate import EvaluationSettings, evaluate_run
-    from medseq.evaluation.rundir import EVALUATION_NAME
-    from medseq.io.atomic import write_text_atomic
 
     settings = EvaluationSettings(n_bootstrap=bootstrap, seed=seed)
     if data is None:
@@ -54,62 +55,63 @@ def command(
 
         with ProgressBar("evaluate", unit="patients", transient=True) as bar:
             doc = evaluate_external(run, data, settings, progress=bar.update)
-        out = run / f"evaluation-external-{data.resolve().name}.json"
-    write_text_atomic(out, json.dumps(doc, indent=2) + "\n")
+        out = run / f"{EXTERNAL_PREFIX}{data.resolve().name}.json"
+    write_evaluation(out, doc)
     if as_json:
-        emit_json(doc)
+        emit_json(doc.model_dump(mode="json"))
     else:
         print_tables(doc)
     stderr.print(f"wrote {out}")
 
 
-def print_tables(doc: dict[str, Any]) -> None:
+def print_tables(doc: EvaluationDocument) -> None:
     """The evaluation as two rich tables (pooled, per fold) and the verdict, on stdout."""
     from rich.table import Table
 
     console = stdout_console()
-    pooled = doc["pooled"]
-    table = Table(title=f"{doc['cohort']}: {doc['n_patients']} patients, "
-                        f"{doc['n_responders']} responders")
+    pooled = doc.pooled
+    table = Table(title=f"{doc.cohort.value}: {doc.n_patients} patients, "
+                        f"{doc.n_responders} responders")
     table.add_column("metric")
     table.add_column("model", justify="right")
     table.add_column("size-only baseline", justify="right")
-    model, base = pooled["model"], pooled["baseline"]
+    model, base = pooled.model, pooled.baseline
     table.add_row("AUC (95% CI)", _auc(model), _auc(base))
-    for key, name in (("balanced_accuracy", "balanced accuracy"), ("sensitivity", "sensitivity"),
-                      ("specificity", "specificity"), ("brier", "Brier score")):
-        table.add_row(name, _num(model[key]), _num(base[key]))
-    table.add_row("calibration slope", _num(model["calibration"]["slope"]),
-                  _num(base["calibration"]["slope"]))
-    table.add_row("calibration intercept", _num(model["calibration"]["intercept"]),
-                  _num(base["calibration"]["intercept"]))
-    table.add_row("confusion TP/FP/TN/FN", _cm(model["confusion"]), _cm(base["confusion"]))
-    mae = pooled["forecast"]["mae_ml"]
-    table.add_row("forecast MAE (mL)", _num(mae), "")
+    table.add_row("balanced accuracy", _num(model.balanced_accuracy),
+                  _num(base.balanced_accuracy))
+    table.add_row("sensitivity", _num(model.sensitivity), _num(base.sensitivity))
+    table.add_row("specificity", _num(model.specificity), _num(base.specificity))
+    table.add_row("Brier score", _num(model.brier), _num(base.brier))
+    table.add_row("calibration slope", _num(model.calibration.slope),
+                  _num(base.calibration.slope))
+    table.add_row("calibration intercept", _num(model.calibration.intercept),
+                  _num(base.calibration.intercept))
+    table.add_row("confusion TP/FP/TN/FN", _cm(model.confusion), _cm(base.confusion))
+    table.add_row("forecast MAE (mL)", _num(pooled.forecast.mae_ml), "")
     console.print(table)
-    if doc.get("folds"):
+    if doc.folds:
         folds = Table(title="per fold (out-of-fold)")
         for col in ("fold", "n", "resp.", "AUC model", "AUC base", "Brier model",
                     "MAE mL"):
             folds.add_column(col, justify="right")
-        for f in doc["folds"]:
-            folds.add_row(str(f["fold"]), str(f["n_patients"]), str(f["n_responders"]),
-                          _num(f["model"]["auc"]), _num(f["baseline"]["auc"]),
-                          _num(f["model"]["brier"]), _num(f["forecast"]["mae_ml"]))
+        for f in doc.folds:
+            folds.add_row(str(f.fold), str(f.n_patients), str(f.n_responders),
+                          _num(f.model.auc), _num(f.baseline.auc),
+                          _num(f.model.brier), _num(f.forecast.mae_ml))
         console.print(folds)
-    console.print(f"Verdict: {doc['verdict']}")
+    console.print(f"Verdict: {doc.verdict}")
 
 
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _auc(m: dict[str, Any]) -> str:
-    if m["auc"] is None:
+def _auc(m: ClassifierMetrics) -> str:
+    if m.auc is None or m.auc_ci is None:
         return "n/a"
-    lo, hi = m["auc_ci"]
-    return f"{m['auc']:.3f} ({lo:.3f}-{hi:.3f})"
+    lo, hi = m.auc_ci
+    return f"{m.auc:.3f} ({lo:.3f}-{hi:.3f})"
 
 
-def _cm(cm: dict[str, int]) -> str:
-    return f"{cm['tp']}/{cm['fp']}/{cm['tn']}/{cm['fn']}"
+def _cm(cm: ConfusionRecord) -> str:
+    return f"{cm.tp}/{cm.fp}/{cm.tn}/{cm.fn}"

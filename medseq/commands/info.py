@@ -53,7 +53,7 @@ def command(
 
     Example: medseq info --json | jq .transfer_syntaxes
     """
-    from medseq.cli import COMMANDS
+    from medseq.commands.registry import COMMANDS
 
     parts = {name: _installed_version(name) for name in PARTS}
     commands = [name for name, _ in COMMANDS]

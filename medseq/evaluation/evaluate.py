@@ -9,12 +9,30 @@ the baseline; a model that does not must say so.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medseq import __version__
+from medseq.contracts.document import validate
+from medseq.contracts.evaluation import (
+    CalibrationBinRecord,
+    CalibrationRecord,
+    ClassifierMetrics,
+    Cohort,
+    Comparison,
+    ConfusionRecord,
+    EvaluationDocument,
+    Exclusion,
+    FoldMetrics,
+    ForecastMetrics,
+    ModelProvenance,
+    Pooled,
+    ScoredRow,
+    SettingsRecord,
+)
 from medseq.errors import CacheError, InputDataError
 from medseq.evaluation import metrics
 from medseq.evaluation.baseline import (
@@ -24,6 +42,8 @@ from medseq.evaluation.baseline import (
     relative_volume_change,
 )
 from medseq.evaluation.rundir import (
+    MODEL_JSON_NAME,
+    PREDICTIONS_NAME,
     SPLITS_NAME,
     PatientPrediction,
     read_json,
@@ -33,7 +53,6 @@ from medseq.evaluation.rundir import (
     require_run,
 )
 
-SCHEMA_VERSION = 1
 THRESHOLD = 0.5
 """Probability at or above which a patient is called a responder."""
 ALPHA = 0.05
@@ -66,10 +85,12 @@ class ScoredPatient:
     forecast_pairs: tuple[tuple[float, float], ...] = ()
 
 
-def evaluate_run(run_dir: Path, settings: EvaluationSettings | None = None) -> dict[str, Any]:
+def evaluate_run(run_dir: Path, settings: EvaluationSettings | None = None
+                 ) -> EvaluationDocument:
     """Cross-validated evaluation of ``run_dir``; the document ``evaluation.json`` holds."""
     settings = settings or EvaluationSettings()
     run_dir = require_run(run_dir)
+    inputs = run_inputs_hash(run_dir)
     predictions = read_predictions(run_dir)
     splits = read_splits(run_dir)
     scored, excluded = score_cross_validation(predictions, splits)
@@ -78,29 +99,50 @@ def evaluate_run(run_dir: Path, settings: EvaluationSettings | None = None) -> d
                              f"({_reasons(excluded)}); evaluation needs patients with a label "
                              "(labels.csv, the manifest's label column, or a RECIST response "
                              "from tracking) and two scans", path=run_dir)
-    doc = evaluation_document(scored, settings, cohort="cross-validation")
-    doc["excluded"] = excluded
-    doc["model"] = model_provenance(run_dir)
+    doc = evaluation_document(scored, settings, cohort=Cohort.CROSS_VALIDATION)
+    doc.inputs_sha256 = inputs
+    doc.excluded = excluded
+    doc.model = model_provenance(run_dir)
     return doc
+
+
+def run_inputs_hash(run_dir: Path) -> str:
+    """``sha256:`` of the run files a cross-validation evaluation is computed from.
+
+    ``predictions.jsonl`` and ``splits.json`` (their bytes): a retrained or edited run changes
+    it, so a stored ``evaluation.json`` whose ``inputs_sha256`` differs is stale.
+    """
+    digest = hashlib.sha256()
+    for name in (PREDICTIONS_NAME, SPLITS_NAME):
+        path = Path(run_dir) / name
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        except OSError as err:
+            raise CacheError(f"cannot read ({err.strerror})", path=path) from None
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return "sha256:" + digest.hexdigest()
 
 
 def score_cross_validation(
     predictions: Sequence[PatientPrediction], splits: Mapping[str, int]
-) -> tuple[list[ScoredPatient], list[dict[str, str]]]:
+) -> tuple[list[ScoredPatient], list[Exclusion]]:
     """Pair every labelled patient's out-of-fold probability with the baseline's.
 
     Patients without a label or without two scans (no size change) are left out of both, and
     listed with the reason, so model and baseline always see the same patients.
     """
-    excluded: list[dict[str, str]] = []
+    excluded: list[Exclusion] = []
     usable: list[PatientPrediction] = []
     features: dict[str, float] = {}
     for p in predictions:
         change = relative_volume_change(p.burden_ml)
         if p.label is None:
-            excluded.append({"patient_id": p.patient_id, "reason": "no label"})
+            excluded.append(Exclusion(patient_id=p.patient_id, reason="no label"))
         elif change is None:
-            excluded.append({"patient_id": p.patient_id, "reason": "fewer than two scans"})
+            excluded.append(Exclusion(patient_id=p.patient_id, reason="fewer than two scans"))
         else:
             usable.append(p)
             features[p.patient_id] = change
@@ -141,72 +183,67 @@ def fit_full_baseline(predictions: Sequence[PatientPrediction], *, run_dir: Path
 
 
 def evaluation_document(
-    scored: Sequence[ScoredPatient], settings: EvaluationSettings, *, cohort: str
-) -> dict[str, Any]:
+    scored: Sequence[ScoredPatient], settings: EvaluationSettings, *, cohort: Cohort
+) -> EvaluationDocument:
     """Metrics per fold and pooled, DeLong comparison, verdict and per-patient rows."""
     if not scored:
         raise ValueError("no patient can be evaluated (none has a label and two scans)")
     labels = [s.label for s in scored]
     model_p = [s.probability for s in scored]
     base_p = [s.baseline_probability for s in scored]
-    pooled_model = classifier_metrics(labels, model_p, settings)
-    pooled_base = classifier_metrics(labels, base_p, settings)
     comparison = compare(labels, model_p, base_p)
     folds = []
     for fold in sorted({s.fold for s in scored if s.fold is not None}):
         part = [s for s in scored if s.fold == fold]
         y = [s.label for s in part]
-        folds.append({
-            "fold": fold,
-            "n_patients": len(part),
-            "n_responders": int(sum(y)),
-            "model": classifier_metrics(y, [s.probability for s in part], settings),
-            "baseline": classifier_metrics(y, [s.baseline_probability for s in part], settings),
-            "forecast": forecast_metrics(part),
-        })
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "medseq_version": __version__,
-        "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "cohort": cohort,
-        "n_patients": len(scored),
-        "n_responders": int(sum(labels)),
-        "settings": {
-            "threshold": settings.threshold,
-            "bootstrap_resamples": settings.n_bootstrap,
-            "bootstrap_seed": settings.seed,
-            "confidence_level": settings.level,
-            "calibration_bins": settings.n_bins,
-            "baseline": "logistic regression on (v1 - v0) / v0, total lesion volume of the first "
-                        "two scans, fitted on the same folds",
-        },
-        "pooled": {
-            "model": pooled_model,
-            "baseline": pooled_base,
-            "comparison": comparison,
-            "forecast": forecast_metrics(scored),
-        },
-        "folds": folds,
-        "verdict": verdict(
-            comparison, n_patients=len(scored), n_responders=int(sum(labels))
+        folds.append(FoldMetrics(
+            fold=fold,
+            n_patients=len(part),
+            n_responders=int(sum(y)),
+            model=classifier_metrics(y, [s.probability for s in part], settings),
+            baseline=classifier_metrics(y, [s.baseline_probability for s in part], settings),
+            forecast=forecast_metrics(part),
+        ))
+    return EvaluationDocument(
+        medseq_version=__version__,
+        created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        cohort=cohort,
+        n_patients=len(scored),
+        n_responders=int(sum(labels)),
+        settings=SettingsRecord(
+            threshold=settings.threshold,
+            bootstrap_resamples=settings.n_bootstrap,
+            bootstrap_seed=settings.seed,
+            confidence_level=settings.level,
+            calibration_bins=settings.n_bins,
+            baseline="logistic regression on (v1 - v0) / v0, total lesion volume of the first "
+                     "two scans, fitted on the same folds",
         ),
-        "patients": [
-            {
-                "patient_id": s.patient_id,
-                "fold": s.fold,
-                "label": s.label,
-                "probability": s.probability,
-                "baseline_probability": s.baseline_probability,
-                "size_change": s.size_change,
-            }
+        pooled=Pooled(
+            model=classifier_metrics(labels, model_p, settings),
+            baseline=classifier_metrics(labels, base_p, settings),
+            comparison=comparison,
+            forecast=forecast_metrics(scored),
+        ),
+        folds=folds,
+        verdict=verdict(comparison, n_patients=len(scored), n_responders=int(sum(labels))),
+        patients=[
+            ScoredRow(
+                patient_id=s.patient_id,
+                fold=s.fold,
+                label=s.label,
+                probability=s.probability,
+                baseline_probability=s.baseline_probability,
+                size_change=s.size_change,
+            )
             for s in scored
         ],
-    }
+    )
 
 
 def classifier_metrics(
     labels: Sequence[int], probabilities: Sequence[float], settings: EvaluationSettings
-) -> dict[str, Any]:
+) -> ClassifierMetrics:
     """Every per-classifier metric; AUC-type entries are None when a class is missing."""
     cm = metrics.confusion_matrix(labels, probabilities, threshold=settings.threshold)
     both = metrics.has_both_classes(labels)
@@ -217,48 +254,48 @@ def classifier_metrics(
         if both else None
     )
     cal = metrics.calibration(labels, probabilities, n_bins=settings.n_bins)
-    return {
-        "n": len(labels),
-        "auc": auc,
-        "auc_ci": list(ci) if ci is not None else None,
-        "balanced_accuracy": cm.balanced_accuracy,
-        "sensitivity": cm.sensitivity,
-        "specificity": cm.specificity,
-        "brier": metrics.brier_score(labels, probabilities),
-        "calibration": {
-            "slope": cal.slope,
-            "intercept": cal.intercept,
-            "curve": [
-                {"lower": b.lower, "upper": b.upper, "mean_predicted": b.mean_predicted,
-                 "observed_fraction": b.observed_fraction, "count": b.count}
+    return ClassifierMetrics(
+        n=len(labels),
+        auc=auc,
+        auc_ci=ci,
+        balanced_accuracy=cm.balanced_accuracy,
+        sensitivity=cm.sensitivity,
+        specificity=cm.specificity,
+        brier=metrics.brier_score(labels, probabilities),
+        calibration=CalibrationRecord(
+            slope=cal.slope,
+            intercept=cal.intercept,
+            curve=[
+                CalibrationBinRecord(lower=b.lower, upper=b.upper,
+                                     mean_predicted=b.mean_predicted,
+                                     observed_fraction=b.observed_fraction, count=b.count)
                 for b in cal.bins
             ],
-        },
-        "confusion": cm.as_dict(),
-    }
+        ),
+        confusion=ConfusionRecord(tp=cm.tp, fp=cm.fp, tn=cm.tn, fn=cm.fn),
+    )
 
 
 def compare(
     labels: Sequence[int], model_p: Sequence[float], base_p: Sequence[float]
-) -> dict[str, Any]:
+) -> Comparison:
     """DeLong test of model AUC minus baseline AUC on the same patients."""
     if not metrics.has_both_classes(labels):
-        return {"test": "DeLong", "auc_difference": None, "std_error": None, "z": None,
-                "p_value": None}
+        return Comparison()
     res = metrics.delong_test(labels, model_p, base_p)
-    return {"test": "DeLong", "auc_difference": res.difference, "std_error": res.std_error,
-            "z": res.z, "p_value": res.p_value}
+    return Comparison(auc_difference=res.difference, std_error=res.std_error, z=res.z,
+                      p_value=res.p_value)
 
 
-def forecast_metrics(scored: Sequence[ScoredPatient]) -> dict[str, Any]:
+def forecast_metrics(scored: Sequence[ScoredPatient]) -> ForecastMetrics:
     """MAE (mL) of the next-scan burden forecast over every (scan t -> t+1) pair."""
     pairs = [pair for s in scored for pair in s.forecast_pairs]
     mae = metrics.mean_absolute_error([o for o, _ in pairs], [f for _, f in pairs])
-    return {"mae_ml": mae, "n_pairs": len(pairs)}
+    return ForecastMetrics(mae_ml=mae, n_pairs=len(pairs))
 
 
 def verdict(
-    comparison: Mapping[str, Any],
+    comparison: Comparison | Mapping[str, Any],
     *,
     alpha: float = ALPHA,
     n_patients: int | None = None,
@@ -269,8 +306,10 @@ def verdict(
     With fewer than :data:`MIN_PER_CLASS` patients in either class the DeLong test's normal
     approximation is not to be trusted, and the sentence says so.
     """
-    diff = comparison.get("auc_difference")
-    p = comparison.get("p_value")
+    if not isinstance(comparison, Comparison):
+        comparison = Comparison.model_validate(comparison)
+    diff = comparison.auc_difference
+    p = comparison.p_value
     if diff is None:
         return "cannot compare with the size-only baseline: the cohort holds only one class"
     p_text = "not computable" if p is None else _p(p)
@@ -292,7 +331,7 @@ def verdict(
     return sentence
 
 
-def model_provenance(run_dir: Path) -> dict[str, Any]:
+def model_provenance(run_dir: Path) -> ModelProvenance:
     """Version, config hash and architecture name of the run's all-patient model."""
     info = read_model_info(run_dir)
     keys = ("medseq_version", "config_hash", "preprocess_config_hash", "architecture",
@@ -303,14 +342,14 @@ def model_provenance(run_dir: Path) -> dict[str, Any]:
         splits = read_json(splits_path)
         if isinstance(splits, dict) and "config_hash" in splits:
             out["config_hash"] = splits["config_hash"]
-    return out
+    return validate(ModelProvenance, out, path=Path(run_dir) / MODEL_JSON_NAME)
 
 
-def _reasons(excluded: Sequence[Mapping[str, str]]) -> str:
+def _reasons(excluded: Sequence[Exclusion]) -> str:
     """``6 no label, 1 fewer than two scans``: why patients were left out, counted."""
     counts: dict[str, int] = {}
     for row in excluded:
-        counts[row["reason"]] = counts.get(row["reason"], 0) + 1
+        counts[row.reason] = counts.get(row.reason, 0) + 1
     return ", ".join(f"{n} {reason}" for reason, n in counts.items()) or "no patient"
 
 

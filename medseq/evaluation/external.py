@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from medseq.contracts.evaluation import BaselineFit, Cohort, EvaluationDocument, Exclusion
 from medseq.errors import CacheError, InputDataError
 from medseq.evaluation.baseline import relative_volume_change
 from medseq.evaluation.evaluate import (
@@ -29,7 +30,7 @@ from medseq.evaluation.rundir import read_predictions, require_run
 def evaluate_external(
     run_dir: Path, cache_dir: Path, settings: EvaluationSettings | None = None, *,
     progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
+) -> EvaluationDocument:
     """Score every usable patient of ``cache_dir`` with the run's all-patient model
     (``progress(scored, total)`` after each)."""
     import numpy as np
@@ -84,11 +85,11 @@ def evaluate_external(
     if not scored:
         raise InputDataError("no patient of the external cohort can be evaluated (each needs "
                              "a label, lesion crops and two scans)", path=cache_dir)
-    doc = evaluation_document(scored, settings, cohort="external")
-    doc["data"] = Path(cache_dir).resolve().name
-    doc["excluded"] = excluded
-    doc["model"] = model_provenance(run_dir)
-    doc["baseline_model"] = baseline.as_dict()
+    doc = evaluation_document(scored, settings, cohort=Cohort.EXTERNAL)
+    doc.data = Path(cache_dir).resolve().name
+    doc.excluded = [Exclusion.model_validate(row) for row in excluded]
+    doc.model = model_provenance(run_dir)
+    doc.baseline_model = BaselineFit.model_validate(baseline.as_dict())
     return doc
 
 

@@ -1,10 +1,12 @@
 """Patient-level metrics for a binary response classifier, with their uncertainty.
 
-Pure numpy functions over ``labels`` (0/1) and ``probabilities``; nothing here knows about
-run directories. The AUC is the Mann-Whitney statistic with midranks for ties, its 95% CI a
-stratified bootstrap (positives and negatives resampled separately, so every resample has both
-classes), and the comparison of two AUCs on the same patients the DeLong test computed with the
-fast algorithm of Sun & Xu (IEEE Signal Processing Letters 2014).
+Functions over ``labels`` (0/1) and ``probabilities``; nothing here knows about run
+directories. Where scikit-learn or scipy does the job they do it (ROC curve, Brier score, ranks,
+calibration bins; scipy and scikit-learn are imported inside the functions that use them, so
+importing this module stays cheap for training). What no library provides is here: the AUC's
+95% CI by a stratified bootstrap (positives and negatives resampled separately, so every
+resample has both classes), the ROC band, and the comparison of two AUCs on the same patients
+by the DeLong test with the fast algorithm of Sun & Xu (IEEE Signal Processing Letters 2014).
 """
 
 from __future__ import annotations
@@ -125,30 +127,24 @@ def roc_auc(labels: ArrayLike, scores: ArrayLike) -> float:
     """Area under the ROC curve (Mann-Whitney U / (n_pos * n_neg), ties count one half)."""
     y = as_labels(labels)
     s = as_scores(scores, y.size)
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    pos, neg = s[y == 1], np.sort(s[y == 0])
+    if pos.size == 0 or neg.size == 0:
         raise ValueError("AUC needs at least one positive and one negative label")
-    ranks = midrank(s)
-    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    below = np.searchsorted(neg, pos, side="left")
+    ties = np.searchsorted(neg, pos, side="right") - below
+    return float((below.sum() + 0.5 * ties.sum()) / (pos.size * neg.size))
 
 
 def roc_curve(labels: ArrayLike, scores: ArrayLike) -> tuple[FloatArray, FloatArray]:
     """False and true positive rates at every distinct threshold, from (0, 0) to (1, 1)."""
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
     y = as_labels(labels)
     s = as_scores(scores, y.size)
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if not has_both_classes(y):
         raise ValueError("ROC curve needs at least one positive and one negative label")
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, y_sorted = s[order], y[order]
     # One point per distinct score, so tied scores move the curve diagonally.
-    last_of_group = np.r_[np.diff(s_sorted) != 0, True]
-    tps = np.cumsum(y_sorted)[last_of_group]
-    fps = np.cumsum(1 - y_sorted)[last_of_group]
-    fpr = np.r_[0.0, fps / n_neg]
-    tpr = np.r_[0.0, tps / n_pos]
+    fpr, tpr, _ = sk_roc_curve(y, s, drop_intermediate=False)
     return fpr.astype(np.float64), tpr.astype(np.float64)
 
 
@@ -219,10 +215,12 @@ def delong_test(labels: ArrayLike, scores_a: ArrayLike, scores_b: ArrayLike) -> 
 def delong_covariance(labels: ArrayLike, scores: ArrayLike) -> tuple[FloatArray, FloatArray]:
     """AUCs of each row of ``scores`` [k, n] and their DeLong covariance matrix [k, k].
 
-    Fast DeLong (Sun & Xu 2014): the structural components come from midranks within the
-    positives, within the negatives and over everyone, so the cost is O(k n log n) instead of
-    the O(k m n) of the pairwise definition.
+    Fast DeLong (Sun & Xu 2014): the structural components come from midranks (tied values
+    share the mean of their ranks) within the positives, within the negatives and over everyone,
+    so the cost is O(k n log n) instead of the O(k m n) of the pairwise definition.
     """
+    from scipy.stats import rankdata
+
     y = as_labels(labels)
     s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     if s.shape[1] != y.size:
@@ -232,38 +230,15 @@ def delong_covariance(labels: ArrayLike, scores: ArrayLike) -> tuple[FloatArray,
     if m == 0 or n == 0:
         raise ValueError("DeLong needs at least one positive and one negative label")
     k = s.shape[0]
-    tx = np.empty((k, m))
-    ty = np.empty((k, n))
-    tz = np.empty((k, m + n))
-    for r in range(k):
-        tx[r] = midrank(pos[r])
-        ty[r] = midrank(neg[r])
-        tz[r] = midrank(np.r_[pos[r], neg[r]])
+    tx = rankdata(pos, method="average", axis=1)
+    ty = rankdata(neg, method="average", axis=1)
+    tz = rankdata(np.hstack([pos, neg]), method="average", axis=1)
     aucs = tz[:, :m].sum(axis=1) / (m * n) - (m + 1.0) / (2.0 * n)
     v01 = (tz[:, :m] - tx) / n  # per positive: fraction of negatives it outranks
     v10 = 1.0 - (tz[:, m:] - ty) / m  # per negative: fraction of positives above it
     sx = np.atleast_2d(np.cov(v01)) if m > 1 else np.zeros((k, k))
     sy = np.atleast_2d(np.cov(v10)) if n > 1 else np.zeros((k, k))
     return aucs, sx / m + sy / n
-
-
-def midrank(values: ArrayLike) -> FloatArray:
-    """1-based ranks where tied values share the mean of their ranks."""
-    x = np.asarray(values, dtype=np.float64)
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    n = x.size
-    ranks_sorted = np.empty(n)
-    i = 0
-    while i < n:
-        j = i
-        while j < n and xs[j] == xs[i]:
-            j += 1
-        ranks_sorted[i:j] = 0.5 * (i + j - 1) + 1.0
-        i = j
-    out = np.empty(n)
-    out[order] = ranks_sorted
-    return out
 
 
 def confusion_matrix(
@@ -282,11 +257,13 @@ def confusion_matrix(
 
 def brier_score(labels: ArrayLike, probabilities: ArrayLike) -> float:
     """Mean squared error of the probabilities (0 perfect; 0.25 for a constant 0.5)."""
+    from sklearn.metrics import brier_score_loss
+
     y = as_labels(labels)
     p = as_scores(probabilities, y.size)
     if y.size == 0:
         raise ValueError("Brier score of no patients")
-    return float(np.mean((p - y) ** 2))
+    return float(brier_score_loss(y, p, labels=[0, 1]))
 
 
 def calibration(
@@ -312,26 +289,24 @@ def calibration_curve(
 ) -> tuple[CalibrationBin, ...]:
     """Observed responder fraction against mean predicted probability in equal-width bins.
 
-    Empty bins are left out.
+    Bins are ``[lower, upper)``, the last one closed; empty bins are left out.
     """
+    from scipy.stats import binned_statistic
+
     y = as_labels(labels)
     p = as_scores(probabilities, y.size)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    which = np.clip(np.digitize(p, edges[1:-1], right=False), 0, n_bins - 1)
-    bins = []
-    for b in range(n_bins):
-        sel = which == b
-        if sel.any():
-            bins.append(
-                CalibrationBin(
-                    lower=float(edges[b]),
-                    upper=float(edges[b + 1]),
-                    mean_predicted=float(p[sel].mean()),
-                    observed_fraction=float(y[sel].mean()),
-                    count=int(sel.sum()),
-                )
-            )
-    return tuple(bins)
+    if y.size == 0:
+        return ()
+    means = binned_statistic(p, [p, y.astype(np.float64)], statistic="mean", bins=n_bins,
+                             range=(0.0, 1.0))
+    counts = np.bincount(means.binnumber - 1, minlength=n_bins)
+    edges = means.bin_edges
+    return tuple(
+        CalibrationBin(lower=float(edges[b]), upper=float(edges[b + 1]),
+                       mean_predicted=float(means.statistic[0][b]),
+                       observed_fraction=float(means.statistic[1][b]), count=int(counts[b]))
+        for b in range(n_bins) if counts[b]
+    )
 
 
 def mean_absolute_error(observed: Sequence[float], predicted: Sequence[float]) -> float | None:
@@ -378,7 +353,10 @@ def _logistic_fit(
     """Unpenalised logistic regression by Newton-Raphson: ``(intercept, slope)``.
 
     With ``x`` None only the intercept is fitted (slope reported as 1.0). Returns None when the
-    fit diverges, which happens with perfectly separated data.
+    fit diverges, which happens with perfectly separated data. Not scikit-learn: calibration-in-
+    the-large needs a fixed offset (the slope held at 1), which its LogisticRegression lacks, and
+    separation must give None rather than a huge coefficient. (The size-only baseline, an
+    ordinary penalised fit, is scikit-learn's: ``medseq.evaluation.baseline``.)
     """
     n = y.size
     design = np.ones((n, 1)) if x is None else np.column_stack([np.ones(n), x])

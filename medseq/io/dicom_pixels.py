@@ -18,7 +18,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from medseq.errors import DicomError
+from medseq.errors import DicomError, first_line
 from medseq.io.dicom_geometry import SeriesGeometry
 
 __all__ = ["read_pixels", "read_series_pixels"]
@@ -359,8 +359,3 @@ def _float(value: Any, default: float) -> float:
         return float(value) if value not in (None, "") else default
     except (TypeError, ValueError):
         return default
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""

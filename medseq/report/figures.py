@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medseq.contracts.evaluation import CalibrationBinRecord, ConfusionRecord
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -76,7 +78,7 @@ def roc_figure(model: RocInput, baseline: RocInput | None) -> bytes:
     return _png(fig)
 
 
-def calibration_figure(curves: Mapping[str, Sequence[Mapping[str, Any]]]) -> bytes:
+def calibration_figure(curves: Mapping[str, Sequence[CalibrationBinRecord]]) -> bytes:
     """Reliability diagram: observed responder fraction against mean predicted probability.
 
     ``curves`` maps a name (``model``, ``baseline``) to the ``calibration.curve`` bins of
@@ -88,9 +90,9 @@ def calibration_figure(curves: Mapping[str, Sequence[Mapping[str, Any]]]) -> byt
         colour = MODEL_COLOUR if name == "model" else BASELINE_COLOUR
         if not bins:
             continue
-        x = [b["mean_predicted"] for b in bins]
-        y = [b["observed_fraction"] for b in bins]
-        n = np.array([b["count"] for b in bins], dtype=float)
+        x = [b.mean_predicted for b in bins]
+        y = [b.observed_fraction for b in bins]
+        n = np.array([b.count for b in bins], dtype=float)
         ax.plot(x, y, color=colour, linewidth=1.5, label=name)
         ax.scatter(x, y, s=20 + 180 * n / max(n.max(), 1), color=colour, alpha=0.7,
                    edgecolors="white", linewidths=0.5)
@@ -104,13 +106,13 @@ def calibration_figure(curves: Mapping[str, Sequence[Mapping[str, Any]]]) -> byt
     return _png(fig)
 
 
-def confusion_figure(confusion: Mapping[str, Mapping[str, int]], threshold: float) -> bytes:
-    """Confusion matrices side by side (``{"model": {"tp":..}, "baseline": {...}}``)."""
+def confusion_figure(confusion: Mapping[str, ConfusionRecord], threshold: float) -> bytes:
+    """Confusion matrices side by side (``{"model": ..., "baseline": ...}``)."""
     names = list(confusion)
     fig, axes = _figure(3.1 * len(names), 3.2, ncols=len(names))
     for ax, name in zip(np.atleast_1d(axes), names, strict=True):
         cm = confusion[name]
-        grid = np.array([[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]])
+        grid = np.array([[cm.tn, cm.fp], [cm.fn, cm.tp]])
         ax.imshow(grid, cmap="Blues", vmin=0, vmax=max(int(grid.max()), 1))
         for (r, c), value in np.ndenumerate(grid):
             ax.text(c, r, str(value), ha="center", va="center", fontsize=14,

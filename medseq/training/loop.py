@@ -258,15 +258,13 @@ def compute_loss(
 
 
 def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
-    """Area under the ROC curve (ties count half); None without both classes."""
-    y = np.asarray(labels)
-    s = np.asarray(scores, dtype=np.float64)
-    pos, neg = s[y == 1], s[y == 0]
-    if len(pos) == 0 or len(neg) == 0:
+    """Validation AUC (:func:`medseq.evaluation.metrics.roc_auc`, 6 decimals); None without
+    both classes or with a non-finite score (a diverged model)."""
+    from medseq.evaluation import metrics
+
+    if not metrics.has_both_classes(labels) or not all(math.isfinite(s) for s in scores):
         return None
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return round(float((greater + 0.5 * ties) / (len(pos) * len(neg))), 6)
+    return round(metrics.roc_auc(labels, scores), 6)
 
 
 def _train_epoch(

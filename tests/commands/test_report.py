@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from medseq.cli import app
-from tests.fake_run import write_fake_cache, write_fake_run
+from tests.fake_run import skip_figure_rendering, write_fake_cache, write_fake_run
 
 runner = CliRunner()
 
 
-def test_report_writes_html_and_prints_its_path(tmp_path: Path) -> None:
+@pytest.fixture
+def unrendered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Figures are tested in tests/report; here they are drawn but not rasterised."""
+    skip_figure_rendering(monkeypatch)
+
+
+def test_report_writes_html_and_prints_its_path(tmp_path: Path, unrendered: None) -> None:
     write_fake_cache(tmp_path / "cache", ["p000", "p001"])
     write_fake_run(tmp_path / "run", n_patients=10, cache=tmp_path / "cache")
     out = tmp_path / "out" / "r.html"
@@ -21,6 +28,7 @@ def test_report_writes_html_and_prints_its_path(tmp_path: Path) -> None:
     result = runner.invoke(app, ["report", str(tmp_path / "run"), "-o", str(out),
                                  "--patient", "p001"])
     assert result.exit_code == 0, result.stderr
+    assert "evaluating now" not in result.stderr  # the stored evaluation.json is read
     assert result.stdout.strip() == str(out)
     html = out.read_text()
     assert html.startswith("<!DOCTYPE html>")
@@ -30,7 +38,7 @@ def test_report_writes_html_and_prints_its_path(tmp_path: Path) -> None:
     assert [p.name for p in out.parent.iterdir()] == ["r.html"]
 
 
-def test_report_keep_ids_shows_paths(tmp_path: Path) -> None:
+def test_report_keep_ids_shows_paths(tmp_path: Path, unrendered: None) -> None:
     write_fake_run(tmp_path / "run", n_patients=8)
     result = runner.invoke(app, ["report", str(tmp_path / "run"), "--keep-ids",
                                  "--max-patients", "1"])

@@ -15,9 +15,14 @@ from tests.fake_run import write_fake_run
 FAST = EvaluationSettings(n_bootstrap=200)
 
 
+def evaluate(run_dir: Path) -> dict:
+    """The evaluation document of ``run_dir`` in its JSON form, as evaluation.json holds it."""
+    return evaluate_run(run_dir, FAST).model_dump(mode="json")
+
+
 def test_evaluate_reports_pooled_and_per_fold_side_by_side(tmp_path: Path) -> None:
     rows = write_fake_run(tmp_path / "run", n_patients=40, n_folds=4)
-    doc = evaluate_run(tmp_path / "run", FAST)
+    doc = evaluate(tmp_path / "run")
     assert doc["n_patients"] == 40
     assert doc["n_responders"] == 20
     assert [f["fold"] for f in doc["folds"]] == [0, 1, 2, 3]
@@ -41,7 +46,7 @@ def test_evaluate_reports_pooled_and_per_fold_side_by_side(tmp_path: Path) -> No
 
 def test_a_useless_model_does_not_beat_the_baseline(tmp_path: Path) -> None:
     write_fake_run(tmp_path / "run", n_patients=60, model_strength=0.0, seed=3)
-    doc = evaluate_run(tmp_path / "run", FAST)
+    doc = evaluate(tmp_path / "run")
     assert doc["pooled"]["baseline"]["auc"] > 0.8
     assert not doc["verdict"].startswith("the model beats")
 
@@ -69,7 +74,7 @@ def test_unlabelled_and_single_scan_patients_are_excluded_from_both(tmp_path: Pa
     rows[1]["burden_ml"] = [3.0]
     (tmp_path / "run" / "predictions.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in rows))
-    doc = evaluate_run(tmp_path / "run", FAST)
+    doc = evaluate(tmp_path / "run")
     assert doc["n_patients"] == 18
     assert {e["patient_id"] for e in doc["excluded"]} == {"p000", "p001"}
 

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import base64
+import html as html_text
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
+from medseq.contracts.evaluation import EVALUATION_NAME, read_evaluation
 from medseq.errors import UsageError
+from medseq.preprocess.manifest import read_manifest, write_manifest
 from medseq.report.build import ReportOptions, build_report
 from medseq.report.figures import LesionSlices, montage_figure
-from tests.fake_run import write_fake_cache, write_fake_run
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+from tests.fake_run import (
+    PNG_MAGIC,
+    skip_figure_rendering,
+    write_fake_cache,
+    write_fake_evaluation,
+    write_fake_run,
+)
 
 
 class _Collector(HTMLParser):
@@ -24,6 +32,9 @@ class _Collector(HTMLParser):
         self.current: str | None = None
         self.external: list[str] = []
         self.scripts = 0
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table: str | None = None
+        self._cell: list[str] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -33,10 +44,29 @@ class _Collector(HTMLParser):
             self.figures.append((self.current or "", a.get("src") or ""))
         if tag == "script":
             self.scripts += 1
+        if tag == "table":
+            self._table = a.get("id") or a.get("class") or ""
+            self.tables.setdefault(self._table, [])
+        if tag == "tr" and self._table is not None:
+            self.tables[self._table].append([])
+        if tag == "td" and self._table is not None:
+            self._cell = []
         for key in ("src", "href"):
             value = a.get(key) or ""
             if value and not value.startswith(("data:", "#")):
                 self.external.append(value)
+
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None and self._table is not None:
+            self.tables[self._table][-1].append("".join(self._cell))
+            self._cell = None
+        if tag == "table":
+            self._table = None
 
 
 def parse(html: str) -> _Collector:
@@ -59,11 +89,24 @@ def run_with_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = root / "cache"
     write_fake_cache(cache, ["p000", "p001", "p002"])
     write_fake_run(root / "run", n_patients=20, cache=cache)
+    # As after `medseq evaluate --seed 7`: the report must show these numbers, not its own.
+    write_fake_evaluation(root / "run", n_bootstrap=200, seed=7)
     return root / "run"
 
 
-def test_report_has_every_figure_non_empty_and_is_self_contained(run_with_cache: Path) -> None:
-    html = build_report(run_with_cache, ReportOptions(max_patients=3, band_resamples=200))
+@pytest.fixture(scope="module")
+def full_report(run_with_cache: Path) -> str:
+    """The one report of these tests whose figures are really rendered."""
+    return build_report(run_with_cache, ReportOptions(max_patients=3, band_resamples=200))
+
+
+@pytest.fixture
+def unrendered(monkeypatch: pytest.MonkeyPatch) -> None:
+    skip_figure_rendering(monkeypatch)
+
+
+def test_report_has_every_figure_non_empty_and_is_self_contained(full_report: str) -> None:
+    html = full_report
     doc = parse(html)
     keys = [k for k, _ in doc.figures]
     for key in ("roc", "calibration", "confusion", "waterfall", "spider"):
@@ -82,7 +125,7 @@ def test_report_has_every_figure_non_empty_and_is_self_contained(run_with_cache:
     assert re.search(r"<td class=\"resp-PR\">PR</td>", html)
 
 
-def test_report_for_one_patient(run_with_cache: Path) -> None:
+def test_report_for_one_patient(run_with_cache: Path, unrendered: None) -> None:
     html = build_report(run_with_cache, ReportOptions(patients=("p001",), band_resamples=100))
     assert "Patient p001" in html
     assert "Patient p000" not in html
@@ -90,7 +133,8 @@ def test_report_for_one_patient(run_with_cache: Path) -> None:
         build_report(run_with_cache, ReportOptions(patients=("nobody",)))
 
 
-def test_report_without_cache_still_has_cohort_figures(tmp_path: Path) -> None:
+def test_report_without_cache_still_has_cohort_figures(tmp_path: Path, unrendered: None
+                                                      ) -> None:
     write_fake_run(tmp_path / "run", n_patients=12)
     html = build_report(tmp_path / "run", ReportOptions(max_patients=2, band_resamples=100))
     keys = [k for k, _ in parse(html).figures]
@@ -106,3 +150,87 @@ def test_montage_figure_shows_missing_timepoints() -> None:
     msk[5:10, 5:10] = True
     png = montage_figure([LesionSlices("T1", [img, None], [msk, None])], [0, 30])
     assert png.startswith(PNG_MAGIC)
+
+
+def test_report_numbers_are_those_of_evaluation_json(full_report: str, run_with_cache: Path
+                                                     ) -> None:
+    doc = read_evaluation(run_with_cache / EVALUATION_NAME)
+    tables = parse(full_report).tables
+    metrics = {row[0]: row[1:] for row in tables["metrics-table"] if row}
+    model, base = doc.pooled.model, doc.pooled.baseline
+
+    def auc(m: object) -> str:
+        lo, hi = m.auc_ci  # type: ignore[attr-defined]
+        return f"{m.auc:.3f} ({lo:.3f}-{hi:.3f})"  # type: ignore[attr-defined]
+
+    assert metrics["AUC (95% CI)"] == [auc(model), auc(base)]
+    assert metrics["Brier score (lower is better)"] == [f"{model.brier:.3f}", f"{base.brier:.3f}"]
+    assert metrics["sensitivity"] == [f"{model.sensitivity:.3f}", f"{base.sensitivity:.3f}"]
+    assert metrics["calibration slope (ideal 1)"][0] == f"{model.calibration.slope:.3f}"
+    c = model.confusion
+    assert metrics["confusion matrix"][0] == f"TP {c.tp} / FP {c.fp} / TN {c.tn} / FN {c.fn}"
+    assert metrics["forecast MAE, next scan (mL)"][0] == f"{doc.pooled.forecast.mae_ml:.3f}"
+    folds = [row for row in tables["fold-table"] if row]
+    assert [row[:4] for row in folds] == [
+        [str(f.fold), str(f.n_patients), str(f.n_responders), f"{f.model.auc:.3f}"]
+        for f in doc.folds]
+    assert f"<strong>Verdict:</strong> {html_text.escape(doc.verdict)}." in full_report
+    assert f"{doc.n_patients} patients" in full_report
+    # the stored document's settings (seed 7, 200 resamples), not a recomputation's defaults
+    assert "(200 resamples, seed 7)" in full_report
+    assert f"<code>{doc.created}</code>" in full_report
+
+
+def test_report_shows_no_identifiers_without_keep_ids(tmp_path: Path, unrendered: None) -> None:
+    names = {"p000": "DOE_JANE", "p001": "ROE_RICHARD"}
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    write_fake_cache(cache, list(names.values()))
+    manifest = read_manifest(cache)
+    manifest.pseudonymised = False  # made with --keep-ids: original ids and scan dates
+    for record in manifest.patients.values():
+        for tp, date in zip(record.timepoints, ("1999-03-04", "1999-05-03", "1999-07-02"),
+                            strict=True):
+            tp.date = date  # type: ignore[attr-defined]
+    write_manifest(cache, manifest)
+    write_fake_run(run, n_patients=4, n_folds=2, cache=cache)
+    for name in ("predictions.jsonl", "splits.json"):
+        text = (run / name).read_text()
+        for fake, real in names.items():
+            text = text.replace(f'"{fake}"', f'"{real}"')
+        (run / name).write_text(text)
+    write_fake_evaluation(run)
+
+    html = build_report(run, ReportOptions(band_resamples=100))
+    for leak in ("DOE", "ROE_", "1999", str(tmp_path)):
+        assert leak not in html, leak
+    shown = re.findall(r"<h3>Patient (\S+)</h3>", html)
+    assert len(shown) == 4
+    assert all(re.fullmatch(r"P[0-9a-f]{10}", s) for s in shown), shown
+
+    kept = build_report(run, ReportOptions(band_resamples=100, keep_ids=True))
+    for visible in ("Patient DOE_JANE", "Patient ROE_RICHARD", "1999-03-04", str(run.resolve())):
+        assert visible in kept, visible
+
+
+def test_report_reads_a_current_evaluation_and_recomputes_a_stale_one(tmp_path: Path) -> None:
+    from medseq.report.inputs import load_evaluation
+
+    run = tmp_path / "run"
+    write_fake_run(run, n_patients=12)
+    stored_path = write_fake_evaluation(run, n_bootstrap=100, seed=3)
+    stored = read_evaluation(stored_path)
+    assert load_evaluation(run) == stored
+    # written before evaluation.json recorded its inputs: used as it is
+    old = json.loads(stored_path.read_text())
+    del old["inputs_sha256"]
+    stored_path.write_text(json.dumps(old))
+    assert load_evaluation(run).settings.bootstrap_seed == 3
+    # the run changed since: evaluated again (default settings), with the new numbers
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    rows[0]["probability"] = 0.123
+    (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    old["inputs_sha256"] = stored.inputs_sha256
+    stored_path.write_text(json.dumps(old))
+    fresh = load_evaluation(run)
+    assert fresh.settings.bootstrap_seed == 0
+    assert fresh.scored("p000").probability == 0.123  # type: ignore[union-attr]

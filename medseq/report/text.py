@@ -1,0 +1,232 @@
+"""The report's prose and tables: cohort, methods (TRIPOD+AI), metrics, folds, provenance."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from medseq import __version__
+from medseq.contracts.evaluation import ClassifierMetrics, EvaluationDocument
+from medseq.report.inputs import RunInputs
+
+
+def cohort(inputs: RunInputs) -> dict[str, Any]:
+    """The cohort paragraph: who was evaluated, excluded, scanned and how they responded."""
+    evaluation, predictions, manifest = inputs.evaluation, inputs.predictions, inputs.manifest
+    tracks, training = inputs.tracks, inputs.training_notes
+    n = evaluation.n_patients
+    pos = evaluation.n_responders
+    excluded = evaluation.excluded
+    reasons = Counter(e.reason for e in excluded)
+    trained_out = str(training.get("excluded_summary") or "")
+    scans = [len(p.days) for p in predictions.values() if p.days]
+    follow = [p.days[-1] for p in predictions.values() if p.days]
+    modality = "n/a"
+    n_cache = len(predictions)
+    if manifest is not None:
+        ok = manifest.ok_patients()
+        n_cache = len(manifest.patients)
+        scans = [len(r.timepoints) for r in ok] or scans
+        follow = [max(tp.days for tp in r.timepoints) for r in ok if r.timepoints] or follow
+        modality = ", ".join(f"{m} ({c})" for m, c in Counter(r.modality for r in ok).items())
+    lesions = [
+        sum(1 for row in t.get("lesions", []) if row.get("timepoint") == _first_tp(t))
+        for t in tracks.values() if t.get("tracked")
+    ]
+    bor = Counter(str(t.get("best_overall_response")) for t in tracks.values())
+    return {
+        "n_patients": n,
+        "n_responders": pos,
+        "n_nonresponders": n - pos,
+        "n_cache": n_cache,
+        "n_excluded": len(excluded) + len(training.get("excluded") or {}),
+        "exclusions": "; ".join(filter(None, [
+            ", ".join(f"{c} {r}" for r, c in reasons.most_common()),
+            f"training {trained_out}" if trained_out else ""])),
+        "label_source": str(training.get("label_source", "n/a")),
+        "scans": _summary(scans, ""),
+        "followup": _summary(follow, " days"),
+        "lesions": _summary(lesions, "") if lesions else "n/a (no tracking)",
+        "modality": modality,
+        "bor": ", ".join(f"{k} {bor[k]}" for k in ("CR", "PR", "SD", "PD", "NE") if bor[k])
+        or "n/a (no tracking)",
+    }
+
+
+def methods(inputs: RunInputs, *, keep_ids: bool) -> list[tuple[str, str]]:
+    """TRIPOD+AI essentials in plain sentences."""
+    evaluation, card, config, manifest = (inputs.evaluation, inputs.card, inputs.config,
+                                          inputs.manifest)
+    settings = evaluation.settings
+    arch = card.get("architecture") or {}
+    pre = (manifest.config if manifest is not None else card.get("preprocess_config")) or {}
+    fingerprint = manifest.fingerprint if manifest is not None else {}
+    observe = card.get("observe")
+    n_folds = len(set(inputs.splits.values()))
+    rows = [
+        ("Data source", "Longitudinal scans with lesion masks, preprocessed by medseq "
+         f"({_cache_text(inputs.cache_dir)}); "
+         f"{'original' if keep_ids else 'pseudonymised'} patient ids, days from baseline."),
+        ("Preprocessing", _preprocess_text(pre, fingerprint)),
+        ("Outcome", "Responder = best overall response CR or PR under RECIST 1.1 over all of a "
+         "patient's scans (targets: up to 5 largest measurable lesions at baseline; PR <= -30% "
+         "sum of diameters from baseline; PD >= +20% and +5 mm from the nadir or a new lesion)."),
+        ("Predictors", "Lesion-centred crops (image and mask) of "
+         + (f"the first {observe} scans" if observe else "all scans")
+         + " with days since baseline and since the previous scan."),
+        ("Model", _model_text(arch)),
+        ("Training", _training_text(config)),
+        ("Sample size", f"{evaluation.n_patients} patients evaluated, "
+         f"{evaluation.n_responders} responders; "
+         f"{len(evaluation.excluded)} excluded (no label or fewer than two scans)."),
+        ("Validation", f"{n_folds}-fold patient-level cross-validation (stratified by outcome"
+         + (f", seed {config.get('seed')}" if config.get("seed") is not None else "")
+         + "); every metric is computed out-of-fold, so no patient is scored by a model "
+         "that saw it. An all-patient model is saved for new patients."),
+        ("Performance measures", "AUC with a stratified bootstrap 95% CI "
+         f"({settings.bootstrap_resamples} resamples, seed "
+         f"{settings.bootstrap_seed}); balanced accuracy, sensitivity and "
+         f"specificity at p >= {settings.threshold}; Brier score; calibration slope "
+         "and intercept by logistic recalibration; confusion matrix; forecast MAE of the next "
+         "scan's total lesion volume (mL)."),
+        ("Comparator", "Size-only baseline: logistic regression on the relative change of the "
+         "total lesion volume between the first two scans, fitted on the same folds; the AUC "
+         "difference is tested with DeLong's test."),
+        ("Limitations", "The outcome is derived from the same scans the model sees (from the "
+         "second scan on), as in the size-only baseline; cross-validation estimates internal "
+         "validity only, so an external cohort (medseq evaluate RUN --data CACHE) is needed "
+         "before any clinical use."),
+    ]
+    return rows
+
+
+def metrics_rows(evaluation: EvaluationDocument) -> list[tuple[str, str, str]]:
+    """The pooled metrics table: model beside the size-only baseline."""
+    pooled = evaluation.pooled
+    model, base = pooled.model, pooled.baseline
+
+    def auc(m: ClassifierMetrics) -> str:
+        if m.auc is None or m.auc_ci is None:
+            return "n/a"
+        lo, hi = m.auc_ci
+        return f"{m.auc:.3f} ({lo:.3f}-{hi:.3f})"
+
+    def cm(m: ClassifierMetrics) -> str:
+        c = m.confusion
+        return f"TP {c.tp} / FP {c.fp} / TN {c.tn} / FN {c.fn}"
+
+    comparison = pooled.comparison
+    p = comparison.p_value
+    rows = [
+        ("AUC (95% CI)", auc(model), auc(base)),
+        ("balanced accuracy", number(model.balanced_accuracy), number(base.balanced_accuracy)),
+        ("sensitivity", number(model.sensitivity), number(base.sensitivity)),
+        ("specificity", number(model.specificity), number(base.specificity)),
+        ("Brier score (lower is better)", number(model.brier), number(base.brier)),
+        ("calibration slope (ideal 1)", number(model.calibration.slope),
+         number(base.calibration.slope)),
+        ("calibration intercept (ideal 0)", number(model.calibration.intercept),
+         number(base.calibration.intercept)),
+        ("confusion matrix", cm(model), cm(base)),
+        ("AUC difference, DeLong p", f"{number(comparison.auc_difference)}, "
+         f"p = {'n/a' if p is None else p_value(p)}", ""),
+        ("forecast MAE, next scan (mL)", number(pooled.forecast.mae_ml), "n/a"),
+    ]
+    return rows
+
+
+def fold_rows(evaluation: EvaluationDocument) -> list[list[str]]:
+    """One row per cross-validation fold."""
+    return [
+        [str(f.fold), str(f.n_patients), str(f.n_responders), number(f.model.auc),
+         number(f.baseline.auc), number(f.model.brier), number(f.baseline.brier),
+         number(f.forecast.mae_ml)]
+        for f in evaluation.folds
+    ]
+
+
+def provenance(inputs: RunInputs, *, keep_ids: bool) -> list[tuple[str, str]]:
+    """Versions, hashes and folders (names only unless ``keep_ids``)."""
+    run_dir, card, cache_dir = inputs.run_dir, inputs.card, inputs.cache_dir
+    rows = [
+        ("medseq (report)", __version__),
+        ("medseq (model)", str(card.get("medseq_version", "n/a"))),
+        ("run", str(run_dir.resolve()) if keep_ids else run_dir.name),
+        ("cache", (str(cache_dir) if keep_ids else cache_dir.name) if cache_dir else "n/a"),
+        ("preprocessing config hash", str(card.get("preprocess_config_hash", "n/a"))),
+        ("model config hash", str(card.get("config_hash", "n/a"))),
+        ("evaluation created", inputs.evaluation.created),
+    ]
+    return rows
+
+
+def number(value: Any, digits: int = 3) -> str:
+    """A number with ``digits`` decimals; ``n/a`` for None and non-finite values."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{float(value):.{digits}f}"
+
+
+def percent(value: Any) -> str:
+    """A signed percentage with one decimal; empty for None."""
+    return "" if value is None else f"{float(value):+.1f}%"
+
+
+def p_value(p: float) -> str:
+    """A p-value with three decimals, ``<0.001`` below that."""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _preprocess_text(pre: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> str:
+    parts = ["canonical RAS orientation", "rigid registration of every follow-up to the baseline"]
+    spacing = fingerprint.get("target_spacing") or fingerprint.get("spacing") or pre.get(
+        "spacing")
+    if spacing:
+        parts.append(f"resampled to {spacing} mm")
+    crop = pre.get("crop_size") or pre.get("crop")
+    if crop:
+        parts.append(f"lesion-centred crops of {crop} voxels")
+    return "; ".join(parts) + "."
+
+
+def _model_text(arch: Mapping[str, Any]) -> str:
+    if not isinstance(arch, Mapping) or not arch:
+        return str(arch or "n/a (no model.json)")
+    return (f"{arch.get('encoder', '?')} 3D CNN encoder shared across scans (embedding "
+            f"{arch.get('embed', '?')}, {arch.get('pooling', '?')} pooling over lesions), "
+            f"{arch.get('cell', 'lstm').upper()} with {arch.get('hidden', '?')} hidden units and "
+            f"time input '{arch.get('time', '?')}'; heads: response ({arch.get('task', '?')}) and "
+            "next-scan log lesion volume.")
+
+
+def _training_text(config: Mapping[str, Any]) -> str:
+    if not config:
+        return "n/a (no config.yaml)"
+    keys = ("epochs", "batch_size", "folds", "seed", "observe", "forecast_weight")
+    found = [f"{k} {config[k]}" for k in keys if k in config]
+    opt = config.get("optimiser") or config.get("optimizer")
+    if isinstance(opt, Mapping):
+        found.append(f"optimiser {opt.get('name', 'AdamW')} (lr {opt.get('lr', '?')}, "
+                     f"weight decay {opt.get('weight_decay', '?')})")
+    return "; ".join(found) + "." if found else "see config.yaml in the run directory."
+
+
+def _first_tp(track: Mapping[str, Any]) -> int | None:
+    tps = [row.get("timepoint") for row in track.get("lesions", [])]
+    return min((t for t in tps if t is not None), default=None)
+
+
+def _summary(values: Sequence[float], unit: str) -> str:
+    if not values:
+        return "n/a"
+    med = statistics.median(values)
+    return f"median {med:g}{unit} (range {min(values):g}-{max(values):g})"
+
+
+def _cache_text(cache_dir: Path | None) -> str:
+    """Name the cache folder (never its full path: that can hold identifiers)."""
+    return f"cache folder '{cache_dir.name}'" if cache_dir else "cache not found"
