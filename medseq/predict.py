@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from medseq import __version__
+from medseq.contracts.cache import SALT_NAME
 from medseq.errors import CacheError, InputDataError, UsageError
 from medseq.evaluation.rundir import read_json
 from medseq.io.cohort import Cohort, Patient
@@ -139,10 +140,10 @@ def predict_cohort(
             name patients by their real ids.
     """
     if run.salt is None and not keep_ids:
-        raise CacheError("the run has no salt.key, so patients cannot get their pseudonyms and "
-                         "predict --all would print real patient ids; copy salt.key from the "
-                         "training cache into the run, or pass --keep-ids to report the input's "
-                         "ids", path=run.run_dir)
+        raise CacheError(f"the run has no {SALT_NAME}, so patients cannot get their pseudonyms "
+                         "and predict --all would print real patient ids; copy "
+                         f"{SALT_NAME} from the training cache into the run, or pass --keep-ids "
+                         "to report the input's ids", path=run.run_dir)
     cohort = discover_study(cohort_dir, series=series)
     order = sorted(cohort.patients, key=lambda p: _pseudonym(p.patient_id, run.salt))
     if shard is not None:
@@ -165,14 +166,14 @@ def predict_patient_of(
     """Preprocess, track and score one discovered patient in a temporary cache."""
     import numpy as np
 
+    from medseq.contracts.cache import read_manifest
     from medseq.models.inference import predict_patient
-    from medseq.preprocess.manifest import read_manifest
     from medseq.preprocess.runner import run_preprocess
     from medseq.tracking.pipeline import track_patient, tracks_document
 
     warnings: list[str] = []
     if run.salt is None:
-        warnings.append("the run has no salt.key: the pseudonym will not match the training "
+        warnings.append(f"the run has no {SALT_NAME}: the pseudonym will not match the training "
                         "cache, so the all-patient model is used")
     config = _preprocess_config(run)
     _remove_abandoned_workdirs()
@@ -281,8 +282,8 @@ def _preprocess_config(run: LoadedRun) -> Any:
 
 def _cache_fingerprint(run_dir: Path) -> dict[str, Any]:
     """The training cache's fingerprint, when the run records where the cache is."""
+    from medseq.contracts.cache import read_manifest
     from medseq.evaluation.rundir import find_cache
-    from medseq.preprocess.manifest import read_manifest
 
     cache = find_cache(run_dir)
     if cache is None:

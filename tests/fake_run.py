@@ -69,7 +69,7 @@ def write_fake_cache(cache_dir: Path, patient_ids: list[str], *, seed: int = 0) 
     """A tiny cache: per patient 3 registered scans (identity transforms) with 2 spheres each."""
     import nibabel as nib
 
-    from medseq.preprocess.manifest import (
+    from medseq.contracts.cache import (
         CacheManifest,
         PatientRecord,
         TargetRecord,

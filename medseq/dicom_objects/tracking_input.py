@@ -87,7 +87,7 @@ def read_tracking_run(folder: Path, *, cache: Path | None = None) -> TrackingRun
     Raises:
         CacheError: no or unreadable tracks.json, its cache is missing, or they disagree.
     """
-    from medseq.preprocess.manifest import read_manifest
+    from medseq.contracts.cache import read_manifest
 
     folder = Path(folder)
     path = folder / TRACKS_NAME

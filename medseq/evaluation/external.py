@@ -33,8 +33,8 @@ def evaluate_external(
     (``progress(scored, total)`` after each)."""
     import numpy as np
 
+    from medseq.contracts.cache import read_manifest
     from medseq.models.inference import load_model, predict_patient
-    from medseq.preprocess.manifest import read_manifest
 
     settings = settings or EvaluationSettings()
     run_dir = require_run(run_dir)

@@ -21,6 +21,7 @@ from typing import Any
 
 from medseq import __version__
 from medseq.console import warn
+from medseq.contracts.cache import CacheManifest, PatientRecord, read_manifest
 from medseq.errors import UsageError
 from medseq.evaluation.rundir import (
     EVALUATION_NAME,
@@ -33,7 +34,6 @@ from medseq.evaluation.rundir import (
     read_splits,
     require_run,
 )
-from medseq.preprocess.manifest import CacheManifest, PatientRecord, read_manifest
 from medseq.report import figures
 
 DEFAULT_MAX_PATIENTS = 50
@@ -157,11 +157,12 @@ def _id_mapper(run_dir: Path, cache_dir: Path | None, manifest: CacheManifest | 
     """Cache id -> shown id: the cache's pseudonyms, or pseudonyms made now for a keep-ids cache."""
     if keep_ids or manifest is None or manifest.pseudonymised:
         return lambda pid: pid
+    from medseq.contracts.cache import SALT_NAME
     from medseq.preprocess.pseudonym import load_or_create_salt, pseudonym
 
-    key_dir = run_dir if (run_dir / "salt.key").is_file() else cache_dir
-    if key_dir is None or not (key_dir / "salt.key").is_file():
-        raise UsageError("the cache keeps original ids and no salt.key is found to "
+    key_dir = run_dir if (run_dir / SALT_NAME).is_file() else cache_dir
+    if key_dir is None or not (key_dir / SALT_NAME).is_file():
+        raise UsageError(f"the cache keeps original ids and no {SALT_NAME} is found to "
                          "pseudonymise them; pass --keep-ids to show them", path=run_dir)
     key = load_or_create_salt(key_dir)
     return lambda pid: pseudonym(pid, key)

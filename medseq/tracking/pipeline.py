@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from medseq import __version__
+from medseq.contracts.cache import PatientRecord, TimepointRecord, read_manifest
 from medseq.csv_cells import csv_text
 from medseq.errors import CacheError, InputDataError
 from medseq.io.atomic import write_text_atomic
-from medseq.preprocess.manifest import PatientRecord, TimepointRecord, read_manifest
 from medseq.schema import SCHEMA_VERSION
 from medseq.tracking.lesion_info import LesionInfo, read_lesion_info
 from medseq.tracking.lesions import DEFAULT_MIN_VOLUME_ML, LesionSet, find_lesions

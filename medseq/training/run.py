@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from medseq.config import config_hash, dump_yaml
+from medseq.contracts.cache import CacheManifest, read_manifest
 from medseq.errors import CacheError, InputDataError, UsageError
 from medseq.io.atomic import write_text_atomic
 from medseq.io.writer_lock import writer_lock
 from medseq.models.io import ModelCard, save_model
-from medseq.preprocess.manifest import CacheManifest, read_manifest
 from medseq.preprocess.pseudonym import copy_salt
 from medseq.schema import SCHEMA_VERSION, versioned
 from medseq.training import checkpoint as ckpt

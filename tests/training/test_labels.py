@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from medseq.contracts.cache import read_manifest
 from medseq.errors import InputDataError
-from medseq.preprocess.manifest import read_manifest
 from medseq.tracking.recist import Response
 from medseq.training.labels import resolve_labels
 from tests.training.fake_cache import write_fake_cache
