@@ -25,7 +25,6 @@ from typing import Any
 from medseq import __version__
 from medseq.contracts.cache import SALT_NAME
 from medseq.errors import CacheError, InputDataError, UsageError
-from medseq.evaluation.rundir import read_json
 from medseq.io.cohort import Cohort, Patient
 from medseq.preprocess.pseudonym import read_salt, write_salt
 from medseq.processes import owner_alive, owner_tag
@@ -89,20 +88,16 @@ def resolve_run(model: Path | None, *, cwd: Path | None = None) -> Path:
 
 def load_run(run_dir: Path) -> LoadedRun:
     """Read what predicting needs from a run directory (weights load lazily)."""
-    from medseq.models.io import read_card
+    from medseq.contracts.run import SPLITS_NAME, Splits, read_card, read_splits
 
     card = read_card(run_dir)
-    splits_path = run_dir / "splits.json"
-    splits = read_json(splits_path) if splits_path.is_file() else {}
-    folds_raw = splits.get("folds") if isinstance(splits, dict) else None
-    folds = {str(k): int(v) for k, v in folds_raw.items()} if isinstance(folds_raw, dict) else {}
+    splits = read_splits(run_dir) if (run_dir / SPLITS_NAME).is_file() else Splits()
     salt = read_salt(run_dir)
-    fingerprint = dict(getattr(card, "preprocess_fingerprint", None) or {})
+    fingerprint = dict(card.preprocess_fingerprint)
     if not fingerprint:
         fingerprint = _cache_fingerprint(run_dir)
-    return LoadedRun(run_dir=run_dir, card=card, folds=folds,
-                     config_hash=splits.get("config_hash") if isinstance(splits, dict) else None,
-                     salt=salt, fingerprint=fingerprint)
+    return LoadedRun(run_dir=run_dir, card=card, folds=dict(splits.folds),
+                     config_hash=splits.config_hash, salt=salt, fingerprint=fingerprint)
 
 
 def discover_study(study: Path, *, series: str | None = None) -> Cohort:
@@ -268,7 +263,7 @@ def _preprocess_config(run: LoadedRun) -> Any:
     from medseq.config import first_validation_error
     from medseq.preprocess.config import PreprocessConfig
 
-    settings = dict(getattr(run.card, "preprocess_config", None) or {})
+    settings = dict(run.card.preprocess_config)
     spacing = run.fingerprint.get("target_spacing")
     if settings.get("target_spacing") is None and isinstance(spacing, list) and len(spacing) == 3:
         settings["target_spacing"] = spacing

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medseq.contracts.run import ModelCard, ModelConfig, Splits, write_card, write_splits
+
 
 def write_fake_run(
     run_dir: Path,
@@ -48,14 +50,14 @@ def write_fake_run(
             "forecast_ml": [v * (1 + rng.normal(0, 0.1)) for v in (v1, v2, v2)],
         })
     (run_dir / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (run_dir / "splits.json").write_text(json.dumps({"seed": 0, "n_folds": n_folds,
-                                                     "patients": folds}))
-    model = {"format": 1, "medseq_version": "0.1.0", "config_hash": "sha256:abc",
-             "architecture": {"encoder": "small", "embed": 64, "pooling": "attention",
-                              "cell": "lstm", "hidden": 64, "time": "concat", "task": "binary"},
-             "label_names": ["non-responder", "responder"], "observe": 2,
-             "preprocess_config_hash": "sha256:cfg", "cache": str(cache) if cache else None}
-    (run_dir / "model.json").write_text(json.dumps(model))
+    write_splits(run_dir, Splits(seed=0, folds_count=n_folds, folds=folds,
+                                 cache=str(cache) if cache else None))
+    write_card(run_dir, ModelCard(
+        format=1, medseq_version="0.1.0", config_hash="sha256:abc",
+        architecture=ModelConfig(encoder="small", embed=64, pooling="attention", cell="lstm",
+                                 hidden=64, time="concat", task="binary"),
+        label_names=["non-responder", "responder"], observe=2,
+        preprocess_config_hash="sha256:cfg"))
     (run_dir / "config.yaml").write_text(f"cache: {cache}\nseed: 0\nfolds: {n_folds}\n")
     (run_dir / "metrics.jsonl").write_text(
         "".join(json.dumps({"fold": f, "epoch": e, "train_loss": 1.0 / (e + 1),
