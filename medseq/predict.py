@@ -24,6 +24,8 @@ from typing import Any
 
 from medseq import __version__
 from medseq.contracts.cache import SALT_NAME
+from medseq.contracts.prediction import PatientPredictionDocument, PredictionFailure, PredictLine
+from medseq.contracts.run import ModelCard
 from medseq.errors import CacheError, InputDataError, UsageError
 from medseq.io.cohort import Cohort, Patient
 from medseq.preprocess.pseudonym import read_salt, write_salt
@@ -43,8 +45,8 @@ class LoadedRun:
     """A training run ready to predict: model cards, fold assignment, pseudonym key."""
 
     run_dir: Path
-    card: Any
-    """:class:`medseq.models.io.ModelCard` of the all-patient model."""
+    card: ModelCard
+    """The model card of the all-patient model."""
     folds: dict[str, int]
     config_hash: str | None
     salt: bytes | None
@@ -109,7 +111,7 @@ def discover_study(study: Path, *, series: str | None = None) -> Cohort:
 
 def predict_one(
     study: Path, run: LoadedRun, *, series: str | None = None, keep_ids: bool = False
-) -> dict[str, Any]:
+) -> PatientPredictionDocument:
     """Predict the single patient of ``study``; the document ``medseq predict --json`` prints."""
     start = time.perf_counter()
     cohort = discover_study(study, series=series)
@@ -118,7 +120,7 @@ def predict_one(
                              "(use --all for a cohort)", path=study)
     timings = {"discover": time.perf_counter() - start}
     doc = predict_patient_of(cohort, cohort.patients[0], run, keep_ids=keep_ids, timings=timings)
-    doc["warnings"] = list(cohort.warnings) + doc["warnings"]
+    doc.warnings = list(cohort.warnings) + doc.warnings
     return doc
 
 
@@ -126,7 +128,7 @@ def predict_cohort(
     cohort_dir: Path, run: LoadedRun, *, shard: tuple[int, int] | None = None,
     series: str | None = None, keep_ids: bool = False,
     on_patient: Callable[[int, int], None] | None = None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[PredictLine]:
     """Predict every patient (this shard's part, in pseudonym order); failures become rows
     with an ``error`` instead of stopping the cohort.
 
@@ -149,7 +151,7 @@ def predict_cohort(
             yield predict_patient_of(cohort, patient, run, keep_ids=keep_ids, timings={})
         except InputDataError as err:
             pid = patient.patient_id if keep_ids else _pseudonym(patient.patient_id, run.salt)
-            yield {"patient_id": pid, "error": err.reason}
+            yield PredictionFailure(patient_id=pid, error=err.reason)
         if on_patient is not None:
             on_patient(done, len(order))
 
@@ -157,7 +159,7 @@ def predict_cohort(
 def predict_patient_of(
     cohort: Cohort, patient: Patient, run: LoadedRun, *, keep_ids: bool,
     timings: dict[str, float],
-) -> dict[str, Any]:
+) -> PatientPredictionDocument:
     """Preprocess, track and score one discovered patient in a temporary cache."""
     import numpy as np
 
@@ -217,7 +219,7 @@ def predict_patient_of(
         warnings.append(f"the model uses the first {observed} of {len(days)} scans")
     probability = float(result["probability"])
     forecast = [float(v) for v in result.get("forecast_ml", [])]
-    return {
+    return PatientPredictionDocument.model_validate({
         "patient_id": patient.patient_id if keep_ids else record.patient_id,
         "layout": cohort.layout.value,
         "modality": record.modality,
@@ -245,15 +247,15 @@ def predict_patient_of(
                     "patient out)",
             "fold": fold,
             "in_training_cohort": fold is not None,
-            "medseq_version": getattr(run.card, "medseq_version", None),
+            "medseq_version": run.card.medseq_version,
             "config_hash": run.config_hash,
-            "preprocess_config_hash": getattr(run.card, "preprocess_config_hash", None),
-            "label_names": getattr(run.card, "label_names", None),
+            "preprocess_config_hash": run.card.preprocess_config_hash,
+            "label_names": run.card.label_names,
         },
         "medseq_version": __version__,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "warnings": warnings,
-    }
+    })
 
 
 def _preprocess_config(run: LoadedRun) -> Any:
@@ -263,7 +265,7 @@ def _preprocess_config(run: LoadedRun) -> Any:
     from medseq.config import first_validation_error
     from medseq.preprocess.config import PreprocessConfig
 
-    settings = dict(run.card.preprocess_config)
+    settings = dict(getattr(run.card, "preprocess_config", None) or {})
     spacing = run.fingerprint.get("target_spacing")
     if settings.get("target_spacing") is None and isinstance(spacing, list) and len(spacing) == 3:
         settings["target_spacing"] = spacing
