@@ -32,9 +32,9 @@ def make_inputs(root: Path) -> tuple[Path, Path]:
     """One medium 3-scan NIfTI patient and a run directory with an untrained default model."""
     import torch
 
+    from medseq.contracts.run import ModelCard, ModelConfig
     from medseq.data.synthetic.cohort import generate_cohort
-    from medseq.models.config import ModelConfig
-    from medseq.models.io import ModelCard, save_model
+    from medseq.models.io import save_model
     from medseq.models.sequence import ResponseModel
     from medseq.preprocess.config import PreprocessConfig
 

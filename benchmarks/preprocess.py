@@ -34,9 +34,9 @@ import numpy as np
 
 
 def preprocess(cohort: Path, cache: Path, workers: int) -> dict:
+    from medseq.contracts.cache import read_manifest
     from medseq.io.discover import discover
     from medseq.preprocess.config import PreprocessConfig
-    from medseq.preprocess.manifest import read_manifest
     from medseq.preprocess.runner import run_preprocess
 
     shutil.rmtree(cache, ignore_errors=True)
@@ -55,7 +55,7 @@ def preprocess(cohort: Path, cache: Path, workers: int) -> dict:
 
 def registration_errors(cohort: Path, cache: Path) -> np.ndarray | None:
     """Distances (mm) between follow-up lesion centroids mapped to baseline and the truth."""
-    from medseq.preprocess.manifest import read_manifest
+    from medseq.contracts.cache import read_manifest
     from medseq.preprocess.pseudonym import load_or_create_salt, pseudonym
 
     folder = cohort if cohort.is_dir() else cohort.parent
@@ -80,7 +80,7 @@ def registration_errors(cohort: Path, cache: Path) -> np.ndarray | None:
 
 
 def epoch_read(cache: Path, rounds: int = 5) -> dict[str, float]:
-    from medseq.preprocess.manifest import read_manifest
+    from medseq.contracts.cache import read_manifest
 
     paths = [cache / p.crops for p in read_manifest(cache).ok_patients() if p.crops]
     in_memory = [np.load(p) for p in paths]

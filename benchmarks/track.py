@@ -29,11 +29,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from medseq.contracts.cache import read_manifest
 from medseq.data.synthetic import generate_cohort
 from medseq.io.discover import discover
 from medseq.io.nifti import load_nifti
 from medseq.preprocess.config import PreprocessConfig
-from medseq.preprocess.manifest import read_manifest
 from medseq.preprocess.runner import run_preprocess
 from medseq.tracking.pipeline import track_cache
 from medseq.tracking.truth import compare_with_truth, write_lesion_info

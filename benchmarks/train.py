@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from medseq.contracts.cache import read_manifest  # noqa: E402
 from medseq.models.sequence import ResponseModel  # noqa: E402
-from medseq.preprocess.manifest import read_manifest  # noqa: E402
 from medseq.training.config import TrainConfig  # noqa: E402
 from medseq.training.dataset import CacheDataset, collate  # noqa: E402
 from medseq.training.loop import compute_loss  # noqa: E402

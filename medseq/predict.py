@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from medseq import __version__
+from medseq.contracts.cache import SALT_NAME
+from medseq.contracts.prediction import PatientPredictionDocument, PredictionFailure, PredictLine
+from medseq.contracts.run import ModelCard
 from medseq.errors import CacheError, InputDataError, UsageError
-from medseq.evaluation.rundir import read_json
 from medseq.io.cohort import Cohort, Patient
 from medseq.preprocess.pseudonym import read_salt, write_salt
 from medseq.processes import owner_alive, owner_tag
@@ -43,8 +45,8 @@ class LoadedRun:
     """A training run ready to predict: model cards, fold assignment, pseudonym key."""
 
     run_dir: Path
-    card: Any
-    """:class:`medseq.models.io.ModelCard` of the all-patient model."""
+    card: ModelCard
+    """The model card of the all-patient model."""
     folds: dict[str, int]
     config_hash: str | None
     salt: bytes | None
@@ -88,20 +90,16 @@ def resolve_run(model: Path | None, *, cwd: Path | None = None) -> Path:
 
 def load_run(run_dir: Path) -> LoadedRun:
     """Read what predicting needs from a run directory (weights load lazily)."""
-    from medseq.models.io import read_card
+    from medseq.contracts.run import SPLITS_NAME, Splits, read_card, read_splits
 
     card = read_card(run_dir)
-    splits_path = run_dir / "splits.json"
-    splits = read_json(splits_path) if splits_path.is_file() else {}
-    folds_raw = splits.get("folds") if isinstance(splits, dict) else None
-    folds = {str(k): int(v) for k, v in folds_raw.items()} if isinstance(folds_raw, dict) else {}
+    splits = read_splits(run_dir) if (run_dir / SPLITS_NAME).is_file() else Splits()
     salt = read_salt(run_dir)
-    fingerprint = dict(getattr(card, "preprocess_fingerprint", None) or {})
+    fingerprint = dict(card.preprocess_fingerprint)
     if not fingerprint:
         fingerprint = _cache_fingerprint(run_dir)
-    return LoadedRun(run_dir=run_dir, card=card, folds=folds,
-                     config_hash=splits.get("config_hash") if isinstance(splits, dict) else None,
-                     salt=salt, fingerprint=fingerprint)
+    return LoadedRun(run_dir=run_dir, card=card, folds=dict(splits.folds),
+                     config_hash=splits.config_hash, salt=salt, fingerprint=fingerprint)
 
 
 def discover_study(study: Path, *, series: str | None = None) -> Cohort:
@@ -113,7 +111,7 @@ def discover_study(study: Path, *, series: str | None = None) -> Cohort:
 
 def predict_one(
     study: Path, run: LoadedRun, *, series: str | None = None, keep_ids: bool = False
-) -> dict[str, Any]:
+) -> PatientPredictionDocument:
     """Predict the single patient of ``study``; the document ``medseq predict --json`` prints."""
     start = time.perf_counter()
     cohort = discover_study(study, series=series)
@@ -122,7 +120,7 @@ def predict_one(
                              "(use --all for a cohort)", path=study)
     timings = {"discover": time.perf_counter() - start}
     doc = predict_patient_of(cohort, cohort.patients[0], run, keep_ids=keep_ids, timings=timings)
-    doc["warnings"] = list(cohort.warnings) + doc["warnings"]
+    doc.warnings = list(cohort.warnings) + doc.warnings
     return doc
 
 
@@ -130,7 +128,7 @@ def predict_cohort(
     cohort_dir: Path, run: LoadedRun, *, shard: tuple[int, int] | None = None,
     series: str | None = None, keep_ids: bool = False,
     on_patient: Callable[[int, int], None] | None = None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[PredictLine]:
     """Predict every patient (this shard's part, in pseudonym order); failures become rows
     with an ``error`` instead of stopping the cohort.
 
@@ -139,10 +137,10 @@ def predict_cohort(
             name patients by their real ids.
     """
     if run.salt is None and not keep_ids:
-        raise CacheError("the run has no salt.key, so patients cannot get their pseudonyms and "
-                         "predict --all would print real patient ids; copy salt.key from the "
-                         "training cache into the run, or pass --keep-ids to report the input's "
-                         "ids", path=run.run_dir)
+        raise CacheError(f"the run has no {SALT_NAME}, so patients cannot get their pseudonyms "
+                         "and predict --all would print real patient ids; copy "
+                         f"{SALT_NAME} from the training cache into the run, or pass --keep-ids "
+                         "to report the input's ids", path=run.run_dir)
     cohort = discover_study(cohort_dir, series=series)
     order = sorted(cohort.patients, key=lambda p: _pseudonym(p.patient_id, run.salt))
     if shard is not None:
@@ -153,7 +151,7 @@ def predict_cohort(
             yield predict_patient_of(cohort, patient, run, keep_ids=keep_ids, timings={})
         except InputDataError as err:
             pid = patient.patient_id if keep_ids else _pseudonym(patient.patient_id, run.salt)
-            yield {"patient_id": pid, "error": err.reason}
+            yield PredictionFailure(patient_id=pid, error=err.reason)
         if on_patient is not None:
             on_patient(done, len(order))
 
@@ -161,18 +159,18 @@ def predict_cohort(
 def predict_patient_of(
     cohort: Cohort, patient: Patient, run: LoadedRun, *, keep_ids: bool,
     timings: dict[str, float],
-) -> dict[str, Any]:
+) -> PatientPredictionDocument:
     """Preprocess, track and score one discovered patient in a temporary cache."""
     import numpy as np
 
+    from medseq.contracts.cache import read_manifest
     from medseq.models.inference import predict_patient
-    from medseq.preprocess.manifest import read_manifest
     from medseq.preprocess.runner import run_preprocess
     from medseq.tracking.pipeline import track_patient
 
     warnings: list[str] = []
     if run.salt is None:
-        warnings.append("the run has no salt.key: the pseudonym will not match the training "
+        warnings.append(f"the run has no {SALT_NAME}: the pseudonym will not match the training "
                         "cache, so the all-patient model is used")
     config = _preprocess_config(run)
     _remove_abandoned_workdirs()
@@ -221,7 +219,7 @@ def predict_patient_of(
         warnings.append(f"the model uses the first {observed} of {len(days)} scans")
     probability = float(result["probability"])
     forecast = [float(v) for v in result.get("forecast_ml", [])]
-    return {
+    return PatientPredictionDocument.model_validate({
         "patient_id": patient.patient_id if keep_ids else record.patient_id,
         "layout": cohort.layout.value,
         "modality": record.modality,
@@ -249,15 +247,15 @@ def predict_patient_of(
                     "patient out)",
             "fold": fold,
             "in_training_cohort": fold is not None,
-            "medseq_version": getattr(run.card, "medseq_version", None),
+            "medseq_version": run.card.medseq_version,
             "config_hash": run.config_hash,
-            "preprocess_config_hash": getattr(run.card, "preprocess_config_hash", None),
-            "label_names": getattr(run.card, "label_names", None),
+            "preprocess_config_hash": run.card.preprocess_config_hash,
+            "label_names": run.card.label_names,
         },
         "medseq_version": __version__,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "warnings": warnings,
-    }
+    })
 
 
 def _preprocess_config(run: LoadedRun) -> Any:
@@ -281,8 +279,8 @@ def _preprocess_config(run: LoadedRun) -> Any:
 
 def _cache_fingerprint(run_dir: Path) -> dict[str, Any]:
     """The training cache's fingerprint, when the run records where the cache is."""
+    from medseq.contracts.cache import read_manifest
     from medseq.evaluation.rundir import find_cache
-    from medseq.preprocess.manifest import read_manifest
 
     cache = find_cache(run_dir)
     if cache is None:

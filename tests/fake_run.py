@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medseq.contracts.run import ModelCard, ModelConfig, Splits, write_card, write_splits
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -51,14 +53,14 @@ def write_fake_run(
             "forecast_ml": [v * (1 + rng.normal(0, 0.1)) for v in (v1, v2, v2)],
         })
     (run_dir / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (run_dir / "splits.json").write_text(json.dumps({"seed": 0, "n_folds": n_folds,
-                                                     "patients": folds}))
-    model = {"format": 1, "medseq_version": "0.1.0", "config_hash": "sha256:abc",
-             "architecture": {"encoder": "small", "embed": 64, "pooling": "attention",
-                              "cell": "lstm", "hidden": 64, "time": "concat", "task": "binary"},
-             "label_names": ["non-responder", "responder"], "observe": 2,
-             "preprocess_config_hash": "sha256:cfg", "cache": str(cache) if cache else None}
-    (run_dir / "model.json").write_text(json.dumps(model))
+    write_splits(run_dir, Splits(seed=0, folds_count=n_folds, folds=folds,
+                                 cache=str(cache) if cache else None))
+    write_card(run_dir, ModelCard(
+        format=1, medseq_version="0.1.0", config_hash="sha256:abc",
+        architecture=ModelConfig(encoder="small", embed=64, pooling="attention", cell="lstm",
+                                 hidden=64, time="concat", task="binary"),
+        label_names=["non-responder", "responder"], observe=2,
+        preprocess_config_hash="sha256:cfg"))
     (run_dir / "config.yaml").write_text(f"cache: {cache}\nseed: 0\nfolds: {n_folds}\n")
     (run_dir / "metrics.jsonl").write_text(
         "".join(json.dumps({"fold": f, "epoch": e, "train_loss": 1.0 / (e + 1),
@@ -72,7 +74,7 @@ def write_fake_cache(cache_dir: Path, patient_ids: list[str], *, seed: int = 0) 
     """A tiny cache: per patient 3 registered scans (identity transforms) with 2 spheres each."""
     import nibabel as nib
 
-    from medseq.preprocess.manifest import (
+    from medseq.contracts.cache import (
         CacheManifest,
         PatientRecord,
         TargetRecord,

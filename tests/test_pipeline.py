@@ -19,8 +19,8 @@ import pytest
 from pydantic import TypeAdapter
 from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
-from medseq.models.io import read_card
-from medseq.preprocess.manifest import read_manifest
+from medseq.contracts.cache import read_manifest
+from medseq.contracts.run import read_card
 from tests.report.test_report import check_png, parse
 
 pytestmark = pytest.mark.slow

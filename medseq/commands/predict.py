@@ -9,10 +9,9 @@ from typing import Any
 import typer
 
 from medseq.commands._common import parse_shard, reports_errors
-from medseq.console import emit_json, stderr, stdout_console
+from medseq.console import stderr, stdout_console
 from medseq.errors import InputDataError, UsageError
 from medseq.processes import raising_on_termination
-from medseq.schema import versioned
 
 
 @reports_errors
@@ -66,44 +65,51 @@ def command(
     if all_patients:
         _predict_all(study, run, shard_kn, output, series=series, keep_ids=keep_ids)
         return
+    from medseq.contracts.prediction import prediction_json
+
     doc = predict_one(study, run, series=series, keep_ids=keep_ids)
-    for message in doc["warnings"]:
+    for message in doc.warnings:
         stderr.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
+    text = prediction_json(doc, indent=2)
     if as_json:
-        emit_json(versioned(doc))
+        typer.echo(text)
     else:
-        print_summary(doc)
+        print_summary(json.loads(text))
 
 
 def _predict_all(study: Path, run: Any, shard: tuple[int, int] | None, output: Path | None,
                  *, series: str | None, keep_ids: bool) -> None:
-    from medseq.io.atomic import write_text_atomic
+    from medseq.contracts.prediction import (
+        PredictionFailure,
+        PredictLine,
+        prediction_json,
+        write_prediction_lines,
+    )
     from medseq.predict import predict_cohort
     from medseq.progress import ProgressBar
 
-    lines = []
+    lines: list[PredictLine] = []
     failed = 0
     with ProgressBar("predict", unit="patients") as bar:
         for doc in predict_cohort(study, run, shard=shard, series=series, keep_ids=keep_ids,
                                   on_patient=bar.update):
-            if "error" in doc:
+            if isinstance(doc, PredictionFailure):
                 failed += 1
-                stderr.print(f"[yellow]warning:[/yellow] {doc['patient_id']}: {doc['error']}",
+                stderr.print(f"[yellow]warning:[/yellow] {doc.patient_id}: {doc.error}",
                              markup=True, highlight=False)
-            line = json.dumps(versioned(doc)) + "\n"
-            lines.append(line)
+            lines.append(doc)
             if output is None:
-                typer.echo(line, nl=False)
+                typer.echo(prediction_json(doc))
     if lines and failed == len(lines):
         raise InputDataError(f"no patient could be predicted ({failed} failed)", path=study)
     if output is not None:
-        write_text_atomic(output, "".join(lines))
+        write_prediction_lines(output, lines)
         stderr.print(f"wrote {len(lines)} predictions to {output}" +
                      (f" ({failed} failed)" if failed else ""), highlight=False)
 
 
 def print_summary(doc: dict[str, Any]) -> None:
-    """A human summary of one prediction on stdout."""
+    """A human summary of one prediction on stdout, from its JSON form."""
     from rich.table import Table
 
     console = stdout_console()

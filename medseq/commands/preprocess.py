@@ -77,8 +77,8 @@ def command(
 def _warn_if_reconfigured(console: Any, cache: Path, config: Any) -> None:
     """Say so when the cache holds patients made with other settings: they are all redone."""
     from medseq.config import config_differences, config_hash
+    from medseq.contracts.cache import MANIFEST_NAME, read_manifest
     from medseq.errors import CacheError
-    from medseq.preprocess.manifest import MANIFEST_NAME, read_manifest
 
     if not (cache / MANIFEST_NAME).is_file():
         return

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medseq.config import canonical_hash
+from medseq.contracts.cache import PatientRecord
 from medseq.contracts.tracks import (
     TRACKS_NAME,
     PatientTracking,
@@ -21,7 +22,6 @@ from medseq.contracts.tracks import (
     read_tracks,
 )
 from medseq.errors import CacheError, InputDataError
-from medseq.preprocess.manifest import PatientRecord
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def read_tracking_run(folder: Path, *, cache: Path | None = None) -> TrackingRun
     Raises:
         CacheError: no or unreadable tracks.json, its cache is missing, or they disagree.
     """
-    from medseq.preprocess.manifest import read_manifest
+    from medseq.contracts.cache import read_manifest
 
     folder = Path(folder)
     path = folder / TRACKS_NAME

@@ -35,8 +35,8 @@ def evaluate_external(
     (``progress(scored, total)`` after each)."""
     import numpy as np
 
+    from medseq.contracts.cache import read_manifest
     from medseq.models.inference import load_model, predict_patient
-    from medseq.preprocess.manifest import read_manifest
 
     settings = settings or EvaluationSettings()
     run_dir = require_run(run_dir)
@@ -97,7 +97,7 @@ def _check_settings(run_dir: Path, cache_dir: Path, manifest: Any) -> None:
     """Refuse a cache preprocessed with other settings than the model's training cache: its
     crops (size, spacing, intensity window) would not be what the model learned from."""
     from medseq.config import config_differences
-    from medseq.models.io import read_card
+    from medseq.contracts.run import read_card
 
     card = read_card(run_dir)
     wanted = getattr(card, "preprocess_config_hash", None)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from medseq.contracts.run import ModelConfig
 from medseq.errors import MissingDependencyError
-from medseq.models.config import ModelConfig
 
 
 def build_encoder(config: ModelConfig) -> nn.Module:

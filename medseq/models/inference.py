@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from medseq.contracts.run import ModelCard, ModelConfig, read_card
 from medseq.errors import CacheError, InputDataError
-from medseq.models.config import ModelConfig
-from medseq.models.io import ModelCard, read_card, read_weights
+from medseq.models.io import read_weights
 from medseq.models.sequence import ResponseModel, resize_crops
 
 

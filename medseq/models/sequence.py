@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from medseq.models.config import ModelConfig
+from medseq.contracts.run import ModelConfig
 from medseq.models.encoder import build_encoder
 
 _CELLS: dict[str, type[nn.Module]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}

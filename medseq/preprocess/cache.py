@@ -22,27 +22,26 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from medseq import __version__
 from medseq.config import canonical_hash
-from medseq.errors import CacheError
-from medseq.io.atomic import (
-    is_abandoned_temporary,
-    remove_abandoned_temporaries,
-    write_text_atomic,
-)
-from medseq.io.cohort import ImageFormat, SeriesInfo
-from medseq.preprocess.manifest import (
+from medseq.contracts.cache import (
     MANIFEST_NAME,
+    RECORD_NAME,
     SCHEMA_VERSION,
     CacheManifest,
     PatientRecord,
     read_manifest,
+    read_patient_record,
     write_manifest,
+    write_patient_record,
 )
+from medseq.errors import CacheError
+from medseq.io.atomic import (
+    is_abandoned_temporary,
+    remove_abandoned_temporaries,
+)
+from medseq.io.cohort import ImageFormat, SeriesInfo
 
-RECORD_NAME = "patient.json"
 LOCK_NAME = ".manifest.lock"
 CHUNK = 1 << 20
 _OUTPUT = re.compile(r"^(t\d{2,}_(image\.nii|mask\.nii|mask_native\.nii\.gz)|crops\.npy)$")
@@ -156,7 +155,7 @@ class CacheIndex:
         """Write the patient's record, then the manifest (both atomically)."""
         folder = self.cache_dir / record.patient_id
         folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(folder / RECORD_NAME, record.model_dump_json(indent=2) + "\n")
+        write_patient_record(folder, record)
         with _locked(self.cache_dir):
             self._refresh()
             self.manifest.patients[record.patient_id] = record
@@ -227,8 +226,8 @@ def remove_abandoned(cache_dir: Path, *, sole_writer: bool) -> int:
 def _committed_records(cache_dir: Path) -> Iterator[PatientRecord]:
     for path in sorted(cache_dir.glob(f"*/{RECORD_NAME}")):
         try:
-            yield PatientRecord.model_validate_json(path.read_text(encoding="utf-8"))
-        except (OSError, ValidationError):
+            yield read_patient_record(path)
+        except CacheError:
             continue  # a torn or foreign file: that patient is simply redone
 
 

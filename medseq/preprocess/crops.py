@@ -12,9 +12,9 @@ import numpy as np
 import SimpleITK as sitk  # noqa: N813 - the name every ITK user knows
 
 from medseq.arrays import nonzero_box
+from medseq.contracts.cache import TargetRecord
 from medseq.io.volume import Volume
 from medseq.preprocess.config import PreprocessConfig
-from medseq.preprocess.manifest import TargetRecord
 from medseq.preprocess.normalize import IntensityRecord, normalize
 from medseq.preprocess.orient import cube_grid
 from medseq.preprocess.resample import resample

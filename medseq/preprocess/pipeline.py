@@ -18,12 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
+from medseq.contracts.cache import (
+    PatientRecord,
+    PatientStatus,
+    TargetRecord,
+    TimepointRecord,
+)
 from medseq.errors import InputDataError
 from medseq.io.atomic import atomic_path
 from medseq.io.cohort import Patient, Timepoint
 from medseq.io.volume import Volume
 from medseq.preprocess.config import PreprocessConfig
-from medseq.preprocess.manifest import PatientRecord, TargetRecord, TimepointRecord
 from medseq.preprocess.normalize import Modality, detect_modality, intensity_record
 from medseq.preprocess.orient import Grid, canonical_grid
 
@@ -176,7 +181,8 @@ def process_patient(job: PatientJob) -> PatientRecord:
         with timings.stage("write"):
             _save_array(job.cache_dir / crops_rel, np.stack(crops))
     return PatientRecord(
-        patient_id=job.cache_id, status="ok", input_hash=job.input_hash, modality=modality,
+        patient_id=job.cache_id, status=PatientStatus.OK, input_hash=job.input_hash,
+        modality=modality,
         label=patient.label, has_mask=has_mask, timepoints=records, targets=targets,
         crops=crops_rel,
         crop_shape=[len(records), len(targets), 2, *[config.crop_size] * 3] if crops else None,

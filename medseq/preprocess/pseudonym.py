@@ -18,8 +18,8 @@ import secrets
 import tempfile
 from pathlib import Path
 
+from medseq.contracts.cache import SALT_NAME
 from medseq.errors import CacheError
-from medseq.preprocess.manifest import SALT_NAME
 
 KEY_BYTES = 32
 PSEUDONYM_HEX = 10

@@ -21,9 +21,9 @@ from typing import Literal
 import numpy as np
 import SimpleITK as sitk  # noqa: N813 - the name every ITK user knows
 
+from medseq.contracts.cache import RegistrationRecord
 from medseq.io.volume import Volume
 from medseq.preprocess.config import RegistrationConfig
-from medseq.preprocess.manifest import RegistrationRecord
 from medseq.preprocess.resample import FLIP, to_sitk
 
 Modality = Literal["CT", "MR"]

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from medseq.config import config_hash
+from medseq.contracts.cache import MANIFEST_NAME, PatientRecord, PatientStatus, read_manifest
 from medseq.errors import CacheError, MedseqError
 from medseq.io.cohort import Cohort, Patient, SkipKind
 from medseq.io.writer_lock import writer_lock
@@ -38,7 +39,6 @@ from medseq.preprocess.cache import (
     remove_abandoned,
 )
 from medseq.preprocess.config import PIPELINE_VERSION, PreprocessConfig
-from medseq.preprocess.manifest import MANIFEST_NAME, PatientRecord, read_manifest
 from medseq.preprocess.orient import ras_spacing
 from medseq.preprocess.pipeline import PatientJob, SourceHashes, process_patient
 from medseq.preprocess.pseudonym import hashed_uid, hide_uids, load_or_create_salt, pseudonym
@@ -145,7 +145,7 @@ def _run_locked(
         nonlocal done
         folder = cache_dir / record.patient_id
         record.timings["committed_at"] = round(time.time(), 3)
-        if record.status == "ok":
+        if record.status == PatientStatus.OK:
             clear_stale(folder, keep=outputs_of(record), sole_writer=sole_writer)
             summary.processed += 1
             summary.timepoints += len(record.timepoints)
@@ -161,7 +161,7 @@ def _run_locked(
         done += 1
         if on_progress is not None:
             on_progress(done, len(ordered))
-        return record.status != "ok" and fail_fast
+        return record.status != PatientStatus.OK and fail_fast
 
     def jobs() -> Iterator[PatientJob]:
         nonlocal done
@@ -301,7 +301,7 @@ def _safe_process(job: PatientJob) -> PatientRecord:
 
 def _failed(cache_id: str, patient: Patient, error: str, *, input_hash: str = ""
             ) -> PatientRecord:
-    return PatientRecord(patient_id=cache_id, status="failed", error=error,
+    return PatientRecord(patient_id=cache_id, status=PatientStatus.FAILED, error=error,
                          input_hash=input_hash, label=patient.label)
 
 
@@ -345,7 +345,7 @@ def _series_ids(patient: Patient, key: bytes | None) -> tuple[str | None, ...]:
 
 
 def _up_to_date(cache_dir: Path, record: PatientRecord, wanted_hash: str) -> bool:
-    return (record.status == "ok" and record.input_hash == wanted_hash
+    return (record.status == PatientStatus.OK and record.input_hash == wanted_hash
             and is_complete(cache_dir, record))
 
 

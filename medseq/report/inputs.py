@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medseq.console import warn
+from medseq.contracts.cache import CacheManifest, read_manifest
 from medseq.contracts.evaluation import (
     EVALUATION_NAME,
     Cohort,
@@ -31,7 +32,6 @@ from medseq.evaluation.rundir import (
     read_splits,
     require_run,
 )
-from medseq.preprocess.manifest import CacheManifest, read_manifest
 from medseq.report.records import ReportOptions
 
 Tracks = Mapping[str, Mapping[str, Any]]
@@ -115,7 +115,7 @@ def id_mapper(inputs: RunInputs, *, keep_ids: bool) -> Callable[[str], str]:
     manifest, run_dir, cache_dir = inputs.manifest, inputs.run_dir, inputs.cache_dir
     if keep_ids or manifest is None or manifest.pseudonymised:
         return lambda pid: pid
-    from medseq.preprocess.manifest import SALT_NAME
+    from medseq.contracts.cache import SALT_NAME
     from medseq.preprocess.pseudonym import load_or_create_salt, pseudonym
 
     key_dir = run_dir if (run_dir / SALT_NAME).is_file() else cache_dir

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medseq.preprocess.manifest import TimepointRecord
+from medseq.contracts.cache import TimepointRecord
 from medseq.report.figures import LesionSlices
 
 MIN_HALF_WIDTH_MM = 15.0

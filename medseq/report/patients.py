@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from medseq.contracts.cache import PatientRecord
 from medseq.evaluation.rundir import PatientPrediction
-from medseq.preprocess.manifest import PatientRecord
 from medseq.report import figures
 from medseq.report.inputs import RunInputs
 from medseq.report.records import Figure, PatientSection, figure

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from medseq.contracts.cache import TimepointRecord
 from medseq.contracts.tracks import (
     LesionRow,
     LesionStatus,
@@ -22,7 +23,6 @@ from medseq.contracts.tracks import (
     ResponseRow,
 )
 from medseq.errors import InputDataError
-from medseq.preprocess.manifest import TimepointRecord
 from medseq.tracking.lesion_info import LesionInfo
 from medseq.tracking.lesions import LesionSet
 from medseq.tracking.match import Frame, Observation, Tracking

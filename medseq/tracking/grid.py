@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medseq.contracts.cache import TimepointRecord
 from medseq.errors import CacheError
-from medseq.preprocess.manifest import TimepointRecord
 from medseq.tracking.lesions import LesionSet, find_lesions
 from medseq.tracking.match import Frame
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from medseq.contracts.cache import PatientRecord, read_manifest
 from medseq.contracts.tracks import PatientTracking, Response
 from medseq.errors import InputDataError
-from medseq.preprocess.manifest import PatientRecord, read_manifest
 from medseq.tracking.assemble import assemble
 from medseq.tracking.grid import baseline_grid, measure_timepoint, registered_frame
 from medseq.tracking.lesion_info import LesionInfo, read_lesion_info

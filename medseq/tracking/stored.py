@@ -19,9 +19,9 @@ from pathlib import Path
 
 from medseq import __version__
 from medseq.config import canonical_hash
+from medseq.contracts.cache import MANIFEST_NAME
 from medseq.contracts.tracks import TRACKS_NAME, TrackingSettings, TracksDocument, read_tracks
 from medseq.errors import CacheError, OutputInUseError
-from medseq.preprocess.manifest import MANIFEST_NAME
 from medseq.tracking.lesions import DEFAULT_MIN_VOLUME_ML
 from medseq.tracking.match import MatchSettings
 

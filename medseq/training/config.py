@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medseq.models.config import ModelConfig
+from medseq.contracts.run import ModelConfig
 
 
 class OptimiserConfig(BaseModel):

@@ -19,9 +19,9 @@ import torch
 from torch.nn import functional
 from torch.utils.data import Dataset
 
+from medseq.contracts.cache import PatientRecord
 from medseq.errors import CacheError
 from medseq.models.sequence import resize_crops
-from medseq.preprocess.manifest import PatientRecord
 from medseq.training.config import AugmentConfig
 
 Batch = dict[str, torch.Tensor]

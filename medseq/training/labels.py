@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medseq.contracts.cache import CacheManifest, PatientRecord
+from medseq.contracts.run import RECIST_CLASSES
 from medseq.csv_cells import unescape_cell
 from medseq.errors import CacheError, InputDataError
-from medseq.models.config import RECIST_CLASSES
-from medseq.preprocess.manifest import CacheManifest, PatientRecord
 
 _RECIST_INDEX = {name: i for i, name in enumerate(RECIST_CLASSES)}
 _TRUE = {"1", "true", "yes", "responder", "cr", "pr"}

@@ -20,8 +20,8 @@ from torch import nn
 from torch.nn import functional
 from torch.utils.data import DataLoader, DistributedSampler
 
+from medseq.contracts.cache import PatientRecord
 from medseq.models.sequence import ResponseModel, SequenceOutput
-from medseq.preprocess.manifest import PatientRecord
 from medseq.training import checkpoint as ckpt
 from medseq.training.config import TrainConfig
 from medseq.training.dataset import Batch, CacheDataset, collate

@@ -7,7 +7,6 @@ only by rank 0 under torchrun.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import statistics
 from dataclasses import dataclass
@@ -18,13 +17,27 @@ import numpy as np
 import torch
 
 from medseq.config import config_hash, dump_yaml
+from medseq.contracts.cache import CacheManifest, read_manifest
+from medseq.contracts.run import (
+    EpochRow,
+    FoldPrediction,
+    FoldResultDocument,
+    ModelCard,
+    PredictionLine,
+    Splits,
+    append_metrics,
+    read_fold_result,
+    read_splits,
+    write_fold_result,
+    write_metrics,
+    write_predictions,
+    write_splits,
+)
 from medseq.errors import CacheError, InputDataError, UsageError
 from medseq.io.atomic import write_text_atomic
 from medseq.io.writer_lock import writer_lock
-from medseq.models.io import ModelCard, save_model
-from medseq.preprocess.manifest import CacheManifest, read_manifest
+from medseq.models.io import save_model
 from medseq.preprocess.pseudonym import copy_salt
-from medseq.schema import SCHEMA_VERSION, versioned
 from medseq.training import checkpoint as ckpt
 from medseq.training.config import TrainConfig
 from medseq.training.distributed import DistInfo, barrier, broadcast, init_from_env, shutdown
@@ -107,7 +120,7 @@ def _run(
     reporter = Reporter(run_dir / "log.txt" if dist.is_main else None,
                         enabled=progress and dist.is_main)
     if resume:
-        splits = _read_splits(run_dir)
+        splits = read_splits(run_dir)
     else:
         if (run_dir / "config.yaml").exists():
             raise UsageError("already holds a training run; use --resume or another -o",
@@ -116,11 +129,11 @@ def _run(
                            if dist.is_main else None)
         if dist.is_main:
             write_text_atomic(run_dir / "config.yaml", dump_yaml(config))
-            write_text_atomic(run_dir / "splits.json", json.dumps(splits, indent=1) + "\n")
+            write_splits(run_dir, splits)
             copy_salt(cache_dir, run_dir)  # owner-only (0600), like the cache's
         barrier(dist)
-    labels: dict[str, int] = {p: int(v) for p, v in splits["labels"].items()}
-    fold_of: dict[str, int] = {p: int(v) for p, v in splits["folds"].items()}
+    labels: dict[str, int] = dict(splits.labels)
+    fold_of: dict[str, int] = dict(splits.folds)
     missing = [p for p in labels if p not in manifest.patients]
     if missing:
         raise CacheError(f"{len(missing)} patients of splits.json are not in the cache "
@@ -135,8 +148,8 @@ def _run(
     with reporter:
         if not resume:
             reporter.message(
-                f"training on {len(labels)} patients (labels from {splits['label_source']}); "
-                + (splits["excluded_summary"] or "none excluded")
+                f"training on {len(labels)} patients (labels from {splits.label_source}); "
+                + (splits.excluded_summary or "none excluded")
                 + f"; {config.folds}-fold cross-validation, device {device.type}"
                 + (f", {dist.world} processes" if dist.enabled else "")
             )
@@ -153,8 +166,7 @@ def _run(
         def on_epoch(spec: FoldSpec, row: dict[str, Any]) -> None:
             reporter.epoch(_title(spec, config.folds), row)
             if dist.is_main:
-                with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-                    handle.write(_metrics_line(row))
+                append_metrics(run_dir, EpochRow.model_validate(row))
 
         ctx.on_epoch = on_epoch
         for k in range(config.folds):
@@ -197,14 +209,14 @@ def _run(
                 barrier(dist)
             reporter.message(f"final model: {final_epochs} epochs on all {len(labels)} patients")
     return RunSummary(
-        run_dir=run_dir, patients=len(labels), label_source=str(splits["label_source"]),
-        excluded=str(splits["excluded_summary"]), oof_auc=oof, best_epochs=best_epochs,
+        run_dir=run_dir, patients=len(labels), label_source=splits.label_source,
+        excluded=splits.excluded_summary, oof_auc=oof, best_epochs=best_epochs,
         final_epochs=final_epochs,
     )
 
 
 def _new_splits(cache_dir: Path, manifest: CacheManifest, config: TrainConfig,
-                labels_csv: Path | None) -> dict[str, Any]:
+                labels_csv: Path | None) -> Splits:
     found = resolve_labels(cache_dir, manifest, task=config.model.task, labels_csv=labels_csv)
     if not found.labels:
         raise InputDataError(
@@ -218,28 +230,18 @@ def _new_splits(cache_dir: Path, manifest: CacheManifest, config: TrainConfig,
         raise InputDataError(f"all {len(responders)} labelled patients are {kind}; "
                              "training needs both", path=cache_dir)
     folds = stratified_folds(found.labels, config.folds, config.seed)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "seed": config.seed,
-        "folds_count": config.folds,
-        "cache": str(Path(cache_dir).resolve()),  # for report / evaluate (issue 7)
-        "config_hash": config_hash(config),
-        "label_source": found.source,
-        "label_names": config.model.label_names,
-        "excluded_summary": found.exclusion_summary(),
-        "excluded": found.excluded,
-        "labels": found.labels,
-        "folds": folds,
-    }
-
-
-def _read_splits(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "splits.json"
-    try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise CacheError(f"cannot resume: unreadable splits.json ({err})", path=run_dir) from None
-    return data
+    return Splits(
+        seed=config.seed,
+        folds_count=config.folds,
+        cache=str(Path(cache_dir).resolve()),  # for report / evaluate (issue 7)
+        config_hash=config_hash(config),
+        label_source=found.source,
+        label_names=config.model.label_names,
+        excluded_summary=found.exclusion_summary(),
+        excluded=found.excluded,
+        labels=found.labels,
+        folds=folds,
+    )
 
 
 def _completed_results(run_dir: Path, folds: int) -> dict[str, FoldResult]:
@@ -247,11 +249,12 @@ def _completed_results(run_dir: Path, folds: int) -> dict[str, FoldResult]:
     for k in range(folds):
         path = run_dir / "folds" / str(k) / "result.json"
         if path.is_file() and (path.parent / "model.safetensors").is_file():
-            data = json.loads(path.read_text(encoding="utf-8"))
+            doc = read_fold_result(run_dir, k)
             results[str(k)] = FoldResult(
-                name=str(k), best_epoch=int(data["best_epoch"]),
-                epochs_run=int(data["epochs_run"]), history=list(data["history"]),
-                predictions=dict(data["predictions"]),
+                name=str(k), best_epoch=doc.best_epoch, epochs_run=doc.epochs_run,
+                history=[row.model_dump(exclude_unset=True) for row in doc.history],
+                predictions={p: v.model_dump(exclude_unset=True)
+                             for p, v in doc.predictions.items()},
             )
     return results
 
@@ -263,29 +266,24 @@ def _rewrite_metrics(run_dir: Path, results: dict[str, FoldResult],
     # A checkpoint of a fold whose result was saved (killed before it was cleared) is stale.
     if checkpoint is not None and str(checkpoint.get("fold")) not in results:
         rows.extend(checkpoint.get("history", []))
-    write_text_atomic(run_dir / "metrics.jsonl", "".join(_metrics_line(r) for r in rows))
-
-
-def _metrics_line(row: dict[str, Any]) -> str:
-    """One ``metrics.jsonl`` line (the history rows in checkpoints carry no version)."""
-    return json.dumps(versioned({k: v for k, v in row.items() if k != "schema_version"})) + "\n"
+    write_metrics(run_dir, (EpochRow.model_validate(row) for row in rows))
 
 
 def _save_fold(run_dir: Path, result: FoldResult, card: ModelCard) -> None:
     folder = run_dir / "folds" / result.name
     save_model(folder, result.state, card)
-    document = {"schema_version": SCHEMA_VERSION, "fold": result.name,
-                "best_epoch": result.best_epoch,
-                "epochs_run": result.epochs_run, "history": result.history,
-                "predictions": result.predictions}
-    write_text_atomic(folder / "result.json", json.dumps(document, indent=1) + "\n")
+    write_fold_result(run_dir, FoldResultDocument(
+        fold=result.name, best_epoch=result.best_epoch, epochs_run=result.epochs_run,
+        history=[EpochRow.model_validate(row) for row in result.history],
+        predictions={p: FoldPrediction.model_validate(v) for p, v in result.predictions.items()},
+    ))
 
 
 def _write_predictions(
     run_dir: Path, results: dict[str, FoldResult], fold_of: dict[str, int],
     labels: dict[str, int], records: dict[str, Any], config: TrainConfig, dist: DistInfo,
 ) -> float | None:
-    lines: list[str] = []
+    lines: list[PredictionLine] = []
     y: list[int] = []
     scores: list[float] = []
     for pid in sorted(labels):
@@ -294,7 +292,6 @@ def _write_predictions(
         record = records[pid]
         responder = labels[pid] if config.model.task == "binary" else int(labels[pid] in (0, 1))
         entry: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
             "patient_id": pid,
             "fold": fold,
             "label": labels[pid],
@@ -307,18 +304,19 @@ def _write_predictions(
         }
         if "probabilities" in predicted:
             entry["probabilities"] = predicted["probabilities"]
-        lines.append(json.dumps(entry) + "\n")
+        lines.append(PredictionLine.model_validate(entry))
         y.append(responder)
         scores.append(float(predicted["probability"]))
     if dist.is_main:
-        write_text_atomic(run_dir / "predictions.jsonl", "".join(lines))
+        write_predictions(run_dir, lines)
     return roc_auc(y, scores)
 
 
 def _card(config: TrainConfig, manifest: CacheManifest, crop_shape: list[int],
           train: list[str], fold: int | None, epochs: int) -> ModelCard:
     return ModelCard(
-        architecture=config.model, label_names=config.model.label_names, observe=config.observe,
+        architecture=config.model, label_names=config.model.label_names,
+        config_hash=config_hash(config), observe=config.observe,
         crop_shape=crop_shape, input_size=config.input_size, preprocess_config=manifest.config,
         preprocess_config_hash=manifest.config_hash, train_patients=train, fold=fold,
         epochs=epochs,

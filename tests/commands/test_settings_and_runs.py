@@ -36,10 +36,10 @@ def test_evaluate_on_unlabelled_patients_exits_2_with_the_reason(tmp_path: Path)
 
 
 def _external(tmp_path: Path, *, card_config: dict, card_hash: str) -> tuple[Path, Path]:
-    from medseq.models.config import ModelConfig
-    from medseq.models.io import ModelCard, save_model
+    from medseq.contracts.cache import read_manifest, write_manifest
+    from medseq.contracts.run import ModelCard, ModelConfig
+    from medseq.models.io import save_model
     from medseq.models.sequence import ResponseModel
-    from medseq.preprocess.manifest import read_manifest, write_manifest
 
     ids = ["e0", "e1", "e2", "e3"]
     cache = tmp_path / "external"

@@ -158,8 +158,8 @@ def test_ctrl_c_before_the_run_starts_has_nothing_to_resume(
 def test_every_run_document_has_a_schema_version_and_older_ones_still_read(
     cache: Path, config_file: Path, tmp_path: Path
 ) -> None:
+    from medseq.contracts.run import read_card
     from medseq.evaluation.rundir import read_predictions, read_splits
-    from medseq.models.io import read_card
 
     run = tmp_path / "run"
     result = runner.invoke(app, ["train", str(cache), "-o", str(run), "--config",

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from medseq.dicom_objects.grid import ImageGrid
-from medseq.io.nifti import save_nifti
-from medseq.io.volume import Volume
-from medseq.preprocess.manifest import (
+from medseq.contracts.cache import (
     CacheManifest,
     PatientRecord,
     TimepointRecord,
     write_manifest,
 )
+from medseq.dicom_objects.grid import ImageGrid
+from medseq.io.nifti import save_nifti
+from medseq.io.volume import Volume
 from medseq.preprocess.pseudonym import load_or_create_salt, pseudonym
 from tests.dicom_objects.factory import write_ct
 

@@ -10,10 +10,10 @@ import torch
 from typer.testing import CliRunner
 
 from medseq.cli import app
-from medseq.models.config import ModelConfig
-from medseq.models.io import ModelCard, save_model
+from medseq.contracts.cache import read_manifest, write_manifest
+from medseq.contracts.run import ModelCard, ModelConfig
+from medseq.models.io import save_model
 from medseq.models.sequence import ResponseModel
-from medseq.preprocess.manifest import read_manifest, write_manifest
 from tests.fake_run import write_fake_cache, write_fake_run
 
 runner = CliRunner()

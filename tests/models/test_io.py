@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from medseq.contracts.run import ModelCard, ModelConfig
 from medseq.errors import CacheError, InputDataError
-from medseq.models.config import ModelConfig
 from medseq.models.inference import build_model, load_model, predict_patient
-from medseq.models.io import ModelCard, save_model
+from medseq.models.io import save_model
 
 ROOT = Path(__file__).resolve().parents[2]
 

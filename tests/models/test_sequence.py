@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medseq.models.config import ModelConfig
+from medseq.contracts.run import ModelConfig
 from medseq.models.encoder import SmallCNN, build_encoder
 from medseq.models.sequence import DecayRecurrent, LesionPool, ResponseModel
 from tests.models.recurrent_probe import assert_fp32_outside_autocast, recurrent_calls

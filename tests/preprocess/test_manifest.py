@@ -8,15 +8,18 @@ from pathlib import Path
 import pytest
 
 from medseq import __version__
-from medseq.errors import CacheError
-from medseq.preprocess.manifest import (
+from medseq.contracts.cache import (
     SCHEMA_VERSION,
     CacheManifest,
     PatientRecord,
+    PatientStatus,
     TimepointRecord,
     read_manifest,
+    read_patient_record,
     write_manifest,
+    write_patient_record,
 )
+from medseq.errors import CacheError
 
 
 def _manifest() -> CacheManifest:
@@ -65,3 +68,50 @@ def test_invalid_and_unreadable_manifests_are_one_line(tmp_path: Path) -> None:
         read_manifest(tmp_path)
     assert "patients.P1.timepoints.0.days" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_newer_schema_version_is_refused_in_one_line(tmp_path: Path) -> None:
+    data = json.loads(_manifest().model_dump_json())
+    data["schema_version"] = SCHEMA_VERSION + 1
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(CacheError) as info:
+        read_manifest(tmp_path)
+    assert "newer than this medseq reads" in str(info.value)
+    assert "manifest.json" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_manifest_without_schema_version_says_how_to_regenerate(tmp_path: Path) -> None:
+    data = json.loads(_manifest().model_dump_json())
+    del data["schema_version"]
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(CacheError, match="rerun medseq preprocess into a new cache folder"):
+        read_manifest(tmp_path)
+
+
+def test_written_manifest_starts_with_schema_version(tmp_path: Path) -> None:
+    path = write_manifest(tmp_path, _manifest())
+    assert next(iter(json.loads(path.read_text()))) == "schema_version"
+    assert read_manifest(tmp_path).patients["P0"].status is PatientStatus.FAILED
+
+
+def test_patient_record_round_trip_and_older_records(tmp_path: Path) -> None:
+    record = _manifest().patients["P1"]
+    path = write_patient_record(tmp_path, record)
+    assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION
+    assert read_patient_record(path) == record
+    # a record written before patient.json was versioned has the same shape: read as version 1
+    path.write_text(record.model_dump_json())
+    assert read_patient_record(path) == record
+    path.write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1,
+                                **json.loads(record.model_dump_json())}))
+    with pytest.raises(CacheError, match="newer than this medseq reads"):
+        read_patient_record(path)
+
+
+def test_unknown_status_is_refused(tmp_path: Path) -> None:
+    data = json.loads(_manifest().model_dump_json())
+    data["patients"]["P1"]["status"] = "maybe"
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(CacheError, match=r"patients\.P1\.status"):
+        read_manifest(tmp_path)

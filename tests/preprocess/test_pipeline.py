@@ -10,9 +10,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from medseq.contracts.cache import read_manifest
 from medseq.io.discover import discover
 from medseq.preprocess.config import PreprocessConfig
-from medseq.preprocess.manifest import read_manifest
 from medseq.preprocess.pseudonym import load_or_create_salt, pseudonym
 from medseq.preprocess.runner import run_preprocess
 from tests.preprocess.conftest import (

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from medseq.contracts.cache import SALT_NAME
 from medseq.errors import CacheError
-from medseq.preprocess.manifest import SALT_NAME
 from medseq.preprocess.pseudonym import load_or_create_salt, pseudonym, read_salt
 
 

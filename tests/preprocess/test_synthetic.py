@@ -10,10 +10,10 @@ import numpy as np
 import pydicom
 import pytest
 
+from medseq.contracts.cache import read_manifest
 from medseq.data.synthetic.cohort import generate_cohort
 from medseq.io.discover import discover
 from medseq.preprocess.config import PreprocessConfig
-from medseq.preprocess.manifest import read_manifest
 from medseq.preprocess.runner import run_preprocess
 
 

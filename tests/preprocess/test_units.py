@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medseq.contracts.cache import PatientRecord, read_manifest
 from medseq.io.cohort import ImageFormat, SeriesInfo
 from medseq.io.volume import Volume
 from medseq.preprocess.cache import CacheIndex, clear_stale, content_hash
 from medseq.preprocess.config import PreprocessConfig
 from medseq.preprocess.crops import select_targets
-from medseq.preprocess.manifest import PatientRecord, read_manifest
 from medseq.preprocess.normalize import detect_modality, intensity_record, normalize
 from medseq.preprocess.pseudonym import load_or_create_salt, pseudonym
 

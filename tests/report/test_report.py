@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from medseq.contracts.cache import read_manifest, write_manifest
 from medseq.contracts.evaluation import EVALUATION_NAME, read_evaluation
 from medseq.errors import UsageError
-from medseq.preprocess.manifest import read_manifest, write_manifest
 from medseq.report.build import ReportOptions, build_report
 from medseq.report.figures import LesionSlices, montage_figure
 from tests.fake_run import (

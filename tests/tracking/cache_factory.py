@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from medseq.io.nifti import save_nifti
-from medseq.io.volume import Volume
-from medseq.preprocess.manifest import (
+from medseq.contracts.cache import (
     CacheManifest,
     PatientRecord,
     TimepointRecord,
     write_manifest,
 )
+from medseq.io.nifti import save_nifti
+from medseq.io.volume import Volume
 
 SHAPE = (80, 80, 16)
 

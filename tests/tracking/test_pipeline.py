@@ -228,7 +228,7 @@ def test_write_outputs(results: dict[str, PatientTracking], tmp_path: Path) -> N
 
 
 def test_flagged_registration_is_noted(tmp_path: Path) -> None:
-    from medseq.preprocess.manifest import read_manifest, write_manifest
+    from medseq.contracts.cache import read_manifest, write_manifest
 
     builder = CacheBuilder(tmp_path / "cache")
     builder.add("p1", Scan((Disc(A, 20.0),), days=0), Scan((Disc(A, 20.0),), days=30))

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from medseq.cli import app
+from medseq.contracts.cache import read_manifest, write_manifest
 from medseq.contracts.tracks import (
     TRACKS_NAME,
     LesionStatus,
@@ -18,7 +19,6 @@ from medseq.contracts.tracks import (
     read_tracks,
 )
 from medseq.errors import CacheError
-from medseq.preprocess.manifest import read_manifest, write_manifest
 from medseq.tracking.outcome import RECIST_ORDER, tracking_labels
 from medseq.tracking.outputs import (
     read_lesions_csv,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medseq.preprocess.manifest import (
+from medseq.contracts.cache import (
     CacheManifest,
     PatientRecord,
     TargetRecord,

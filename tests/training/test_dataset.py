@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medseq.preprocess.manifest import read_manifest
+from medseq.contracts.cache import read_manifest
 from medseq.training.config import AugmentConfig
 from medseq.training.dataset import CacheDataset, augment_patient, collate
 

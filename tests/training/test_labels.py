@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from medseq.contracts.cache import read_manifest
 from medseq.contracts.tracks import PatientTracking, Response
 from medseq.errors import InputDataError
-from medseq.preprocess.manifest import read_manifest
 from medseq.tracking.outputs import tracks_document
 from medseq.tracking.stored import input_hash, store_tracks
 from medseq.training.labels import resolve_labels

@@ -53,7 +53,7 @@ def _cohort(root: Path) -> Path:
 def _check_tracking_labels(cache: Path, csv_labels: dict[str, int]) -> None:
     """Without labels in the manifest, train's default labels come from RECIST tracking over all
     scans; on the sample data they agree with the generator's ground-truth labels."""
-    from medseq.preprocess.manifest import read_manifest
+    from medseq.contracts.cache import read_manifest
     from medseq.training.labels import resolve_labels
 
     manifest = read_manifest(cache)

@@ -86,7 +86,7 @@ def test_fold_model_reproduces_its_out_of_fold_probability(unbroken: Path, fake_
     manifest = json.loads((fake_cache / "manifest.json").read_text())
     first = json.loads((unbroken / "predictions.jsonl").read_text().splitlines()[0])
     model, _ = load_model(unbroken / "folds" / str(first["fold"]))
-    from medseq.preprocess.manifest import PatientRecord
+    from medseq.contracts.cache import PatientRecord
 
     record = PatientRecord.model_validate(manifest["patients"][first["patient_id"]])
     crops = load_crops(fake_cache, record, len(record.timepoints))

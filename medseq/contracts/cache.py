@@ -1,34 +1,45 @@
-"""The cache manifest: the contract between ``preprocess`` and every later stage.
+"""The cache: ``CACHE/manifest.json`` and the per-patient commit records ``<id>/patient.json``.
 
-``CACHE/manifest.json`` is the only index of a cache. ``track``, ``train``, ``predict`` and
-``report`` read it through :func:`read_manifest`; nothing else walks the cache folder. The
-format is documented in ``docs/architecture.md``; bump :data:`SCHEMA_VERSION` on any
+``manifest.json`` is the only index of a cache, written by ``preprocess``; ``track``, ``train``,
+``predict`` and ``report`` read it through :func:`read_manifest`; nothing else walks the cache
+folder. ``patient.json`` (one :class:`PatientRecord`) commits a patient; ``preprocess`` folds
+the records back into the manifest (:func:`write_patient_record`, :func:`read_patient_record`).
+The format is documented in ``docs/architecture.md``; bump :data:`SCHEMA_VERSION` on any
 incompatible change.
 """
 
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from medseq.config import first_validation_error
+from medseq.contracts.document import (
+    Document,
+    Record,
+    check_version,
+    dump_document,
+    read_document,
+    validate,
+)
 from medseq.errors import CacheError
 from medseq.io.atomic import write_text_atomic
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+RECORD_NAME = "patient.json"
 SALT_NAME = "salt.key"
+"""The pseudonymisation key, in the cache and copied into each run directory."""
+REGENERATE = "rerun medseq preprocess into a new cache folder"
 
 Matrix4 = list[list[float]]
 
 
-class RegistrationRecord(BaseModel):
+class RegistrationRecord(Record):
     """How a follow-up was registered to the baseline (identity for the baseline itself)."""
-
-    model_config = ConfigDict(extra="allow")
 
     method: str = "identity"
     metric: str | None = None
@@ -43,10 +54,8 @@ class RegistrationRecord(BaseModel):
     """``moments`` (body centroids) or ``geometry`` (image centres)."""
 
 
-class TimepointRecord(BaseModel):
+class TimepointRecord(Record):
     """One preprocessed timepoint; paths are relative to the cache root."""
-
-    model_config = ConfigDict(extra="allow")
 
     index: int
     days: int
@@ -82,25 +91,27 @@ class TimepointRecord(BaseModel):
     """How the crops of this timepoint were normalised (CT window, or MR body mean/std)."""
 
 
-class TargetRecord(BaseModel):
+class TargetRecord(Record):
     """A lesion-centred crop location, fixed at baseline in the registered frame."""
-
-    model_config = ConfigDict(extra="allow")
 
     index: int
     centroid_mm: list[float]
     volume_ml: float
 
 
-class PatientRecord(BaseModel):
-    """One patient in the cache."""
+class PatientStatus(str, Enum):
+    """Outcome of preprocessing one patient."""
 
-    model_config = ConfigDict(extra="allow")
+    OK = "ok"
+    FAILED = "failed"
+
+
+class PatientRecord(Record):
+    """One patient in the cache."""
 
     patient_id: str
     """Pseudonymous id (or the original id with ``--keep-ids``)."""
-    status: str = "ok"
-    """``ok`` or ``failed``."""
+    status: PatientStatus = PatientStatus.OK
     error: str | None = None
     input_hash: str = ""
     """Hash over the patient's inputs and the config: unchanged means up to date."""
@@ -120,23 +131,27 @@ class PatientRecord(BaseModel):
     """Seconds per stage and ``committed_at`` (epoch seconds); not part of the content."""
 
 
-class CacheManifest(BaseModel):
+class CacheManifest(Document):
     """``CACHE/manifest.json``."""
 
-    model_config = ConfigDict(extra="allow")
+    SCHEMA: ClassVar[int] = SCHEMA_VERSION
+    OLDEST: ClassVar[int] = SCHEMA_VERSION
+    REGENERATE: ClassVar[str] = REGENERATE
 
     schema_version: int = SCHEMA_VERSION
     medseq_version: str
     config: dict[str, Any]
+    """The preprocessing settings as given (free-form: owned by ``medseq.preprocess.config``)."""
     config_hash: str
     fingerprint: dict[str, Any] = Field(default_factory=dict)
-    """Cohort facts fixed at the first run, e.g. the target spacing and how it was chosen."""
+    """Cohort facts fixed at the first run, e.g. the target spacing and how it was chosen
+    (free-form: owned by ``medseq.preprocess.runner``)."""
     pseudonymised: bool = True
     patients: dict[str, PatientRecord] = Field(default_factory=dict)
 
     def ok_patients(self) -> list[PatientRecord]:
         """Patients preprocessed successfully, in id order."""
-        return [p for _, p in sorted(self.patients.items()) if p.status == "ok"]
+        return [p for _, p in sorted(self.patients.items()) if p.status == PatientStatus.OK]
 
 
 def read_manifest(cache_dir: Path) -> CacheManifest:
@@ -146,24 +161,47 @@ def read_manifest(cache_dir: Path) -> CacheManifest:
         raise CacheError("no manifest.json: not a medseq cache (run medseq preprocess first)",
                          path=cache_dir)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise CacheError(f"unreadable manifest ({err})", path=path) from None
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    if version != SCHEMA_VERSION:
-        raise CacheError(
-            f"cache schema version {version}, this medseq reads {SCHEMA_VERSION}; rerun preprocess",
-            path=path,
-        )
-    try:
-        return CacheManifest.model_validate(data)
-    except ValidationError as err:
-        where, message = first_validation_error(err)
-        raise CacheError(f"invalid manifest at {where}: {message}", path=path) from None
+        return read_document(path, CacheManifest)
+    except CacheError as err:
+        if err.reason.startswith("unreadable"):
+            raise CacheError(f"unreadable manifest{err.reason.removeprefix('unreadable')}",
+                             path=path) from None
+        if err.reason.startswith("invalid "):
+            raise CacheError(f"invalid manifest at {err.reason.removeprefix('invalid ')}",
+                             path=path) from None
+        raise
 
 
 def write_manifest(cache_dir: Path, manifest: CacheManifest) -> Path:
     """Write ``manifest.json`` atomically (temporary file, then rename)."""
     path = Path(cache_dir) / MANIFEST_NAME
-    write_text_atomic(path, manifest.model_dump_json(indent=2) + "\n")
+    manifest.schema_version = SCHEMA_VERSION
+    write_text_atomic(path, dump_document(manifest))
     return path
+
+
+def write_patient_record(patient_dir: Path, record: PatientRecord) -> Path:
+    """Commit ``record`` as ``patient_dir/patient.json`` (atomic, ``schema_version`` first)."""
+    path = Path(patient_dir) / RECORD_NAME
+    body = json.loads(record.model_dump_json())
+    write_text_atomic(path, json.dumps({"schema_version": SCHEMA_VERSION, **body}, indent=2)
+                      + "\n")
+    return path
+
+
+def read_patient_record(path: Path) -> PatientRecord:
+    """Load one ``patient.json``; a one-line CacheError otherwise.
+
+    A record without ``schema_version`` (written before records were versioned) has the
+    version-1 shape and is read as such.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise CacheError(f"unreadable patient record ({err})", path=path) from None
+    if isinstance(data, dict):
+        data.setdefault("schema_version", 1)
+        check_version(CacheManifest, data, path=path)
+        data.pop("schema_version")
+    return validate(PatientRecord, data, path=path)

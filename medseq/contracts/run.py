@@ -1,0 +1,366 @@
+"""The run directory ``medseq train`` writes: splits, predictions, metrics, model cards, folds.
+
+One model, one writer (in ``medseq.training`` / ``medseq.models.io``) and one reader per file:
+
+- ``splits.json``: :class:`Splits` (:func:`write_splits`, :func:`read_splits`);
+- ``predictions.jsonl``: :class:`PredictionLine` (:func:`write_predictions`,
+  :func:`read_predictions`);
+- ``metrics.jsonl``: :class:`MetricsLine` (:func:`write_metrics` / :func:`append_metrics`,
+  :func:`read_metrics`);
+- ``model.json``: :class:`ModelCard` (:func:`write_card`, :func:`read_card`);
+- ``folds/K/result.json``: :class:`FoldResultDocument` (:func:`write_fold_result`,
+  :func:`read_fold_result`).
+
+Documents written before versioning (no ``schema_version``) have the version-1 shape and are
+read as version 1; a newer major version is refused with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import Field, field_validator
+
+from medseq import __version__
+from medseq.contracts.document import (
+    Document,
+    Record,
+    check_version,
+    dump_document,
+    validate,
+)
+from medseq.errors import CacheError
+from medseq.io.atomic import write_text_atomic
+
+SPLITS_NAME = "splits.json"
+PREDICTIONS_NAME = "predictions.jsonl"
+METRICS_NAME = "metrics.jsonl"
+CARD_NAME = "model.json"
+FOLD_RESULT_NAME = "result.json"
+FOLDS_DIR = "folds"
+CARD_FORMAT = 1
+REGENERATE = "retrain with medseq train CACHE -o RUN"
+
+RECIST_CLASSES: tuple[str, ...] = ("CR", "PR", "SD", "PD")
+"""Class order of the ``recist`` task; responders are the first two."""
+BINARY_CLASSES: tuple[str, ...] = ("non-responder", "responder")
+
+
+class RunDocument(Document):
+    """Base of the run directory's documents (one major version for all of them)."""
+
+    SCHEMA: ClassVar[int] = 1
+    OLDEST: ClassVar[int] = 1
+    REGENERATE: ClassVar[str] = REGENERATE
+
+
+# ------------------------------------------------------------------------------ model.json
+
+class ModelConfig(Record):
+    """What the network looks like; saved in ``model.json`` so a model rebuilds itself."""
+
+    encoder: Literal["small", "resnet10", "resnet18"] = "small"
+    """``small``: a 4-block 3D CNN (~0.2 M parameters) that trains on CPUs; the MONAI ResNets
+    belong on a GPU."""
+    widths: list[int] = Field(default_factory=lambda: [8, 16, 32, 64], min_length=1)
+    """Channels of the small encoder's blocks (each block after the first halves the size)."""
+    embed: int = Field(default=64, ge=4)
+    """Lesion embedding size."""
+    pooling: Literal["attention", "mean"] = "attention"
+    """How lesion embeddings of one timepoint are pooled (padding lesions are masked out)."""
+    cell: Literal["lstm", "gru", "rnn"] = "lstm"
+    layers: int = Field(default=1, ge=1, le=4)
+    hidden: int = Field(default=64, ge=4)
+    time: Literal["none", "concat", "decay"] = "concat"
+    """``none``: the intervals are not input; ``concat``: days since baseline and since the
+    previous scan join the timepoint embedding; ``decay``: as concat, and the recurrent memory is
+    discounted by g(dt) = 1/log(e + dt) before each step (T-LSTM style)."""
+    time_scale_days: float = Field(default=100.0, gt=0)
+    """Days are divided by this before entering the network."""
+    task: Literal["binary", "recist"] = "binary"
+    """``binary``: responder (CR/PR) vs not; ``recist``: the four RECIST classes."""
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    in_channels: int = Field(default=2, ge=1)
+    """Image and mask channel of each crop."""
+
+    @property
+    def n_outputs(self) -> int:
+        """Width of the response head."""
+        return 1 if self.task == "binary" else len(RECIST_CLASSES)
+
+    @property
+    def label_names(self) -> list[str]:
+        """Names of the label values, in order."""
+        return list(BINARY_CLASSES if self.task == "binary" else RECIST_CLASSES)
+
+
+class ModelCard(RunDocument):
+    """``model.json``: what a saved model is and what it expects."""
+
+    format: int = CARD_FORMAT
+    medseq_version: str = __version__
+    architecture: ModelConfig
+    label_names: list[str]
+    config_hash: str | None = None
+    """Hash of the training configuration that made the model."""
+    observe: int | None = None
+    """Scans the model sees per patient (the first k); None for all."""
+    crop_shape: list[int] | None = None
+    """[2, S, S, S] of one lesion crop, as cached."""
+    input_size: int | None = None
+    """Crops are resized to this edge length before the encoder (None: used as cached)."""
+    preprocess_config: dict[str, Any] = Field(default_factory=dict)
+    """The cache's preprocessing settings (free-form: owned by ``medseq.preprocess.config``;
+    ``predict`` validates them before preprocessing a new patient the same way)."""
+    preprocess_config_hash: str | None = None
+    preprocess_fingerprint: dict[str, Any] = Field(default_factory=dict)
+    """The cache's fingerprint (target spacing...), so ``predict`` preprocesses on the same grid
+    (free-form: the manifest's ``fingerprint``)."""
+    train_patients: list[str] = Field(default_factory=list)
+    fold: int | None = None
+    """The cross-validation fold this model held out; None for the all-patient model."""
+    epochs: int | None = None
+
+
+def card_path(path: Path) -> Path:
+    """``model.json`` of a model directory, or beside a weights file."""
+    path = Path(path)
+    return path / CARD_NAME if path.is_dir() else path.with_name(CARD_NAME)
+
+
+def write_card(directory: Path, card: ModelCard) -> Path:
+    """Write ``directory/model.json`` atomically."""
+    return _write(Path(directory) / CARD_NAME, card)
+
+
+def read_card(path: Path) -> ModelCard:
+    """Read ``model.json`` from a model directory (or beside the weights file ``path``)."""
+    path = card_path(path)
+    if not path.is_file():
+        raise CacheError(f"no {CARD_NAME} beside the weights", path=path.parent)
+    return _read(path, ModelCard)
+
+
+# ----------------------------------------------------------------------------- splits.json
+
+class Splits(RunDocument):
+    """``splits.json``: who trains, with which label, held out by which fold."""
+
+    seed: int | None = None
+    folds_count: int | None = None
+    cache: str | None = None
+    """Absolute path of the training cache (``report``, ``evaluate`` and ``predict`` find it
+    here)."""
+    config_hash: str | None = None
+    label_source: str = ""
+    """``csv:<path>``, ``manifest`` or ``tracking``."""
+    label_names: list[str] = Field(default_factory=list)
+    excluded_summary: str = ""
+    excluded: dict[str, str] = Field(default_factory=dict)
+    """Patient id -> why it was left out."""
+    labels: dict[str, int] = Field(default_factory=dict)
+    folds: dict[str, int] = Field(default_factory=dict)
+    """Patient id -> the cross-validation fold that holds it out."""
+
+
+def write_splits(run_dir: Path, splits: Splits) -> Path:
+    return _write(Path(run_dir) / SPLITS_NAME, splits)
+
+
+def read_splits(run_dir: Path) -> Splits:
+    return _read(Path(run_dir) / SPLITS_NAME, Splits)
+
+
+# ----------------------------------------------------------------------- predictions.jsonl
+
+class PredictionLine(RunDocument):
+    """One line of ``predictions.jsonl``: the out-of-fold prediction of one patient."""
+
+    patient_id: str
+    fold: int | None = None
+    label: int | None = None
+    """Label index of the task (RECIST class index for the ``recist`` task)."""
+    responder: int | None = None
+    """1 for CR/PR, 0 otherwise (what evaluation scores); absent: ``label`` is binary."""
+    probability: float = Field(ge=0.0, le=1.0)
+    """Probability of response."""
+    observed: int | None = None
+    """Scans the model saw."""
+    days: list[int] = Field(default_factory=list)
+    burden_ml: list[float | None] = Field(default_factory=list)
+    """Observed total lesion burden per scan (mL)."""
+    forecast_ml: list[float | None] = Field(default_factory=list)
+    """Forecast burden of the NEXT scan, made from each observed state (mL)."""
+    probabilities: list[float] | None = None
+    """Per-class probabilities (``recist`` task)."""
+
+    @field_validator("burden_ml", "forecast_ml", mode="after")
+    @classmethod
+    def _finite(cls, values: list[float | None]) -> list[float | None]:
+        return [v if v is None or math.isfinite(v) else None for v in values]
+
+
+def write_predictions(run_dir: Path, rows: Iterable[PredictionLine]) -> Path:
+    """Write ``predictions.jsonl`` atomically (the keys each row was given, version first)."""
+    return _write_lines(Path(run_dir) / PREDICTIONS_NAME, rows)
+
+
+def read_predictions(run_dir: Path) -> list[PredictionLine]:
+    """Every line of ``predictions.jsonl``; a patient twice or no line at all is refused."""
+    path = Path(run_dir) / PREDICTIONS_NAME
+    rows = _read_lines(path, PredictionLine)
+    seen: set[str] = set()
+    for number, row in rows:
+        if row.patient_id in seen:
+            raise CacheError(f"line {number}: patient {row.patient_id} twice", path=path)
+        seen.add(row.patient_id)
+    if not rows:
+        raise CacheError("no predictions", path=path)
+    return [row for _, row in rows]
+
+
+# --------------------------------------------------------------------------- metrics.jsonl
+
+class EpochRow(Record):
+    """One epoch of one model's training."""
+
+    fold: str
+    """``"0"``, ``"1"``, ... or ``"all"`` (the final model)."""
+    epoch: int
+    train_loss: float
+    lr: float | None = None
+    val_loss: float | None = None
+    val_auc: float | None = None
+    seconds: float | None = None
+
+    @field_validator("fold", mode="before")
+    @classmethod
+    def _fold_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class MetricsLine(EpochRow, RunDocument):
+    """One line of ``metrics.jsonl``: an :class:`EpochRow` with ``schema_version`` first."""
+
+
+def write_metrics(run_dir: Path, rows: Iterable[EpochRow]) -> Path:
+    """Write ``metrics.jsonl`` (all rows, atomically)."""
+    return _write_lines(Path(run_dir) / METRICS_NAME, (_metrics_line(r) for r in rows))
+
+
+def append_metrics(run_dir: Path, row: EpochRow) -> None:
+    """Add one epoch to ``metrics.jsonl`` (as training goes; a kill is repaired on resume)."""
+    with open(Path(run_dir) / METRICS_NAME, "a", encoding="utf-8") as handle:
+        handle.write(_line(_metrics_line(row)))
+
+
+def _metrics_line(row: EpochRow) -> MetricsLine:
+    return MetricsLine.model_validate({"schema_version": MetricsLine.SCHEMA,
+                                       **row.model_dump(exclude_unset=True)})
+
+
+def read_metrics(run_dir: Path) -> list[EpochRow]:
+    path = Path(run_dir) / METRICS_NAME
+    return [EpochRow.model_validate(row.model_dump(exclude={"schema_version"}))
+            for _, row in _read_lines(path, MetricsLine)]
+
+
+# --------------------------------------------------------------------- folds/K/result.json
+
+class FoldPrediction(Record):
+    """A held-out patient's prediction by one fold model."""
+
+    probability: float
+    observed: int
+    forecast_ml: list[float]
+    probabilities: list[float] | None = None
+
+
+class FoldResultDocument(RunDocument):
+    """``folds/K/result.json``: what training fold K produced (read again by ``--resume``)."""
+
+    fold: str
+    best_epoch: int
+    epochs_run: int
+    history: list[EpochRow] = Field(default_factory=list)
+    predictions: dict[str, FoldPrediction] = Field(default_factory=dict)
+
+
+def fold_dir(run_dir: Path, fold: str | int) -> Path:
+    return Path(run_dir) / FOLDS_DIR / str(fold)
+
+
+def write_fold_result(run_dir: Path, result: FoldResultDocument) -> Path:
+    """Write ``folds/K/result.json``: rows and predictions keep exactly the keys they were given,
+    so a resumed run rewrites ``metrics.jsonl`` and ``predictions.jsonl`` byte for byte."""
+    path = fold_dir(run_dir, result.fold) / FOLD_RESULT_NAME
+    result.schema_version = FoldResultDocument.SCHEMA
+    write_text_atomic(path, result.model_dump_json(indent=2, exclude_unset=True) + "\n")
+    return path
+
+
+def read_fold_result(run_dir: Path, fold: str | int) -> FoldResultDocument:
+    return _read(fold_dir(run_dir, fold) / FOLD_RESULT_NAME, FoldResultDocument)
+
+
+# --------------------------------------------------------------------------------- helpers
+
+RD = TypeVar("RD", bound=RunDocument)
+
+
+def _line(row: RunDocument) -> str:
+    """One JSON line (``json.dumps`` spacing): ``schema_version``, then the fields given."""
+    row.schema_version = type(row).SCHEMA
+    return json.dumps(row.model_dump(mode="json", exclude_unset=True)) + "\n"
+
+
+def _write_lines(path: Path, rows: Iterable[RunDocument]) -> Path:
+    write_text_atomic(path, "".join(_line(row) for row in rows))
+    return path
+
+
+def _write(path: Path, doc: RunDocument) -> Path:
+    doc.schema_version = type(doc).SCHEMA
+    write_text_atomic(path, dump_document(doc))
+    return path
+
+
+def _read(path: Path, model: type[RD]) -> RD:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CacheError(f"missing; {model.REGENERATE}", path=path) from None
+    except (OSError, ValueError) as err:
+        raise CacheError(f"unreadable JSON ({err})", path=path) from None
+    return _validated(model, data, path=path)
+
+
+def _read_lines(path: Path, model: type[RD]) -> list[tuple[int, RD]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise CacheError(f"missing; {model.REGENERATE}", path=path) from None
+    except OSError as err:
+        raise CacheError(f"cannot read ({err.strerror})", path=path) from None
+    rows: list[tuple[int, RD]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as err:
+            raise CacheError(f"line {number}: not JSON ({err})", path=path) from None
+        rows.append((number, _validated(model, data, path=path, where=f"line {number} at ")))
+    return rows
+
+
+def _validated(model: type[RD], data: object, *, path: Path, where: str = "") -> RD:
+    """Version check (none: the version-1 shape written before versioning), then validation."""
+    if isinstance(data, dict) and "schema_version" not in data:
+        data = {"schema_version": 1, **data}
+    check_version(model, data, path=path)
+    return validate(model, data, path=path, where=where)
