@@ -46,10 +46,6 @@ def patient_section(pid: str, inputs: RunInputs, display: Callable[[str], str], 
         section.note = str(track.get("note", "not tracked"))
     if track is not None:
         section.recist_rows = recist_rows(track)
-    if keep_ids and record is not None:
-        dates = [str((tp.model_extra or {}).get("date", "")) for tp in record.timepoints]
-        if any(dates):
-            section.dates = ", ".join(dates)
     days = _days(prediction, record)
     if days:
         section.figures.append(_trajectory(days, prediction, track))

@@ -46,7 +46,6 @@ class PatientSection:
     forecast: str
     recist_rows: list[list[str]] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)
-    dates: str = ""
     note: str = ""
 
 

@@ -186,11 +186,7 @@ def test_report_shows_no_identifiers_without_keep_ids(tmp_path: Path, unrendered
     cache, run = tmp_path / "cache", tmp_path / "run"
     write_fake_cache(cache, list(names.values()))
     manifest = read_manifest(cache)
-    manifest.pseudonymised = False  # made with --keep-ids: original ids and scan dates
-    for record in manifest.patients.values():
-        for tp, date in zip(record.timepoints, ("1999-03-04", "1999-05-03", "1999-07-02"),
-                            strict=True):
-            tp.date = date  # type: ignore[attr-defined]
+    manifest.pseudonymised = False  # made with --keep-ids: original ids (a cache holds no dates)
     write_manifest(cache, manifest)
     write_fake_run(run, n_patients=4, n_folds=2, cache=cache)
     for name in ("predictions.jsonl", "splits.json"):
@@ -201,14 +197,14 @@ def test_report_shows_no_identifiers_without_keep_ids(tmp_path: Path, unrendered
     write_fake_evaluation(run)
 
     html = build_report(run, ReportOptions(band_resamples=100))
-    for leak in ("DOE", "ROE_", "1999", str(tmp_path)):
+    for leak in ("DOE", "ROE_", str(tmp_path)):
         assert leak not in html, leak
     shown = re.findall(r"<h3>Patient (\S+)</h3>", html)
     assert len(shown) == 4
     assert all(re.fullmatch(r"P[0-9a-f]{10}", s) for s in shown), shown
 
     kept = build_report(run, ReportOptions(band_resamples=100, keep_ids=True))
-    for visible in ("Patient DOE_JANE", "Patient ROE_RICHARD", "1999-03-04", str(run.resolve())):
+    for visible in ("Patient DOE_JANE", "Patient ROE_RICHARD", str(run.resolve())):
         assert visible in kept, visible
 
 
