@@ -10,6 +10,7 @@ geometry :func:`medseq.io.dicom.series_geometry` accepts, with the most slices; 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import re
@@ -22,7 +23,15 @@ from typing import TYPE_CHECKING, TypeAlias
 import numpy as np
 
 from medseq.errors import DicomError, InputDataError, LayoutError
-from medseq.io.cohort import ImageFormat, Patient, SeriesInfo, SkipKind, Skipped, Timepoint
+from medseq.io.cohort import (
+    ImageFormat,
+    MaskSource,
+    Patient,
+    SeriesInfo,
+    SkipKind,
+    Skipped,
+    Timepoint,
+)
 from medseq.io.dicomdir import is_dicomdir_name, referenced_files
 from medseq.io.header_record import HeaderRecord
 from medseq.io.timeline import in_date_order, parse_date
@@ -61,6 +70,13 @@ _NON_IMAGE_SOP_PREFIXES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.104.": "encapsulated document",
 }
 _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+ANNOTATION_SOP_CLASSES: frozenset[str] = frozenset({
+    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
+    "1.2.840.10008.5.1.4.1.1.66.7",  # Label Map Segmentation
+    "1.2.840.10008.5.1.4.1.1.481.3",  # RT Structure Set
+})
+"""SOP classes discovery keeps as lesion masks of the series they reference
+(:mod:`medseq.dicom_objects.attach`), not as skipped non-images."""
 _LOCALIZER_TYPES = ("LOCALIZER", "SCOUT", "TOPOGRAM")
 _LOCALIZER_DESCRIPTION = re.compile(
     r"\b(locali[sz]er|scout|survey|topogram|surview|scanogram|3[- ]?plane)", re.IGNORECASE)
@@ -221,7 +237,11 @@ def discover_dicom(path: Path, *, series: str | None = None,
                          dicomdirs=index.dicomdirs)
     tree: dict[str, dict[str, dict[str, list[Item]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list)))
+    annotations: list[tuple[Path, str | None]] = []
     for file, ds in index.headers:
+        if _sop_class(ds) in ANNOTATION_SOP_CLASSES:  # a mask for the series it references
+            annotations.append((file, _text(ds, "PatientID") or None))
+            continue
         missing = [key for key in ("StudyInstanceUID", "SeriesInstanceUID") if not _text(ds, key)]
         patient_id = _text(ds, "PatientID")
         if not patient_id:
@@ -236,7 +256,57 @@ def discover_dicom(path: Path, *, series: str | None = None,
             (file, ds))
     for patient_id in sorted(tree):
         _add_patient(patient_id, tree[patient_id], pattern, result, broken=index.broken)
+    if annotations:
+        _attach_masks(annotations, result)
     return result
+
+
+def _attach_masks(annotations: list[tuple[Path, str | None]], result: DicomResult) -> None:
+    """Make each SEG/RTSTRUCT the mask of the timepoint whose image series it references.
+
+    Objects that cannot be attached (their series is not a chosen image series, another frame
+    of reference, a second object for one series...) go to ``result.skipped`` with the reason.
+    """
+    from medseq.dicom_objects.attach import (
+        IndexedSeries,
+        attach_annotations,
+        read_annotation_object,
+    )
+
+    index: dict[str, IndexedSeries] = {}
+    for p, patient in enumerate(result.patients):
+        for t, tp in enumerate(patient.timepoints):
+            if tp.image.series_uid:
+                index[tp.image.series_uid] = IndexedSeries(
+                    series_uid=tp.image.series_uid,
+                    frame_of_reference_uid=tp.image.frame_of_reference_uid or "",
+                    timepoint=(p, t))
+    objects = []
+    owner = dict(annotations)
+    for path, patient_id in sorted(annotations):
+        obj = read_annotation_object(path)
+        if obj is None:
+            result.skipped.append(Skipped(path=str(path), patient_id=patient_id,
+                                          reason="SEG or RTSTRUCT whose header cannot be read"))
+        else:
+            objects.append(obj)
+    attachment = attach_annotations(objects, index)
+    for path, reason in attachment.refused:
+        result.skipped.append(Skipped(path=str(path), reason=f"not used as a mask: {reason}",
+                                      patient_id=owner.get(path)))
+    patients = [list(patient.timepoints) for patient in result.patients]
+    for series_uid, attached in sorted(attachment.by_series.items()):
+        p, t = index[series_uid].timepoint
+        first, *others = sorted(attached, key=lambda obj: str(obj.path))
+        patients[p][t] = dataclasses.replace(patients[p][t], mask=first.path,
+                                             mask_source=MaskSource(first.kind))
+        for other in others:
+            result.skipped.append(Skipped(
+                path=str(other.path), patient_id=owner.get(other.path),
+                reason=f"not used as a mask: series {series_uid} has its mask from "
+                       f"{first.path.name} already (one SEG or RTSTRUCT per timepoint)"))
+    result.patients = [dataclasses.replace(patient, timepoints=tuple(timepoints))
+                       for patient, timepoints in zip(result.patients, patients, strict=True)]
 
 
 def choose_in_folder(folder: Path, *, series: str | None = None
@@ -471,6 +541,7 @@ def _choice(best: _Candidate) -> SeriesChoice:
         shape=tuple(int(n) for n in geometry.shape),  # type: ignore[arg-type]
         spacing=tuple(float(s) for s in geometry.spacing),  # type: ignore[arg-type]
         affine=tuple(tuple(float(v) for v in row) for row in np.asarray(geometry.affine)),
+        frame_of_reference_uid=_text(ds, "FrameOfReferenceUID") or None,
     )
     return SeriesChoice(series=series, study_uid=_text(ds, "StudyInstanceUID"), date=date,
                         time=_text(ds, "StudyTime"))
