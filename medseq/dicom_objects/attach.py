@@ -5,7 +5,7 @@ ReferencedFrameOfReferenceSequence > RTReferencedStudySequence > RTReferencedSer
 (RTSTRUCT); an object that names none is attached through its frame of reference when exactly
 one image series of the export is on it. Discovery gives :func:`attach_annotations` the objects
 it set aside and an index of the image series it chose
-(:func:`medseq.io.dicom_tree.discover_dicom`); the timepoint of each attached series then has a
+(:func:`medseq.io.dicom_grouping.discover_dicom`); the timepoint of each attached series then has a
 lesion mask without any manifest, read by :func:`load_annotation` (through
 :func:`medseq.io.load.load_timepoint_mask`).
 """
