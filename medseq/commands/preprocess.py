@@ -27,6 +27,10 @@ def command(
         None, "--series", metavar="REGEX", help="Choose DICOM series by SeriesDescription."),
     keep_ids: bool = typer.Option(
         False, "--keep-ids", help="Keep original patient ids instead of pseudonyms."),
+    roi: str | None = typer.Option(
+        None, "--roi", metavar="REGEX",
+        help="Masks from DICOM SEG/RTSTRUCT: keep the segments/ROIs whose label matches "
+             "(case-insensitive); default all (overrides the config's roi)."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Preprocess a cohort into a cache: every follow-up registered to its baseline.
@@ -42,13 +46,13 @@ def command(
     from medseq.console import emit_json, stderr
     from medseq.io.discover import discover
     from medseq.io.writer_lock import writer_lock
-    from medseq.preprocess.config import PreprocessConfig
+    from medseq.preprocess.config import PreprocessConfig, with_roi
     from medseq.preprocess.runner import Failure, run_preprocess
     from medseq.progress import ProgressBar
     from medseq.schema import versioned
 
     shard_pair = parse_shard(shard)
-    config = load_config(PreprocessConfig, config_file)
+    config = with_roi(load_config(PreprocessConfig, config_file), roi)
     if output.exists() and not output.is_dir():
         raise UsageError("the cache must be a folder, and this is a file", path=output)
     # Refuse a second writer before discovery, which can take minutes on a large tree.

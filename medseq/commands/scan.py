@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,10 @@ def command(
         None, "--series", metavar="REGEX",
         help="Choose each study's DICOM series by a regular expression on SeriesDescription "
              "(case-insensitive) instead of the series with the most slices."),
+    roi: str | None = typer.Option(
+        None, "--roi", metavar="REGEX",
+        help="Show which segments/ROIs of SEG/RTSTRUCT masks this --roi selects "
+             "(case-insensitive on SegmentLabel/ROIName; default all)."),
 ) -> None:
     """Show the layout, patients, timepoints and chosen series found under PATH (headers only).
 
@@ -38,16 +43,17 @@ def command(
     from medseq.io.discover import discover, require_usable
     from medseq.progress import ProgressBar
 
+    pattern = _roi_pattern(roi)
     with ProgressBar("reading headers", unit="files", transient=True) as bar:
         cohort = discover(path, series=series, require_patients=False, progress=bar.update)
     if json_output:
-        emit_json(scan_document(cohort))
+        emit_json(scan_document(cohort, roi=pattern))
     else:
-        _print_tables(cohort)
+        _print_tables(cohort, roi=pattern)
     require_usable(cohort)
 
 
-def scan_document(cohort: Cohort) -> dict[str, Any]:
+def scan_document(cohort: Cohort, *, roi: re.Pattern[str] | None = None) -> dict[str, Any]:
     """The ``--json`` document: stable keys, documented in docs/scan.md."""
     from medseq import __version__
 
@@ -66,7 +72,7 @@ def scan_document(cohort: Cohort) -> dict[str, Any]:
             {
                 "patient_id": patient.patient_id,
                 "label": patient.label,
-                "timepoints": [_timepoint(tp) for tp in patient.timepoints],
+                "timepoints": [_timepoint(tp, roi) for tp in patient.timepoints],
             }
             for patient in cohort.patients
         ],
@@ -76,7 +82,7 @@ def scan_document(cohort: Cohort) -> dict[str, Any]:
     }
 
 
-def _timepoint(tp: Timepoint) -> dict[str, Any]:
+def _timepoint(tp: Timepoint, roi: re.Pattern[str] | None = None) -> dict[str, Any]:
     image = tp.image
     files = image.files
     return {
@@ -97,10 +103,43 @@ def _timepoint(tp: Timepoint) -> dict[str, Any]:
             if image.affine else None,
         },
         "mask": str(tp.mask) if tp.mask else None,
+        "mask_source": tp.mask_source.value,
+        "mask_rois": _mask_rois(tp, roi),
     }
 
 
-def _print_tables(cohort: Cohort) -> None:
+def _roi_pattern(roi: str | None) -> re.Pattern[str] | None:
+    if roi is None:
+        return None
+    from medseq.dicom_objects.labels import compile_roi_pattern
+
+    return compile_roi_pattern(roi)
+
+
+def _mask_rois(tp: Timepoint, roi: re.Pattern[str] | None) -> list[str] | None:
+    """Segment labels / ROI names of a SEG or RTSTRUCT mask that ``roi`` selects (None for
+    NIfTI masks and none)."""
+    if tp.mask is None or not tp.mask_source.is_dicom_object:
+        return None
+    from medseq.dicom_objects.attach import read_annotation_object
+
+    obj = read_annotation_object(tp.mask)
+    names = obj.names if obj is not None else ()
+    return [name for name in names if roi is None or roi.search(name)]
+
+
+def _mask_cell(tp: Timepoint, roi: re.Pattern[str] | None) -> str:
+    """``seg.dcm (SEG: Lesion 1, Lesion 2)``; ``none selected`` when --roi matches nothing."""
+    if tp.mask is None:
+        return "-"
+    if not tp.mask_source.is_dicom_object:
+        return f"{_esc(tp.mask.name)} (NIfTI)"
+    rois = _mask_rois(tp, roi) or []
+    chosen = ", ".join(rois) if rois else "none selected"
+    return f"{_esc(tp.mask.name)} ({tp.mask_source.value}: {_esc(chosen)})"
+
+
+def _print_tables(cohort: Cohort, *, roi: re.Pattern[str] | None = None) -> None:
     from rich.table import Table
 
     from medseq.console import stdout_console
@@ -130,7 +169,7 @@ def _print_tables(cohort: Cohort) -> None:
                     "x".join(str(n) for n in image.shape) if image.shape else "-",
                     " x ".join(f"{v:.3g}" for v in image.spacing) if image.spacing else "-",
                     _axes(image.affine), str(image.file_count),
-                    _esc(tp.mask.name) if tp.mask else "-",
+                    _mask_cell(tp, roi),
                 )
         out.print(table)
     if cohort.skipped:

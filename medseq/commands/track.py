@@ -32,6 +32,10 @@ def command(
         help="Track only part K of N of the cache's patients (give each shard its own OUT)."),
     workers: int = typer.Option(
         1, "--workers", min=1, help="Preprocessing workers when PATH is raw input."),
+    roi: str | None = typer.Option(
+        None, "--roi", metavar="REGEX",
+        help="Masks from DICOM SEG/RTSTRUCT when PATH is raw input: the segments/ROIs whose "
+             "label matches (case-insensitive) are lesions; default all."),
 ) -> None:
     """Measure and match lesions over time; RECIST 1.1 and volumetric response per follow-up.
 
@@ -49,6 +53,10 @@ def command(
     from medseq.tracking.stored import input_hash, store_tracks
 
     shard_pair = parse_shard(shard)
+    if roi is not None:
+        from medseq.dicom_objects.labels import compile_roi_pattern
+
+        compile_roi_pattern(roi)  # a bad expression fails before anything is written
     if output.exists() and not output.is_dir():
         raise UsageError("the output must be a folder, and this is a file", path=output)
     if lesion_info is not None and not lesion_info.is_file():
@@ -57,9 +65,11 @@ def command(
         raw_input = None  # where the source images are, for export-dicom
         if (path / MANIFEST_NAME).is_file():
             cache = path
+            _check_cache_roi(cache, roi)
         else:
             raw_input = str(path.resolve())
-            cache = _preprocess_raw(path, output / "cache", workers=workers, shard=shard_pair)
+            cache = _preprocess_raw(path, output / "cache", workers=workers, shard=shard_pair,
+                                    roi=roi)
             shard_pair = None  # the cache holds just this shard's patients already
         computed_from = input_hash(cache, min_volume_ml=min_volume, lesion_info=lesion_info,
                                    shard=shard_pair)
@@ -87,20 +97,35 @@ def command(
         emit_json(document.model_dump(mode="json"))
 
 
+def _check_cache_roi(cache: Path, roi: str | None) -> None:
+    """``--roi`` with a cache: only the selection the cache was made with can be honoured."""
+    if roi is None:
+        return
+    from medseq.preprocess.manifest import read_manifest
+
+    made = read_manifest(cache).config.get("roi")
+    if made != roi:
+        raise UsageError(f"--roi {roi!r}: this cache's masks were selected with "
+                         f"{'--roi ' + repr(made) if made else 'no --roi (all)'}; --roi "
+                         "applies when PATH is raw input, or preprocess again with it",
+                         path=cache)
+
+
 def _preprocess_raw(path: Path, cache: Path, *, workers: int,
-                    shard: tuple[int, int] | None) -> Path:
-    """Preprocess raw input with default settings into ``cache`` (reruns reuse it)."""
+                    shard: tuple[int, int] | None, roi: str | None = None) -> Path:
+    """Preprocess raw input with default settings (and ``--roi``) into ``cache`` (reruns
+    reuse it)."""
     from medseq.console import stderr
     from medseq.io.discover import discover
-    from medseq.preprocess.config import PreprocessConfig
+    from medseq.preprocess.config import PreprocessConfig, with_roi
     from medseq.preprocess.runner import run_preprocess
 
     if not path.exists():
         raise InputDataError("no such file or folder", path=path)
     stderr.print(f"{path} is not a cache: preprocessing it into {cache} first", markup=False)
     cohort = discover(path)
-    summary = run_preprocess(cohort, cache, config=PreprocessConfig(), workers=workers,
-                             shard=shard)
+    summary = run_preprocess(cohort, cache, config=with_roi(PreprocessConfig(), roi),
+                             workers=workers, shard=shard)
     for failure in summary.failed:
         stderr.print(f"preprocessing failed for {failure.patient_id}: {failure.error}",
                      markup=False)

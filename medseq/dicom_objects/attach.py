@@ -4,8 +4,10 @@ An object names its image series in ReferencedSeriesSequence (SEG) or
 ReferencedFrameOfReferenceSequence > RTReferencedStudySequence > RTReferencedSeriesSequence
 (RTSTRUCT); an object that names none is attached through its frame of reference when exactly
 one image series of the export is on it. Discovery gives :func:`attach_annotations` the objects
-it set aside and an index of the image series it chose; the timepoint of each attached series
-then has a lesion mask without any manifest, read by :func:`load_annotation`.
+it set aside and an index of the image series it chose
+(:func:`medseq.io.dicom_grouping.discover_dicom`); the timepoint of each attached series then has a
+lesion mask without any manifest, read by :func:`load_annotation` (through
+:func:`medseq.io.load.load_timepoint_mask`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from medseq.dicom_objects.grid import ImageGrid
 from medseq.dicom_objects.labels import LabelMask
 from medseq.dicom_objects.rtstruct import RTSTRUCT_SOP_CLASS, referenced_series
 from medseq.dicom_objects.seg import LABELMAP_SEG_SOP_CLASS, SEG_SOP_CLASS
-from medseq.io.cohort import Cohort, ImageFormat
 from medseq.io.volume import Volume
 
 KINDS = {SEG_SOP_CLASS: "SEG", LABELMAP_SEG_SOP_CLASS: "SEG", RTSTRUCT_SOP_CLASS: "RTSTRUCT"}
@@ -37,6 +38,8 @@ class AnnotationObject:
     series_uids: tuple[str, ...]
     """Image series it references (may be empty)."""
     frame_of_reference_uid: str
+    names: tuple[str, ...] = ()
+    """SegmentLabels or ROINames in file order (what ``--roi`` selects from)."""
 
 
 @dataclass(frozen=True)
@@ -73,14 +76,19 @@ def read_annotation_object(path: Path) -> AnnotationObject | None:
                        for item in ds.get("ReferencedSeriesSequence", [])
                        if item.get("SeriesInstanceUID"))
         frame = str(ds.get("FrameOfReferenceUID", "") or "")
+        names = tuple(str(item.get("SegmentLabel", "") or f"segment {item.SegmentNumber}")
+                      for item in ds.get("SegmentSequence", [])
+                      if int(item.get("SegmentNumber", 0) or 0) > 0)
     else:
         series = tuple(sorted(referenced_series(ds)))
         frames = [str(item.FrameOfReferenceUID)
                   for item in ds.get("ReferencedFrameOfReferenceSequence", [])
                   if item.get("FrameOfReferenceUID")]
         frame = frames[0] if frames else ""
+        names = tuple(str(item.get("ROIName", "") or f"ROI {item.get('ROINumber', '')}")
+                      for item in ds.get("StructureSetROISequence", []))
     return AnnotationObject(path=Path(path), kind=kind, series_uids=series,
-                            frame_of_reference_uid=frame)
+                            frame_of_reference_uid=frame, names=names)
 
 
 def attach_annotations(objects: Iterable[AnnotationObject],
@@ -119,63 +127,14 @@ def load_annotation(obj: AnnotationObject, image: Volume, *, frame_of_reference_
     raise AnnotationError(f"not a SEG or RTSTRUCT ({obj.kind})", path=obj.path)
 
 
-def attach_in_tree(cohort: Cohort) -> tuple[dict[tuple[str, str], list[AnnotationObject]],
-                                             list[tuple[Path, str]]]:
-    """Annotations of a discovered DICOM tree per ``(patient id, timepoint name)``.
-
-    A stop-gap until discovery hands over the SEG/RTSTRUCT files it sets aside: it walks
-    ``cohort.root`` again and reads the SOP class of every file outside the chosen series.
-    Returns the attached objects and the refused ones with their reasons.
-    """
-    import pydicom
-
-    from medseq.io.walk import WalkReport, walk_files
-
-    index: dict[str, IndexedSeries] = {}
-    chosen: set[Path] = set()
-    for patient in cohort.patients:
-        for tp in patient.timepoints:
-            if tp.image.format is not ImageFormat.DICOM or not tp.image.series_uid:
-                continue
-            chosen.update(tp.image.files)
-            first = pydicom.dcmread(tp.image.files[0], stop_before_pixels=True,
-                                    specific_tags=["FrameOfReferenceUID"])
-            index[tp.image.series_uid] = IndexedSeries(
-                series_uid=tp.image.series_uid,
-                frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "") or ""),
-                timepoint=(patient.patient_id, tp.name))
-    objects = []
-    root = cohort.root if cohort.root.is_dir() else cohort.root.parent
-    for path, _size in walk_files(root, WalkReport()):
-        if path in chosen or not _is_annotation(path):
-            continue
-        obj = read_annotation_object(path)
-        if obj is not None:
-            objects.append(obj)
-    attachment = attach_annotations(objects, index)
-    by_timepoint: dict[tuple[str, str], list[AnnotationObject]] = {}
-    for series_uid, attached in attachment.by_series.items():
-        by_timepoint.setdefault(index[series_uid].timepoint, []).extend(attached)
-    return by_timepoint, attachment.refused
-
-
-def _is_annotation(path: Path) -> bool:
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
-    except Exception:  # not DICOM: not ours to report
-        return False
-    return str(ds.get("SOPClassUID", "")) in KINDS
-
-
 def _target(obj: AnnotationObject, index: Mapping[str, IndexedSeries]
             ) -> tuple[IndexedSeries | None, str]:
     if obj.series_uids:
         known = [index[uid] for uid in obj.series_uids if uid in index]
         if not known:
             return None, (f"{obj.kind} references series {', '.join(obj.series_uids)}, which "
-                          "is not an image series of this export")
+                          "is not an image series of this export (or not the one chosen for "
+                          "its study)")
         target = known[0]
     else:
         on_frame = [s for s in index.values()

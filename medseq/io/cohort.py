@@ -28,6 +28,22 @@ class ImageFormat(str, Enum):
     NIFTI = "nifti"
 
 
+class MaskSource(str, Enum):
+    """Where a timepoint's lesion mask comes from."""
+
+    NIFTI = "nifti"
+    SEG = "SEG"
+    """A DICOM Segmentation referencing the timepoint's image series."""
+    RTSTRUCT = "RTSTRUCT"
+    """A DICOM RT structure set referencing the timepoint's image series."""
+    NONE = "none"
+
+    @property
+    def is_dicom_object(self) -> bool:
+        """A SEG or RTSTRUCT (read by :mod:`medseq.dicom_objects`), not a NIfTI label map."""
+        return self in (MaskSource.SEG, MaskSource.RTSTRUCT)
+
+
 @dataclass(frozen=True)
 class SeriesInfo:
     """One image series chosen for a timepoint, described from headers only."""
@@ -42,6 +58,8 @@ class SeriesInfo:
     spacing: tuple[float, float, float] | None = None
     affine: tuple[tuple[float, ...], ...] | None = None
     """4x4 voxel-to-RAS+ affine, when the headers give it."""
+    frame_of_reference_uid: str | None = None
+    """FrameOfReferenceUID of a DICOM series (a SEG or RTSTRUCT mask must be on it)."""
 
     @property
     def file_count(self) -> int:
@@ -58,7 +76,16 @@ class Timepoint:
     """Days from the patient's baseline (first) scan; ``None`` when undated."""
     image: SeriesInfo
     mask: Path | None = None
+    """A NIfTI label map, or the SEG or RTSTRUCT file discovery attached (see ``mask_source``)."""
     study_uid: str | None = None
+    mask_source: MaskSource = MaskSource.NONE
+    """What ``mask`` is; left at NONE with a mask given, it is taken for NIfTI."""
+
+    def __post_init__(self) -> None:
+        if self.mask is None:
+            object.__setattr__(self, "mask_source", MaskSource.NONE)
+        elif self.mask_source is MaskSource.NONE:
+            object.__setattr__(self, "mask_source", MaskSource.NIFTI)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medseq.errors import DicomError
+from medseq.io.cohort import Skipped
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,33 @@ class DicomdirFiles:
 def is_dicomdir_name(path: Path) -> bool:
     """DICOMDIR is always named so (upper case on media; any case after copying)."""
     return path.name.upper() == "DICOMDIR"
+
+
+def dicomdir_files(path: Path, *, skipped: list[Skipped], warnings: list[str]) -> list[Path]:
+    """The files a DICOMDIR references that are on disk; an unreadable DICOMDIR and every
+    missing file go to ``skipped``, a count of the missing ones to ``warnings``."""
+    try:
+        found = referenced_files(path)
+    except DicomError as err:
+        skipped.append(Skipped(path=str(path), reason=err.reason))
+        return []
+    for missing in found.missing:
+        skipped.append(Skipped(path=str(missing),
+                               reason=f"referenced by DICOMDIR {path} but missing"))
+    if found.missing:
+        warnings.append(f"{path}: {len(found.missing)} of "
+                        f"{len(found.missing) + len(found.present)} referenced files are "
+                        "missing")
+    return list(found.present)
+
+
+def is_under(path: Path, root: Path) -> bool:
+    """``path`` lies inside ``root`` (as written, no symlinks resolved)."""
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
 
 
 def referenced_files(path: Path) -> DicomdirFiles:

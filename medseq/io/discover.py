@@ -23,7 +23,9 @@ from pathlib import Path
 
 from medseq.errors import InputDataError, LayoutError
 from medseq.io.cohort import Cohort, Layout, Patient, SkipKind, Skipped
-from medseq.io.dicom_tree import Progress, compile_series_pattern, discover_dicom
+from medseq.io.dicom_grouping import discover_dicom
+from medseq.io.dicom_series_choice import compile_series_pattern
+from medseq.io.dicom_tree import Progress
 from medseq.io.manifest import discover_manifest
 from medseq.io.nifti import is_nifti
 from medseq.io.nifti_layout import discover_nifti, patient_folders

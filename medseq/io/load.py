@@ -2,15 +2,16 @@
 
 Example:
     >>> image = load_image(timepoint.image)
-    >>> mask = load_mask(timepoint.mask, like=image) if timepoint.mask else None
+    >>> mask = load_timepoint_mask(timepoint, like=image, roi="lesion")
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from medseq.errors import DicomError
-from medseq.io.cohort import ImageFormat, SeriesInfo
+from medseq.io.cohort import ImageFormat, SeriesInfo, Timepoint
 from medseq.io.nifti import MASK_TOLERANCE_MM, check_mask_geometry, load_nifti, mask_labels
 from medseq.io.volume import Provenance, Volume
 
@@ -55,3 +56,37 @@ def load_mask(path: Path, *, like: Volume, tolerance_mm: float = MASK_TOLERANCE_
     return Volume(array=labels, affine=like.affine,
                   provenance=Provenance(source=str(path), kind="nifti", file_count=1,
                                         extra={"reoriented": not match.is_identity}))
+
+
+def load_timepoint_mask(tp: Timepoint, *, like: Volume, roi: str | re.Pattern[str] | None = None
+                        ) -> Volume | None:
+    """The lesion mask of ``tp`` on the grid of its loaded image ``like`` (None: no mask).
+
+    A NIfTI mask goes through :func:`load_mask`; a SEG or RTSTRUCT that discovery attached is
+    read onto the image grid by :func:`medseq.dicom_objects.attach.load_annotation`, keeping
+    the segments or ROIs ``roi`` selects (regular expression on SegmentLabel / ROIName,
+    case-insensitive; None: all), one label each. Overlap warnings are kept in the
+    provenance (``extra["warnings"]``).
+
+    Raises:
+        NiftiError: the NIfTI mask cannot be used on this image.
+        AnnotationError: the SEG or RTSTRUCT gives no mask on this image (one line, the file).
+    """
+    if tp.mask is None:
+        return None
+    if not tp.mask_source.is_dicom_object:
+        return load_mask(tp.mask, like=like)
+    from medseq.dicom_objects.attach import AnnotationObject, load_annotation
+    from medseq.dicom_objects.labels import compile_roi_pattern
+
+    pattern = compile_roi_pattern(roi) if isinstance(roi, str) else roi
+    obj = AnnotationObject(path=Path(tp.mask), kind=tp.mask_source.value,
+                           series_uids=(tp.image.series_uid,) if tp.image.series_uid else (),
+                           frame_of_reference_uid=tp.image.frame_of_reference_uid or "")
+    labels = load_annotation(obj, like, frame_of_reference_uid=obj.frame_of_reference_uid,
+                             roi=pattern)
+    return Volume(array=labels.array, affine=like.affine,
+                  provenance=Provenance(source=str(tp.mask), kind=tp.mask_source.value.lower(),
+                                        file_count=1,
+                                        extra={"labels": [lab.name for lab in labels.labels],
+                                               "warnings": list(labels.warnings)}))

@@ -108,7 +108,7 @@ def _patient(path: Path, patient_id: str, rows: list[_Row], result: ManifestResu
 
 def _timepoint(path: Path, row: _Row, result: ManifestResult, *, series: str | None,
                check_values: bool) -> Timepoint:
-    from medseq.io.dicom_tree import choose_in_folder
+    from medseq.io.dicom_grouping import choose_in_folder
 
     date: dt.date | None = None
     if row.date:

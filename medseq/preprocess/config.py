@@ -6,9 +6,18 @@ hash, so changing any of them redoes the cache on the next run.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 PIPELINE_VERSION = 1
 """Bump when the pipeline's outputs change for the same settings, so caches are redone."""
@@ -80,6 +89,28 @@ class PreprocessConfig(BaseModel):
     max_targets: int = Field(default=5, ge=1)
     """Crops are cut around at most this many of the largest baseline lesions."""
     registration: RegistrationConfig = Field(default_factory=RegistrationConfig)
+    roi: str | None = None
+    """Masks from DICOM SEG / RTSTRUCT: a regular expression (case-insensitive search) on the
+    SegmentLabel / ROIName choosing the lesions, each one label; ``null``: all (``--roi``).
+    Left out of the settings (and their hash) while ``null``, so caches made before it stay
+    valid."""
+
+    @model_serializer(mode="wrap")
+    def _without_unset_roi(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("roi") is None:
+            data.pop("roi", None)
+        return data
+
+    @field_validator("roi")
+    @classmethod
+    def _valid_roi(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as err:
+                raise ValueError(f"not a valid regular expression ({err})") from None
+        return value
 
     @field_validator("target_spacing")
     @classmethod
@@ -96,3 +127,17 @@ class PreprocessConfig(BaseModel):
         if value[0] >= value[1]:
             raise ValueError("needs low < high")
         return value
+
+
+def with_roi(config: PreprocessConfig, roi: str | None) -> PreprocessConfig:
+    """``config`` with ``--roi`` (when given) in place of its ``roi``.
+
+    Raises:
+        UsageError: ``roi`` is not a valid regular expression.
+    """
+    if roi is None:
+        return config
+    from medseq.dicom_objects.labels import compile_roi_pattern
+
+    compile_roi_pattern(roi)
+    return config.model_copy(update={"roi": roi})

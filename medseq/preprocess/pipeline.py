@@ -97,7 +97,7 @@ def process_patient(job: PatientJob) -> PatientRecord:
     Raises:
         InputDataError: unreadable inputs, undated follow-ups, a failed registration.
     """
-    from medseq.io.load import load_image, load_mask
+    from medseq.io.load import load_image, load_timepoint_mask
     from medseq.preprocess.crops import cut_crops, select_targets
     from medseq.preprocess.register import identity_result, prepare_fixed, register_rigid
     from medseq.preprocess.resample import resample, resample_into, to_sitk
@@ -129,7 +129,7 @@ def process_patient(job: PatientJob) -> PatientRecord:
             with timings.stage("read"):
                 volume = _checked_extent(load_image(tp.image), tp)
         with timings.stage("read"):
-            mask = load_mask(tp.mask, like=volume) if tp.mask is not None else None
+            mask = load_timepoint_mask(tp, like=volume, roi=config.roi)
         if index == 0:
             if has_mask and mask is not None:
                 targets = select_targets(mask, min_ml=config.min_lesion_ml,

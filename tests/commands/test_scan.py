@@ -49,7 +49,9 @@ def test_json_document_follows_the_documented_schema(tmp_path: Path) -> None:
     assert patient["patient_id"] == "P1"
     assert [tp["days"] for tp in patient["timepoints"]] == [0, 10]
     tp = patient["timepoints"][1]
-    assert set(tp) == {"name", "date", "days", "study_uid", "image", "mask"}
+    assert set(tp) == {"name", "date", "days", "study_uid", "image", "mask", "mask_source",
+                       "mask_rois"}
+    assert (tp["mask"], tp["mask_source"], tp["mask_rois"]) == (None, "none", None)
     assert tp["date"] == "2024-01-11"
     image = tp["image"]
     assert set(image) == {"format", "path", "file_count", "series_uid", "description",

@@ -1,4 +1,5 @@
-"""SEG and RTSTRUCT objects of a DICOM export attached to the series they reference."""
+"""SEG and RTSTRUCT objects of a DICOM export attached (by discovery) to the series they
+reference."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import pydicom
 from typer.testing import CliRunner
 
 from medseq.cli import app
-from medseq.dicom_objects.attach import attach_in_tree, load_annotation
+from medseq.dicom_objects.attach import AnnotationObject, load_annotation
+from medseq.io.cohort import MaskSource
 from medseq.io.discover import discover
-from medseq.io.load import load_image
+from medseq.io.load import load_image, load_timepoint_mask
 from medseq.tracking.lesions import find_lesions
 from tests.dicom_objects.export_case import build
 from tests.dicom_objects.factory import circle, write_ct, write_input_seg, write_rtstruct
@@ -39,22 +41,23 @@ def test_objects_attach_to_their_timepoints_and_bad_ones_are_refused(tmp_path: P
     other.save_as(tree / "s1" / "other_frame.dcm")
 
     cohort = discover(tree)
-    attached, refused = attach_in_tree(cohort)
 
-    names = [tp.name for tp in cohort.patients[0].timepoints]
-    assert {key: [o.path.name for o in objs] for key, objs in attached.items()} == {
-        ("PAT001", names[0]): ["rt.dcm"], ("PAT001", names[1]): ["seg.dcm"]}
-    reasons = {path.name: reason for path, reason in refused}
-    assert reasons["elsewhere.dcm"] == ("RTSTRUCT references series 1.2.3.9, which is not an "
-                                        "image series of this export")
-    assert reasons["other_frame.dcm"].startswith("SEG is on frame of reference 1.2.3.10")
-    tp = cohort.patients[0].timepoints[1]
-    mask = load_annotation(attached[("PAT001", names[1])][0], load_image(tp.image),
-                           frame_of_reference_uid=_frame(second[0]))
+    timepoints = cohort.patients[0].timepoints
+    assert [(tp.mask.name if tp.mask else None, tp.mask_source) for tp in timepoints] == [
+        ("rt.dcm", MaskSource.RTSTRUCT), ("seg.dcm", MaskSource.SEG)]
+    reasons = {Path(s.path).name: s.reason for s in cohort.skipped}
+    assert reasons["elsewhere.dcm"] == (
+        "not used as a mask: RTSTRUCT references series 1.2.3.9, which is not an image series "
+        "of this export (or not the one chosen for its study)")
+    assert reasons["other_frame.dcm"].startswith(
+        "not used as a mask: SEG is on frame of reference 1.2.3.10")
+    tp = timepoints[1]
+    obj = AnnotationObject(path=seg, kind="SEG", series_uids=(), frame_of_reference_uid="")
+    mask = load_annotation(obj, load_image(tp.image), frame_of_reference_uid=_frame(second[0]))
     assert np.array_equal(mask.array > 0, lesion)
-    rt_mask = load_annotation(attached[("PAT001", names[0])][0],
-                              load_image(cohort.patients[0].timepoints[0].image),
-                              frame_of_reference_uid=_frame(first[0]))
+    assert tp.image.frame_of_reference_uid == _frame(second[0])
+    rt_mask = load_timepoint_mask(timepoints[0], like=load_image(timepoints[0].image))
+    assert rt_mask is not None
     assert rt_mask.array.sum() > 0
     assert rt.name == "rt.dcm"
 
@@ -74,14 +77,15 @@ def test_a_seg_medseq_wrote_reads_back_as_the_mask_of_its_timepoint(tmp_path: Pa
         shutil.copy(out / case.patient_key / f"t0{n}_SEG.dcm", tree / f"study{n}")
 
     cohort = discover(tree)
-    attached, refused = attach_in_tree(cohort)
 
-    assert refused == []
+    assert cohort.skipped == ()
     for n, tp in enumerate(cohort.patients[0].timepoints):
-        [obj] = attached[("PAT001", tp.name)]
-        assert obj.path.name == f"t0{n}_SEG.dcm"
+        assert tp.mask is not None
+        assert tp.mask.name == f"t0{n}_SEG.dcm"
+        assert tp.mask_source is MaskSource.SEG
         image = load_image(tp.image)
-        mask = load_annotation(obj, image, frame_of_reference_uid=_frame(tp.image.files[0]))
+        mask = load_timepoint_mask(tp, like=image)
+        assert mask is not None
         assert np.array_equal(mask.array > 0, case.masks[n] > 0)
         ours = sorted((les.volume_ml, les.longest_diameter_mm) for les in
                       find_lesions(mask.array, image.affine).lesions)
