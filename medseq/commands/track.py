@@ -101,7 +101,7 @@ def _check_cache_roi(cache: Path, roi: str | None) -> None:
     """``--roi`` with a cache: only the selection the cache was made with can be honoured."""
     if roi is None:
         return
-    from medseq.preprocess.manifest import read_manifest
+    from medseq.contracts.cache import read_manifest
 
     made = read_manifest(cache).config.get("roi")
     if made != roi:

@@ -144,7 +144,7 @@ class ModelProvenance(Record):
     preprocess_config_hash: str | None = None
     architecture: dict[str, JsonValue] | str | None = None
     """The model's architecture settings as ``model.json`` holds them; owned and typed by
-    ``medseq.models.config``, copied here only for provenance."""
+    ``medseq.contracts.run``, copied here only for provenance."""
     label_names: list[str] | None = None
     observe: int | None = None
     epochs: int | None = None

@@ -164,7 +164,7 @@ def test_track_command_stores_the_cache_tracking_with_default_settings(
 
 
 def test_one_label_rule() -> None:
-    from medseq.models.config import RECIST_CLASSES
+    from medseq.contracts.run import RECIST_CLASSES
 
     assert [r.value for r in RECIST_ORDER] == list(RECIST_CLASSES)
     patients = [
