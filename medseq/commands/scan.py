@@ -187,13 +187,31 @@ def _print_tables(cohort: Cohort, *, roi: re.Pattern[str] | None = None) -> None
 
 
 def _axes(affine: tuple[tuple[float, ...], ...] | None) -> str:
-    """Orientation codes (``RAS``, ``LPS``...) of the voxel axes; the full affine is in --json."""
+    """Orientation codes (``RAS``, ``LPS``...) of the voxel axes; the full affine is in --json.
+
+    ``nibabel.aff2axcodes`` (its ``io_orientation``), without importing nibabel (most of a
+    second): the closest world axis of each voxel axis after removing zooms and shears.
+    """
     if affine is None:
         return "-"
-    import nibabel as nib
     import numpy as np
 
-    return "".join(nib.aff2axcodes(np.asarray(affine)))
+    rzs = np.asarray(affine, dtype=np.float64)[:3, :3]
+    zooms = np.sqrt(np.sum(rzs * rzs, axis=0))
+    zooms[zooms == 0] = 1
+    rs = rzs / zooms
+    p, s, qs = np.linalg.svd(rs, full_matrices=False)
+    keep = s > s.max() * max(rs.shape) * np.finfo(s.dtype).eps
+    r = np.dot(p[:, keep], qs[keep])
+    codes = ["?"] * 3  # (an axis nibabel leaves undecided: never for a placed series)
+    for in_axis in np.argsort(np.min(-(r**2), axis=0), kind="stable"):
+        column = r[:, in_axis]
+        if np.allclose(column, 0):
+            continue
+        out_axis = int(np.argmax(np.abs(column)))
+        codes[in_axis] = ("LR", "PA", "IS")[out_axis][0 if column[out_axis] < 0 else 1]
+        r[out_axis, :] = 0
+    return "".join(codes)
 
 
 def _folder(files: tuple[Path, ...]) -> Path:

@@ -8,6 +8,9 @@ elements of one bytes buffer and hands the wanted ones to pydicom as raw, unconv
 so every value is still converted by pydicom and reads exactly as ``dcmread`` would give it.
 Anything else (no preamble, big endian, deflated, a wanted sequence, an undefined length, a
 header longer than the buffer) returns ``None`` and the caller falls back to ``pydicom.dcmread``.
+
+The walk itself (:func:`walk_header`) needs no pydicom, so ``medseq scan`` can read the headers
+of a whole tree without importing it (:mod:`medseq.io.header_scan`).
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.tag import BaseTag
-from pydicom.uid import UID
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+    from pydicom.uid import UID
 
-__all__ = ["FAST_HEADER_BYTES", "parse_header"]
+__all__ = ["FAST_HEADER_BYTES", "RawHeader", "parse_header", "walk_header"]
 
 FAST_HEADER_BYTES = 64 * 1024
 """How much of a file to read for the fast path; headers with big private blocks fall back."""
@@ -38,9 +42,23 @@ _OTHER_ENCODINGS = frozenset({
     "1.2.840.10008.1.2.8.1",  # deflated image frame compression: treat as unknown
 })
 _PIXEL_DATA = 0x7FE00010
-_TRANSFER_SYNTAX = BaseTag(0x00020010)
+_TRANSFER_SYNTAX = 0x00020010
 _UNDEFINED = 0xFFFFFFFF
-_Elements = dict[BaseTag, DataElement | RawDataElement]
+RawElements = dict[int, tuple[str | None, bytes, int]]
+"""Tag -> ``(VR or None when implicit, value bytes, value offset in the buffer)``."""
+
+
+@dataclass(frozen=True)
+class RawHeader:
+    """What :func:`walk_header` found: raw values, nothing converted."""
+
+    meta: RawElements
+    elements: RawElements
+    implicit: bool
+    syntax: str
+    where: int | None
+    """Pixel element offset, None (no pixels: the buffer is the whole file), or ``-position``
+    when the walk stopped at ``last_group``."""
 
 
 def parse_header(buf: bytes, *, wanted: Collection[int], sequences: Collection[int],
@@ -61,20 +79,30 @@ def parse_header(buf: bytes, *, wanted: Collection[int], sequences: Collection[i
         ``(dataset, pixel offset or None)``, ``(dataset, -stop position)`` when stopped at
         ``last_group``, or ``None`` when this file needs pydicom or a longer ``buf``.
     """
+    raw = walk_header(buf, wanted=wanted, sequences=sequences, whole_file=whole_file,
+                      last_group=last_group)
+    if raw is None:
+        return None
+    return _dataset(raw), raw.where
+
+
+def walk_header(buf: bytes, *, wanted: Collection[int], sequences: Collection[int],
+                whole_file: bool, last_group: int | None = None) -> RawHeader | None:
+    """:func:`parse_header`'s walk, without pydicom: the raw wanted elements, or None."""
     if len(buf) < 144 or buf[128:132] != b"DICM":
         return None
     meta, pos = _file_meta(buf)
     if meta is None:
         return None
-    syntax_element = meta.get(BaseTag(0x00020010))
-    if syntax_element is None or syntax_element.value is None:
+    syntax_element = meta.get(_TRANSFER_SYNTAX)
+    if syntax_element is None:
         return None
-    syntax = syntax_element.value.rstrip(b"\x00 ").decode("ascii", "replace")
+    syntax = syntax_element[1].rstrip(b"\x00 ").decode("ascii", "replace")
     if syntax in _OTHER_ENCODINGS:
         return None
     implicit = syntax == _IMPLICIT_LE  # every other syntax encodes explicit VR little endian
     stop_tag = ((last_group + 1) << 16) if last_group is not None else None
-    elements: _Elements = {}
+    elements: RawElements = {}
     end = len(buf)
     while pos + 8 <= end:
         if implicit:
@@ -93,9 +121,9 @@ def parse_header(buf: bytes, *, wanted: Collection[int], sequences: Collection[i
             vr_text = vr.decode("ascii", "replace")
         tag = (group << 16) | elem
         if tag == _PIXEL_DATA:
-            return _dataset(elements, meta, implicit), pos
+            return RawHeader(meta, elements, implicit, syntax, pos)
         if stop_tag is not None and tag >= stop_tag:
-            return _dataset(elements, meta, implicit), -pos
+            return RawHeader(meta, elements, implicit, syntax, -pos)
         if tag in wanted and (vr_text == "SQ" or tag in sequences or length == _UNDEFINED):
             return None
         if length == _UNDEFINED:
@@ -110,11 +138,10 @@ def parse_header(buf: bytes, *, wanted: Collection[int], sequences: Collection[i
         if tag in wanted:
             if stop > end:
                 return None
-            elements[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr_text, length,
-                                                    buf[start:stop], start, implicit, True)
+            elements[tag] = (vr_text, buf[start:stop], start)
         pos = stop
     if whole_file and pos == end:
-        return _dataset(elements, meta, implicit), None
+        return RawHeader(meta, elements, implicit, syntax, None)
     return None
 
 
@@ -167,10 +194,10 @@ def _skip_undefined(buf: bytes, pos: int, implicit: bool) -> int | None:
     return None
 
 
-def _file_meta(buf: bytes) -> tuple[_Elements | None, int]:
+def _file_meta(buf: bytes) -> tuple[RawElements | None, int]:
     """Group 0002 (always explicit VR little endian), and where the dataset starts."""
     pos = 132
-    meta: _Elements = {}
+    meta: RawElements = {}
     while pos + 8 <= len(buf):
         group, elem, vr, length = _EXPLICIT(buf, pos)
         if group != 0x0002:
@@ -182,24 +209,37 @@ def _file_meta(buf: bytes) -> tuple[_Elements | None, int]:
             start = pos + 8
         if length == _UNDEFINED or start + length > len(buf):
             return None, pos
-        tag = BaseTag((group << 16) | elem)
-        meta[tag] = RawDataElement(tag, vr.decode("ascii", "replace"), length,
-                                   buf[start:start + length], start, False, True)
+        meta[(group << 16) | elem] = (vr.decode("ascii", "replace"), buf[start:start + length],
+                                      start)
         pos = start + length
     return None, pos
 
 
 @functools.lru_cache(maxsize=64)
 def _syntax_uid(raw: bytes) -> UID:
+    from pydicom.uid import UID
+
     return UID(raw.rstrip(b"\x00 ").decode("ascii", "replace"))
 
 
-def _dataset(elements: _Elements, meta: _Elements, implicit: bool) -> Dataset:
-    syntax = meta.get(_TRANSFER_SYNTAX)
-    if type(syntax) is RawDataElement and syntax.value is not None:
-        # Converted once per distinct syntax: read on every file, pydicom's conversion and
-        # validation of it would cost more than the rest of the header.
-        meta[_TRANSFER_SYNTAX] = DataElement(_TRANSFER_SYNTAX, "UI", _syntax_uid(syntax.value))
+def _dataset(raw: RawHeader) -> Dataset:
+    from pydicom.dataelem import DataElement, RawDataElement
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.tag import BaseTag
+
+    implicit = raw.implicit
+    meta: dict[BaseTag, DataElement | RawDataElement] = {}
+    for tag, (vr, value, start) in raw.meta.items():
+        key = BaseTag(tag)
+        if tag == _TRANSFER_SYNTAX:
+            # Converted once per distinct syntax: read on every file, pydicom's conversion and
+            # validation of it would cost more than the rest of the header.
+            meta[key] = DataElement(key, "UI", _syntax_uid(value))
+        else:
+            meta[key] = RawDataElement(key, vr, len(value), value, start, False, True)
+    elements: dict[BaseTag, DataElement | RawDataElement] = {
+        BaseTag(tag): RawDataElement(BaseTag(tag), vr, len(value), value, start, implicit, True)
+        for tag, (vr, value, start) in raw.elements.items()}
     ds = Dataset(elements)
     ds.file_meta = FileMetaDataset(meta)
     ds.set_original_encoding(implicit, True, None)

@@ -19,17 +19,17 @@ Item: TypeAlias = "tuple[Path, Header]"
 
 def common_folder(paths: Iterable[Path]) -> Path:
     """The deepest folder holding all ``paths`` (the first folder when they share none)."""
-    folders = {p.parent for p in paths}
+    import os
+
+    folders = {os.path.dirname(p) for p in paths}  # (str: hashing Paths costs more)
     if not folders:
         return Path()
     if len(folders) == 1:
-        return folders.pop()
-    import os
-
+        return Path(folders.pop())
     try:
-        return Path(os.path.commonpath([str(f) for f in folders]))
+        return Path(os.path.commonpath(list(folders)))
     except ValueError:
-        return sorted(folders)[0]
+        return sorted(Path(f) for f in folders)[0]
 
 
 def header_text(ds: Header, keyword: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -270,7 +271,7 @@ def _make_slice(position_ds: Any, orient_ds: Any, measures_ds: Any, *, index: in
         raise DicomError(f"{label} has an invalid ImageOrientationPatient "
                          f"{_fmt(orientation)} (cosines not orthonormal)", path=name)
     orientation = unit
-    if np.any(spacing <= 0):
+    if spacing[0] <= 0 or spacing[1] <= 0:
         raise DicomError(f"{label} has a non-positive PixelSpacing {_fmt(spacing)}", path=name)
     rows, columns = _int(rows_ds.get("Rows"), 0), _int(rows_ds.get("Columns"), 0)
     if rows <= 0 or columns <= 0:
@@ -466,12 +467,13 @@ def _single_slice_thickness(slices: list[SliceHeader], n: int) -> float:
 def _floats(ds: Any, keyword: str, count: int, *, label: str, name: str) -> np.ndarray:
     value = ds.get(keyword) if ds is not None else None
     try:
-        values = np.array([float(v) for v in value], dtype=np.float64) if value else None
+        floats = [float(v) for v in value] if value else None
     except (TypeError, ValueError):
-        values = None
-    if values is None or values.shape != (count,) or not np.all(np.isfinite(values)):
+        floats = None
+    # (checked in plain Python: this runs for every slice of every series a scan looks at)
+    if floats is None or len(floats) != count or not all(map(math.isfinite, floats)):
         raise DicomError(f"{label} has no valid {keyword}", path=name)
-    return values
+    return np.array(floats, dtype=np.float64)
 
 
 def _int(value: Any, default: int) -> int:
@@ -499,8 +501,10 @@ def _image_type(ds: Any) -> list[str]:
 
 def _label(ds: Any, index: int) -> str:
     filename = getattr(ds, "filename", None)
-    if isinstance(filename, (str, Path)) and str(filename):
-        return Path(filename).name
+    if isinstance(filename, str) and filename:
+        return os.path.basename(filename)
+    if isinstance(filename, Path) and str(filename):
+        return filename.name
     return f"instance {index + 1}"
 
 

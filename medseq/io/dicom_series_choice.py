@@ -122,7 +122,7 @@ def choose_series(groups: dict[str, list[Item]],
         NoImageSeriesError: nothing but non-image objects or localizers (not a timepoint).
         DicomError: image series exist but none is usable (the timepoint is broken).
     """
-    from medseq.io.dicom import series_geometry
+    from medseq.io.dicom_geometry import series_geometry
 
     def skip(items: Sequence[Item], reason: str) -> None:
         where_items = items[0][0] if len(items) == 1 else common_folder(p for p, _ in items)

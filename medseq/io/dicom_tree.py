@@ -18,6 +18,7 @@ from medseq.io.dicom_fields import header_text as _text
 from medseq.io.dicom_fields import sop_class as _sop_class
 from medseq.io.dicomdir import dicomdir_files, is_dicomdir_name
 from medseq.io.dicomdir import is_under as _under
+from medseq.io.header_scan import scan_record
 from medseq.io.walk import WalkReport, walk_files
 
 _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -85,12 +86,16 @@ def index_headers(path: Path, *, progress: Progress | None = None) -> HeaderInde
 PARALLEL_MIN_FILES = 600
 """Headers of at least this many files are read by two processes (when there are two CPUs)."""
 _CHUNK_FILES = 200
+"""Progress is reported every this many files."""
 
 _Read: TypeAlias = "tuple[Header | None, str, tuple[str, str]]"
 """A file's header record, or None with the reason and the (series, instance) UIDs it gave."""
 
 
 def _read_one(file: Path) -> _Read:
+    record = scan_record(file)  # the common file, without pydicom
+    if record is not None:
+        return record, "", ("", "")
     from medseq.io.dicom import header_fields, read_header
 
     try:
@@ -104,38 +109,20 @@ def _read_one(file: Path) -> _Read:
                                   _text(fields, "SOPInstanceUID"))
 
 
-def _read_chunk(files: list[Path]) -> list[_Read]:
-    return [_read_one(file) for file in files]
-
-
 def _read_all(files: list[Path], progress: Progress | None) -> Iterator[_Read]:
     """Every file's header, in order; two processes share a large tree when two CPUs exist.
 
     Reading a header is Python work bound by one core; results are identical either way.
     """
-    import multiprocessing
-    import os
+    from medseq.io.two_process import can_fork, map_in_two
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
-    parallel = (len(files) >= PARALLEL_MIN_FILES and cpus >= 2
-                and "fork" in multiprocessing.get_all_start_methods())
-    done = 0
-    if not parallel:
-        for file in files:
-            done += 1
-            if progress is not None and done % 250 == 0:
-                progress(done)
-            yield _read_one(file)
+    if len(files) >= PARALLEL_MIN_FILES and can_fork():
+        yield from map_in_two(_read_one, files, progress=progress, every=_CHUNK_FILES)
         return
-    chunks = [files[n:n + _CHUNK_FILES] for n in range(0, len(files), _CHUNK_FILES)]
-    # fork: the workers start at once with everything imported (no re-import per worker).
-    with multiprocessing.get_context("fork").Pool(2) as pool:
-        for results in pool.imap(_read_chunk, chunks):
-            done += len(results)
-            if progress is not None:
-                progress(done)
-            yield from results
+    for done, file in enumerate(files, start=1):
+        if progress is not None and done % 250 == 0:
+            progress(done)
+        yield _read_one(file)
 
 
 def _dicomdir_files(path: Path, index: HeaderIndex) -> list[Path]:

@@ -14,11 +14,8 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from pydicom.dataelem import RawDataElement
-
 if TYPE_CHECKING:
     from pydicom import Dataset
-
 
 
 class HeaderRecord(dict[str, Any]):
@@ -38,6 +35,8 @@ class HeaderRecord(dict[str, Any]):
 def header_record(ds: Dataset, keywords: Iterable[str]) -> HeaderRecord | Dataset:
     """A :class:`HeaderRecord` of ``keywords`` from ``ds``; enhanced multi-frame files (their
     geometry sits in functional group sequences) are returned as they are."""
+    from pydicom.dataelem import RawDataElement
+
     if "PerFrameFunctionalGroupsSequence" in ds:
         return ds
     wanted = _tags(tuple(keywords))
@@ -51,20 +50,13 @@ def header_record(ds: Dataset, keywords: Iterable[str]) -> HeaderRecord | Datase
         keyword = wanted.get(tag)
         if keyword is None:
             continue
-        value = _NOT_FAST
+        value = NOT_FAST
         if type(element) is RawDataElement and element.value is not None:
             vr = element.VR
             if vr is None or vr == "UN":
                 vr = _dictionary_vr(tag)
-            convert = _CONVERTERS.get(vr or "")
-            try:
-                if convert is not None:
-                    value = convert(element.value, element.is_little_endian)
-                elif codec is not None and vr in ("LO", "SH"):
-                    value = _texts(element.value, codec)
-            except (ValueError, struct.error, UnicodeDecodeError):
-                value = _NOT_FAST
-        if value is _NOT_FAST:
+            value = raw_value(vr, element.value, element.is_little_endian, codec)
+        if value is NOT_FAST:
             value = _plain(ds[tag].value)
         if value is not None and value != "" and value != []:
             values[keyword] = value
@@ -94,20 +86,44 @@ def _dictionary_vr(tag: int) -> str | None:
         return None
 
 
-_NOT_FAST: Any = object()
+NOT_FAST: Any = object()
+"""What :func:`raw_value` gives for a value only pydicom converts exactly."""
 _CHARACTER_SET = 0x00080005
 _CODECS = {"": "latin_1", "ISO_IR 6": "latin_1", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf_8"}
 """SpecificCharacterSet values whose LO/SH text decodes as one codec (no value means pydicom's
 default, Latin-1); other character sets (with code extensions) go through pydicom."""
 
 
-def _text_codec(element: Any) -> str | None:
-    if element is None:
+def raw_value(vr: str | None, raw: bytes, little: bool, codec: str | None) -> Any:
+    """The plain value of one element's bytes as pydicom would convert them, or
+    :data:`NOT_FAST` when only pydicom can (its VR, character set or bytes are unusual)."""
+    convert = _CONVERTERS.get(vr or "")
+    try:
+        if convert is not None:
+            return convert(raw, little)
+        if codec is not None and vr in ("LO", "SH"):
+            return _texts(raw, codec)
+    except (ValueError, struct.error, UnicodeDecodeError):
+        pass
+    return NOT_FAST
+
+
+def text_codec(raw: bytes | None) -> str | None:
+    """The codec of LO/SH text under SpecificCharacterSet ``raw`` (None: absent), or None
+    when only pydicom decodes it."""
+    if raw is None:
         return "latin_1"
+    return _CODECS.get(raw.decode("ascii", "replace").strip(" \x00"))
+
+
+def _text_codec(element: Any) -> str | None:
+    from pydicom.dataelem import RawDataElement
+
+    if element is None:
+        return text_codec(None)
     if type(element) is not RawDataElement:
         return None
-    raw = element.value or b""
-    return _CODECS.get(raw.decode("ascii", "replace").strip(" \x00"))
+    return text_codec(element.value or b"")
 
 
 def _texts(raw: bytes, codec: str) -> Any:
