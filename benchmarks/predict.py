@@ -32,7 +32,7 @@ def make_inputs(root: Path) -> tuple[Path, Path]:
     """One medium 3-scan NIfTI patient and a run directory with an untrained default model."""
     import torch
 
-    from medseq.contracts.run import ModelCard, ModelConfig
+    from medseq.contracts.run import ModelCard, ModelConfig, ModelInputs
     from medseq.data.synthetic.cohort import generate_cohort
     from medseq.models.io import save_model
     from medseq.models.sequence import ResponseModel
@@ -45,7 +45,7 @@ def make_inputs(root: Path) -> tuple[Path, Path]:
     config = ModelConfig()
     model = ResponseModel(config)
     card = ModelCard(architecture=config, label_names=config.label_names,
-                     crop_shape=[2, 32, 32, 32],
+                     inputs=ModelInputs(crop_shape=[2, 32, 32, 32]),
                      preprocess_config=PreprocessConfig().model_dump(mode="json"))
     run = root / "run"
     save_model(run, model.state_dict(), card)

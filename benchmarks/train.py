@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from medseq.contracts.cache import read_manifest  # noqa: E402
 from medseq.models.sequence import ResponseModel  # noqa: E402
-from medseq.training.config import TrainConfig  # noqa: E402
+from medseq.training.config import TrainConfig, model_inputs  # noqa: E402
 from medseq.training.dataset import CacheDataset, collate  # noqa: E402
 from medseq.training.loop import compute_loss  # noqa: E402
 
@@ -63,7 +63,7 @@ def main() -> None:
                                              "input_size": args.input_size})
         device = torch.device(args.device)
         dataset = CacheDataset(cache, records, labels, augment=config.augment, seed=0,
-                               input_size=args.input_size)
+                               inputs=model_inputs(config, None))
         loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False,
                             collate_fn=collate, num_workers=args.workers)
         in_memory = list(loader)

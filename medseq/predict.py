@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medseq import __version__
 from medseq.contracts.cache import SALT_NAME
@@ -30,6 +30,9 @@ from medseq.errors import CacheError, InputDataError, UsageError
 from medseq.io.cohort import Cohort, Patient
 from medseq.preprocess.pseudonym import read_salt, write_salt
 from medseq.processes import owner_alive, owner_tag
+
+if TYPE_CHECKING:
+    from medseq.models.inference import LoadedModel
 
 THRESHOLD = 0.5
 """Probability at or above which ``class`` is ``responder`` (the threshold evaluate uses)."""
@@ -51,9 +54,9 @@ class LoadedRun:
     config_hash: str | None
     salt: bytes | None
     fingerprint: dict[str, Any]
-    _models: dict[str, Any] = field(default_factory=dict)
+    _models: dict[str, LoadedModel] = field(default_factory=dict)
 
-    def model_for(self, patient_id: str) -> tuple[Any, int | None]:
+    def model_for(self, patient_id: str) -> tuple[LoadedModel, int | None]:
         """The model to score ``patient_id`` with, and the fold it held out (None: all-patient)."""
         from medseq.models.inference import load_model
 
@@ -66,7 +69,7 @@ class LoadedRun:
                     raise CacheError("the run has no all-patient model (model.safetensors); "
                                      "train with final_model: true", path=self.run_dir)
                 raise CacheError(f"fold {fold} model is missing", path=where)
-            self._models[key] = load_model(where)[0]
+            self._models[key] = load_model(where)
         return self._models[key], fold
 
 

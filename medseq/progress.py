@@ -110,7 +110,7 @@ class ProgressBar:
     def print(self, text: str) -> None:
         """A message line above the bar (or between the plain lines)."""
         if self.enabled:
-            self.console.print(text, markup=False, highlight=False)
+            print_line(text, self.console)
 
     def line(self) -> str:
         """The plain progress line for the current state."""
@@ -131,13 +131,18 @@ class ProgressBar:
     def _print_line(self) -> None:
         self._last_line = self.clock()
         self._printed = (self.done, self.info)
-        self.console.print(self.line(), markup=False, highlight=False)
+        print_line(self.line(), self.console)
 
     def _rate(self) -> str:
         elapsed = self.clock() - self._started
         if self.done <= 0 or elapsed <= 0 or not self.unit:
             return ""
         return f"{self.done / elapsed * 60:.1f}/min"
+
+
+def print_line(text: str, console: Console | None = None) -> None:
+    """One message line on stderr (or ``console``), as it is: no markup, no highlighting."""
+    (console if console is not None else stderr).print(text, markup=False, highlight=False)
 
 
 def _clock(seconds: float) -> str:

@@ -1,9 +1,10 @@
-"""``schema_version``: the version of every JSON document medseq writes.
+"""``schema_version`` of the documents medseq prints and never reads back.
 
-Each JSON file and ``--json`` output starts with ``schema_version``, an integer that goes up
-when that document's keys or their meaning change incompatibly (an added key does not count).
-A document written before versioning has no ``schema_version``; readers take it as version 1.
-``docs/cli.md`` lists the documents.
+The ``--json`` outputs of ``info``, ``preprocess`` and ``sample-data`` start with
+``schema_version``, an integer that goes up when the document's keys or their meaning change
+incompatibly (an added key does not count). Documents one stage writes and another reads carry
+their own version in :mod:`medseq.contracts` (with the rule for files without one);
+``docs/cli.md`` lists them all.
 """
 
 from __future__ import annotations
@@ -18,9 +19,3 @@ SCHEMA_VERSION = 1
 def versioned(document: Mapping[str, Any], version: int = SCHEMA_VERSION) -> dict[str, Any]:
     """``document`` with ``schema_version`` first (a version it already holds is kept)."""
     return {"schema_version": version, **document}
-
-
-def schema_version(document: Mapping[str, Any]) -> int:
-    """The document's ``schema_version``; 1 for documents written before versioning."""
-    value = document.get("schema_version", 1)
-    return int(value) if isinstance(value, int | float | str) else 1

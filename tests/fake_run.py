@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medseq.contracts.run import ModelCard, ModelConfig, Splits, write_card, write_splits
+from medseq.contracts.run import (
+    ModelCard,
+    ModelConfig,
+    ModelInputs,
+    Splits,
+    write_card,
+    write_splits,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -59,7 +66,7 @@ def write_fake_run(
         format=1, medseq_version="0.1.0", config_hash="sha256:abc",
         architecture=ModelConfig(encoder="small", embed=64, pooling="attention", cell="lstm",
                                  hidden=64, time="concat", task="binary"),
-        label_names=["non-responder", "responder"], observe=2,
+        label_names=["non-responder", "responder"], inputs=ModelInputs(observe=2),
         preprocess_config_hash="sha256:cfg"))
     (run_dir / "config.yaml").write_text(f"cache: {cache}\nseed: 0\nfolds: {n_folds}\n")
     (run_dir / "metrics.jsonl").write_text(

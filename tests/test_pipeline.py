@@ -209,10 +209,11 @@ def test_json_documents_follow_their_schemas(demo: tuple[Path, str]) -> None:
     manifest = json.loads((out / "cache" / "manifest.json").read_text())
     # every JSON document medseq writes says its schema version
     documents = [evaluation, tracks, manifest, json.loads((run / "splits.json").read_text()),
-                 json.loads((run / "model.json").read_text()),
                  json.loads((out / "prediction.json").read_text()),
                  *lines, *(json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines())]
     assert all(doc["schema_version"] == 1 for doc in documents)
+    # model.json: version 2 (the model's inputs gathered in one record)
+    assert json.loads((run / "model.json").read_text())["schema_version"] == 2
     assert {p["patient_id"] for p in tracks["patients"]} == set(manifest["patients"])
     with open(out / "tracking" / "response.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -29,6 +29,12 @@ class Document(BaseModel):
     REGENERATE: ClassVar[str] = "rerun the command that wrote it"
 
     schema_version: int = 1
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` of an accepted older version (``OLDEST`` up) in the current shape; the
+        ``schema_version`` it was read with is kept. Identity unless a subclass changed shape."""
+        return data
 
 
 class Record(BaseModel):
@@ -74,7 +80,7 @@ def read_document(path: Path, model: type[D]) -> D:
     except (OSError, ValueError) as err:
         raise CacheError(f"unreadable ({err})", path=path) from None
     check_version(model, data, path=path)
-    return validate(model, data, path=path)
+    return validate(model, model.upgrade(data) if isinstance(data, dict) else data, path=path)
 
 
 def dump_document(doc: Document) -> str:
@@ -105,6 +111,7 @@ def read_lines(path: Path, model: type[R]) -> Iterator[R]:
             raise CacheError(f"line {number}: not JSON ({err})", path=path) from None
         if issubclass(model, Document):
             check_version(model, data, path=path)
+            data = model.upgrade(data) if isinstance(data, dict) else data
         yield validate(model, data, path=path, where=f"line {number} at ")
 
 

@@ -12,7 +12,9 @@ One model, one writer (in ``medseq.training`` / ``medseq.models.io``) and one re
   :func:`read_fold_result`).
 
 Documents written before versioning (no ``schema_version``) have the version-1 shape and are
-read as version 1; a newer major version is refused with a one-line reason.
+read as version 1; an older version still read is converted to the current shape
+(:meth:`Document.upgrade`; ``model.json`` is at version 2); a newer major version is refused with
+a one-line reason.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from medseq import __version__
 from medseq.contracts.document import (
@@ -51,7 +53,7 @@ BINARY_CLASSES: tuple[str, ...] = ("non-responder", "responder")
 
 
 class RunDocument(Document):
-    """Base of the run directory's documents (one major version for all of them)."""
+    """Base of the run directory's documents (version 1, except ``model.json`` at 2)."""
 
     SCHEMA: ClassVar[int] = 1
     OLDEST: ClassVar[int] = 1
@@ -98,8 +100,52 @@ class ModelConfig(Record):
         return list(BINARY_CLASSES if self.task == "binary" else RECIST_CLASSES)
 
 
+CHANNELS: tuple[str, ...] = ("image", "mask")
+"""The channels of a cached lesion crop, in order."""
+FEATURES: tuple[str, ...] = ("days", "days_since_previous")
+"""The per-scan numbers fed beside the crops (``architecture.time`` decides their use)."""
+
+
+class ModelInputs(Record):
+    """What the model is fed: the one input specification of ``model.json``.
+
+    ``medseq.models.inputs.prepare_inputs`` applies it, in training and in inference alike.
+    """
+
+    observe: int | None = Field(default=None, ge=1)
+    """Scans the model sees per patient (the first k); None for all."""
+    crop_shape: list[int] | None = None
+    """[C, S, S, S] of one lesion crop, as cached."""
+    input_size: int | None = Field(default=None, ge=4)
+    """Crops are resized to this edge length before the encoder (None: used as cached)."""
+    channels: list[str] = Field(default_factory=lambda: list(CHANNELS))
+    """The channels of each crop, in order."""
+    features: list[str] = Field(
+        default_factory=lambda: list(FEATURES))
+    """The per-scan numbers beside the crops, in order (days from baseline, days since the
+    previous scan)."""
+
+    @field_validator("channels", "features", mode="after")
+    @classmethod
+    def _as_fed(cls, values: list[str], info: ValidationInfo) -> list[str]:
+        fed = CHANNELS if info.field_name == "channels" else FEATURES
+        if tuple(values) != fed:
+            raise ValueError(f"this medseq feeds {', '.join(fed)} (got {', '.join(values)})")
+        return values
+
+    def observed(self, scans: int) -> int:
+        """How many of a patient's ``scans`` the model sees."""
+        return min(scans, self.observe) if self.observe else scans
+
+
 class ModelCard(RunDocument):
-    """``model.json``: what a saved model is and what it expects."""
+    """``model.json``: what a saved model is and what it expects.
+
+    Version 2 gathers the inputs (``observe``, ``crop_shape``, ``input_size`` at the top level
+    in version 1) into :class:`ModelInputs`; a version-1 card is converted when read.
+    """
+
+    SCHEMA: ClassVar[int] = 2
 
     format: int = CARD_FORMAT
     medseq_version: str = __version__
@@ -107,12 +153,8 @@ class ModelCard(RunDocument):
     label_names: list[str]
     config_hash: str | None = None
     """Hash of the training configuration that made the model."""
-    observe: int | None = None
-    """Scans the model sees per patient (the first k); None for all."""
-    crop_shape: list[int] | None = None
-    """[2, S, S, S] of one lesion crop, as cached."""
-    input_size: int | None = None
-    """Crops are resized to this edge length before the encoder (None: used as cached)."""
+    inputs: ModelInputs = Field(default_factory=ModelInputs)
+    """What the model is fed (scans, crop size, channels, features)."""
     preprocess_config: dict[str, Any] = Field(default_factory=dict)
     """The cache's preprocessing settings (free-form: owned by ``medseq.preprocess.config``;
     ``predict`` validates them before preprocessing a new patient the same way)."""
@@ -124,6 +166,28 @@ class ModelCard(RunDocument):
     fold: int | None = None
     """The cross-validation fold this model held out; None for the all-patient model."""
     epochs: int | None = None
+
+    @model_validator(mode="after")
+    def _channels_fit(self) -> ModelCard:
+        if len(self.inputs.channels) != self.architecture.in_channels:
+            raise ValueError(f"inputs.channels has {len(self.inputs.channels)} channels, "
+                             f"architecture.in_channels {self.architecture.in_channels}")
+        shape = self.inputs.crop_shape
+        if shape and shape[0] != len(self.inputs.channels):
+            raise ValueError(f"inputs.crop_shape {shape} does not hold "
+                             f"{len(self.inputs.channels)} channels")
+        return self
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """A version-1 card in the version-2 shape: its input keys move into ``inputs``."""
+        if data.get("schema_version", 1) >= 2 or "inputs" in data:
+            return data
+        moved = {key: data[key] for key in _V1_INPUT_KEYS if key in data}
+        return {**{k: v for k, v in data.items() if k not in _V1_INPUT_KEYS}, "inputs": moved}
+
+
+_V1_INPUT_KEYS = ("observe", "crop_shape", "input_size")
 
 
 def card_path(path: Path) -> Path:
@@ -363,4 +427,5 @@ def _validated(model: type[RD], data: object, *, path: Path, where: str = "") ->
     if isinstance(data, dict) and "schema_version" not in data:
         data = {"schema_version": 1, **data}
     check_version(model, data, path=path)
-    return validate(model, data, path=path, where=where)
+    return validate(model, model.upgrade(data) if isinstance(data, dict) else data, path=path,
+                    where=where)

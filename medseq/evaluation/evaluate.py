@@ -46,10 +46,10 @@ from medseq.evaluation.rundir import (
     PREDICTIONS_NAME,
     SPLITS_NAME,
     PatientPrediction,
-    read_json,
-    read_model_info,
+    read_card,
     read_predictions,
     read_splits,
+    read_splits_document,
     require_run,
 )
 
@@ -333,15 +333,20 @@ def verdict(
 
 def model_provenance(run_dir: Path) -> ModelProvenance:
     """Version, config hash and architecture name of the run's all-patient model."""
-    info = read_model_info(run_dir)
-    keys = ("medseq_version", "config_hash", "preprocess_config_hash", "architecture",
-            "label_names", "observe", "epochs")
-    out = {k: info[k] for k in keys if k in info}
-    splits_path = Path(run_dir) / SPLITS_NAME
-    if "config_hash" not in out and splits_path.is_file():
-        splits = read_json(splits_path)
-        if isinstance(splits, dict) and "config_hash" in splits:
-            out["config_hash"] = splits["config_hash"]
+    card = read_card(run_dir)
+    out: dict[str, Any] = {}
+    if card is not None:
+        given = card.model_fields_set  # what model.json holds: absent keys stay absent
+        values = {
+            "medseq_version": card.medseq_version, "config_hash": card.config_hash,
+            "preprocess_config_hash": card.preprocess_config_hash,
+            "architecture": card.architecture.model_dump(mode="json", exclude_unset=True),
+            "label_names": card.label_names, "epochs": card.epochs,
+        }
+        out = {k: v for k, v in values.items() if k in given}
+        out["observe"] = card.inputs.observe
+    if out.get("config_hash") is None and (Path(run_dir) / SPLITS_NAME).is_file():
+        out["config_hash"] = read_splits_document(run_dir).config_hash
     return validate(ModelProvenance, out, path=Path(run_dir) / MODEL_JSON_NAME)
 
 

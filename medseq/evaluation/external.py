@@ -48,7 +48,7 @@ def evaluate_external(
     _check_settings(run_dir, cache_dir, manifest)
     records = manifest.ok_patients()
     labels, excluded = _labels(cache_dir, records)
-    model, _ = load_model(run_dir)
+    model = load_model(run_dir)
     scored: list[ScoredPatient] = []
     for n, record in enumerate(records, start=1):
         pid = record.patient_id

@@ -7,7 +7,6 @@ naming the file.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,15 +103,6 @@ def read_card(run_dir: Path, fold: int | None = None) -> ModelCard | None:
     return contract.read_card(base) if (base / CARD_NAME).is_file() else None
 
 
-def read_model_info(run_dir: Path, fold: int | None = None) -> dict[str, Any]:
-    """The model card as the keys it holds ({} when absent), for the report's tables.
-
-    Validated by :func:`read_card`; prefer the typed card.
-    """
-    card = read_card(run_dir, fold)
-    return {} if card is None else card.model_dump(mode="json", exclude_unset=True)
-
-
 def read_run_config(run_dir: Path) -> dict[str, Any]:
     """The resolved ``config.yaml`` as a mapping ({} when absent)."""
     path = Path(run_dir) / CONFIG_NAME
@@ -143,16 +133,6 @@ def find_cache(run_dir: Path) -> Path | None:
         if (base / MANIFEST_NAME).is_file():
             return base.resolve()
     return None
-
-
-def read_json(path: Path) -> Any:
-    """Load a JSON file, or a one-line CacheError naming it."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CacheError("missing", path=path) from None
-    except (OSError, ValueError) as err:
-        raise CacheError(f"unreadable JSON ({err})", path=path) from None
 
 
 def _finite(value: float | None) -> bool:

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from medseq.contracts.run import ModelCard, ModelConfig, read_card
-from medseq.errors import CacheError, InputDataError
+from medseq.contracts.run import ModelCard, read_card
+from medseq.errors import CacheError
+from medseq.models.inputs import prepare_inputs
 from medseq.models.io import read_weights
-from medseq.models.sequence import ResponseModel, resize_crops
+from medseq.models.sequence import ResponseModel
 
 
-def load_model(path: Path) -> tuple[ResponseModel, ModelConfig]:
+@dataclass(frozen=True)
+class LoadedModel:
+    """A saved model: the network (eval mode, CPU) and its card (what it is fed)."""
+
+    module: ResponseModel
+    card: ModelCard
+
+
+def load_model(path: Path) -> LoadedModel:
     """Rebuild a model from a directory holding ``model.safetensors`` + ``model.json``.
 
-    Accepts the directory or the ``.safetensors`` file. The model is in eval mode on the CPU,
-    with ``model.observe`` and ``model.card`` (the :class:`ModelCard`) attached.
+    Accepts the directory or the ``.safetensors`` file.
     """
     card = read_card(path)
     model = build_model(card)
@@ -31,61 +40,46 @@ def load_model(path: Path) -> tuple[ResponseModel, ModelConfig]:
             path=path,
         ) from None
     model.eval()
-    return model, card.architecture
+    return LoadedModel(module=model, card=card)
 
 
 def build_model(card: ModelCard) -> ResponseModel:
-    """An untrained model with the card's architecture and observe setting."""
-    model = ResponseModel(card.architecture)
-    model.observe = card.observe
-    model.input_size = card.input_size
-    model.card = card
-    return model
+    """An untrained model with the card's architecture."""
+    return ResponseModel(card.architecture)
 
 
 @torch.no_grad()
-def predict_patient(
-    model: ResponseModel, crops: np.ndarray, days: list[int], *, observe: int | None = None
-) -> dict[str, Any]:
-    """Predict one patient from its crops and scan days.
+def predict_patient(model: LoadedModel, crops: np.ndarray, days: list[int]) -> dict[str, Any]:
+    """Predict one patient from its crops and scan days, fed as the model card says.
 
     Args:
         model: from :func:`load_model`.
         crops: [T, L, 2, S, S, S] (float16 or float32), the cache's ``crops.npy``.
         days: days from baseline of the T timepoints.
-        observe: use only the first k scans; defaults to what the model was trained on.
 
     Returns:
         ``probability`` (of response: CR or PR), ``probabilities`` (per class, RECIST task
         only), ``observed`` (scans used) and ``forecast_ml`` (predicted total lesion volume of
         the next timepoint, from each observed state).
     """
-    if crops.ndim != 6 or crops.shape[0] != len(days) or crops.shape[0] < 1:
-        raise InputDataError(
-            f"crops must be [T, L, C, S, S, S] with T = len(days) = {len(days)}, "
-            f"got shape {list(crops.shape)}"
-        )
-    k = observe if observe is not None else model.observe
-    t = min(len(days), k) if k else len(days)
-    x = torch.from_numpy(np.ascontiguousarray(crops[:t], dtype=np.float32))
-    x = resize_crops(x, model.input_size).unsqueeze(0)
-    day_list = [float(d) for d in days[:t]]
-    previous = [0.0] + [day_list[i] - day_list[i - 1] for i in range(1, t)]
-    was_training = model.training
-    model.eval()
-    out = model(
-        x,
+    prepared = prepare_inputs(model.card.inputs, crops, days)
+    t = prepared.observed
+    module = model.module
+    was_training = module.training
+    module.eval()
+    out = module(
+        prepared.crops.unsqueeze(0),
         torch.ones(1, crops.shape[1], dtype=torch.bool),
         torch.tensor([t]),
-        torch.tensor([day_list]),
-        torch.tensor([previous]),
+        prepared.days.unsqueeze(0),
+        prepared.days_since_previous.unsqueeze(0),
     )
-    model.train(was_training)
+    module.train(was_training)
     result: dict[str, Any] = {
         "observed": t,
         "forecast_ml": [float(v) for v in torch.expm1(out.forecast[0]).clamp_min(0.0)],
     }
-    if model.config.task == "binary":
+    if module.config.task == "binary":
         result["probability"] = float(torch.sigmoid(out.logits[0, 0]))
     else:
         probs = torch.softmax(out.logits[0].float(), dim=0)

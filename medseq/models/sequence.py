@@ -66,12 +66,6 @@ class ResponseModel(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.response_head = nn.Linear(config.hidden, config.n_outputs)
         self.forecast_head = nn.Linear(config.hidden, 1)
-        self.observe: int | None = None
-        """How many scans the model was trained to see (set from ``model.json`` on load)."""
-        self.input_size: int | None = None
-        """Edge length crops are resized to before the encoder (None: as given)."""
-        self.card: object | None = None
-        """The ``ModelCard`` it was loaded with, if any."""
 
     def forward(
         self,

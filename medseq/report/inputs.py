@@ -21,15 +21,15 @@ from medseq.contracts.evaluation import (
     EvaluationDocument,
     read_evaluation,
 )
+from medseq.contracts.run import ModelCard, Splits
 from medseq.errors import CacheError, UsageError
 from medseq.evaluation.rundir import (
     PatientPrediction,
     find_cache,
-    read_json,
-    read_model_info,
+    read_card,
     read_predictions,
     read_run_config,
-    read_splits,
+    read_splits_document,
     require_run,
 )
 from medseq.report.records import ReportOptions
@@ -46,9 +46,10 @@ class RunInputs:
     evaluation: EvaluationDocument
     predictions: dict[str, PatientPrediction]
     splits: dict[str, int]
-    training_notes: dict[str, Any]
+    training_notes: Splits
     """``splits.json`` as written by training (label source, excluded patients)."""
-    card: dict[str, Any]
+    card: ModelCard | None
+    """``model.json`` of the all-patient model (None when the run has none)."""
     config: dict[str, Any]
     cache_dir: Path | None = None
     manifest: CacheManifest | None = None
@@ -58,14 +59,14 @@ class RunInputs:
 def load_inputs(run_dir: Path, options: ReportOptions) -> RunInputs:
     """Read the run (and the cache it was trained on, when found)."""
     run_dir = require_run(run_dir)
-    splits_doc = read_json(run_dir / "splits.json")
+    splits_doc = read_splits_document(run_dir)
     inputs = RunInputs(
         run_dir=run_dir,
         evaluation=load_evaluation(run_dir),
         predictions={p.patient_id: p for p in read_predictions(run_dir)},
-        splits=read_splits(run_dir),
-        training_notes=splits_doc if isinstance(splits_doc, dict) else {},
-        card=read_model_info(run_dir),
+        splits=dict(splits_doc.folds),
+        training_notes=splits_doc,
+        card=read_card(run_dir),
         config=read_run_config(run_dir),
         cache_dir=options.cache or find_cache(run_dir),
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 from medseq import __version__
 from medseq.contracts.evaluation import ClassifierMetrics, EvaluationDocument
+from medseq.contracts.run import ModelConfig
 from medseq.report.inputs import RunInputs
 
 
@@ -22,7 +23,7 @@ def cohort(inputs: RunInputs) -> dict[str, Any]:
     pos = evaluation.n_responders
     excluded = evaluation.excluded
     reasons = Counter(e.reason for e in excluded)
-    trained_out = str(training.get("excluded_summary") or "")
+    trained_out = training.excluded_summary
     scans = [len(p.days) for p in predictions.values() if p.days]
     follow = [p.days[-1] for p in predictions.values() if p.days]
     modality = "n/a"
@@ -43,11 +44,11 @@ def cohort(inputs: RunInputs) -> dict[str, Any]:
         "n_responders": pos,
         "n_nonresponders": n - pos,
         "n_cache": n_cache,
-        "n_excluded": len(excluded) + len(training.get("excluded") or {}),
+        "n_excluded": len(excluded) + len(training.excluded),
         "exclusions": "; ".join(filter(None, [
             ", ".join(f"{c} {r}" for r, c in reasons.most_common()),
             f"training {trained_out}" if trained_out else ""])),
-        "label_source": str(training.get("label_source", "n/a")),
+        "label_source": training.label_source or "n/a",
         "scans": _summary(scans, ""),
         "followup": _summary(follow, " days"),
         "lesions": _summary(lesions, "") if lesions else "n/a (no tracking)",
@@ -62,10 +63,10 @@ def methods(inputs: RunInputs, *, keep_ids: bool) -> list[tuple[str, str]]:
     evaluation, card, config, manifest = (inputs.evaluation, inputs.card, inputs.config,
                                           inputs.manifest)
     settings = evaluation.settings
-    arch = card.get("architecture") or {}
-    pre = (manifest.config if manifest is not None else card.get("preprocess_config")) or {}
+    pre = (manifest.config if manifest is not None
+           else card.preprocess_config if card is not None else {})
     fingerprint = manifest.fingerprint if manifest is not None else {}
-    observe = card.get("observe")
+    observe = card.inputs.observe if card is not None else None
     n_folds = len(set(inputs.splits.values()))
     rows = [
         ("Data source", "Longitudinal scans with lesion masks, preprocessed by medseq "
@@ -78,7 +79,7 @@ def methods(inputs: RunInputs, *, keep_ids: bool) -> list[tuple[str, str]]:
         ("Predictors", "Lesion-centred crops (image and mask) of "
          + (f"the first {observe} scans" if observe else "all scans")
          + " with days since baseline and since the previous scan."),
-        ("Model", _model_text(arch)),
+        ("Model", _model_text(card.architecture if card is not None else None)),
         ("Training", _training_text(config)),
         ("Sample size", f"{evaluation.n_patients} patients evaluated, "
          f"{evaluation.n_responders} responders; "
@@ -154,11 +155,11 @@ def provenance(inputs: RunInputs, *, keep_ids: bool) -> list[tuple[str, str]]:
     run_dir, card, cache_dir = inputs.run_dir, inputs.card, inputs.cache_dir
     rows = [
         ("medseq (report)", __version__),
-        ("medseq (model)", str(card.get("medseq_version", "n/a"))),
+        ("medseq (model)", card.medseq_version if card is not None else "n/a"),
         ("run", str(run_dir.resolve()) if keep_ids else run_dir.name),
         ("cache", (str(cache_dir) if keep_ids else cache_dir.name) if cache_dir else "n/a"),
-        ("preprocessing config hash", str(card.get("preprocess_config_hash", "n/a"))),
-        ("model config hash", str(card.get("config_hash", "n/a"))),
+        ("preprocessing config hash", (card and card.preprocess_config_hash) or "n/a"),
+        ("model config hash", (card and card.config_hash) or "n/a"),
         ("evaluation created", inputs.evaluation.created),
     ]
     return rows
@@ -193,13 +194,13 @@ def _preprocess_text(pre: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> 
     return "; ".join(parts) + "."
 
 
-def _model_text(arch: Mapping[str, Any]) -> str:
-    if not isinstance(arch, Mapping) or not arch:
-        return str(arch or "n/a (no model.json)")
-    return (f"{arch.get('encoder', '?')} 3D CNN encoder shared across scans (embedding "
-            f"{arch.get('embed', '?')}, {arch.get('pooling', '?')} pooling over lesions), "
-            f"{arch.get('cell', 'lstm').upper()} with {arch.get('hidden', '?')} hidden units and "
-            f"time input '{arch.get('time', '?')}'; heads: response ({arch.get('task', '?')}) and "
+def _model_text(arch: ModelConfig | None) -> str:
+    if arch is None:
+        return "n/a (no model.json)"
+    return (f"{arch.encoder} 3D CNN encoder shared across scans (embedding "
+            f"{arch.embed}, {arch.pooling} pooling over lesions), "
+            f"{arch.cell.upper()} with {arch.hidden} hidden units and "
+            f"time input '{arch.time}'; heads: response ({arch.task}) and "
             "next-scan log lesion volume.")
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medseq.contracts.run import ModelConfig
+from medseq.contracts.run import ModelConfig, ModelInputs
 
 
 class OptimiserConfig(BaseModel):
@@ -76,10 +76,11 @@ class TrainConfig(BaseModel):
     folds: int = Field(default=5, ge=2)
     seed: int = Field(default=0, ge=0)
     observe: int | None = Field(default=None, ge=1)
-    """Train and predict from the first k scans only; null uses every scan."""
+    """Train and predict from the first k scans only; null uses every scan (``model.json``'s
+    ``inputs.observe``)."""
     input_size: int | None = Field(default=None, ge=4)
     """Resize each cached crop to this edge length (area averaging) before the encoder; null
-    keeps the cache's size. 16 costs about 1/8 of 32."""
+    keeps the cache's size. 16 costs about 1/8 of 32 (``model.json``'s ``inputs.input_size``)."""
     forecast_weight: float = Field(default=0.3, ge=0)
     """Weight of the burden-forecast loss beside the response loss."""
     class_weighting: bool = True
@@ -97,3 +98,9 @@ class TrainConfig(BaseModel):
     """torch CPU threads; null keeps torch's default."""
     deterministic: bool = True
     """``torch.use_deterministic_algorithms`` (same seed -> same weights on CPU)."""
+
+
+def model_inputs(config: TrainConfig, crop_shape: list[int] | None) -> ModelInputs:
+    """The input specification a run trains with and writes into every model card."""
+    return ModelInputs(observe=config.observe, crop_shape=crop_shape,
+                       input_size=config.input_size)

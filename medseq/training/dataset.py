@@ -1,6 +1,7 @@
 """A torch Dataset over the preprocessing cache: one item per patient, padded into batches.
 
-Crops are read with ``np.load(mmap_mode='r')`` so only the observed timepoints leave the disk.
+Crops are read with ``np.load(mmap_mode='r')`` so only the observed timepoints leave the disk;
+:func:`medseq.models.inputs.prepare_inputs` cuts and resizes them as inference does.
 Augmentations are drawn once per patient from a generator seeded by (seed, stream, epoch,
 patient), so they are the same whatever the worker count or resume point, and are applied
 identically to every timepoint and lesion of that patient: the model must see change over time,
@@ -20,15 +21,16 @@ from torch.nn import functional
 from torch.utils.data import Dataset
 
 from medseq.contracts.cache import PatientRecord
+from medseq.contracts.run import ModelInputs
 from medseq.errors import CacheError
-from medseq.models.sequence import resize_crops
+from medseq.models.inputs import prepare_inputs
 from medseq.training.config import AugmentConfig
 
 Batch = dict[str, torch.Tensor]
 
 
 class CacheDataset(Dataset[dict[str, Any]]):
-    """Patients of a cache with their labels; ``observe`` keeps the first k scans."""
+    """Patients of a cache with their labels, fed as ``inputs`` says (the model card's)."""
 
     def __init__(
         self,
@@ -36,20 +38,18 @@ class CacheDataset(Dataset[dict[str, Any]]):
         records: Sequence[PatientRecord],
         labels: dict[str, int],
         *,
-        observe: int | None = None,
+        inputs: ModelInputs | None = None,
         augment: AugmentConfig | None = None,
         seed: int = 0,
         stream: int = 0,
-        input_size: int | None = None,
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.records = list(records)
         self.labels = labels
-        self.observe = observe
+        self.inputs = inputs if inputs is not None else ModelInputs()
         self.augment = augment if augment is not None and augment.enabled else None
         self.seed = seed
         self.stream = stream
-        self.input_size = input_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -62,14 +62,15 @@ class CacheDataset(Dataset[dict[str, Any]]):
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
         total = len(record.timepoints)
-        k = min(total, self.observe) if self.observe else total
-        crops = resize_crops(torch.from_numpy(load_crops(self.cache_dir, record, k)),
-                             self.input_size)
+        prepared = prepare_inputs(
+            self.inputs, load_crops(self.cache_dir, record),
+            [float(tp.days) for tp in record.timepoints],
+            [float(tp.days_since_previous) for tp in record.timepoints],
+        )
+        crops, k = prepared.crops, prepared.observed
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.stream, self.epoch, index])
             crops = augment_patient(crops, rng, self.augment)
-        days = [float(tp.days) for tp in record.timepoints]
-        previous = [float(tp.days_since_previous) for tp in record.timepoints]
         burden = [tp.lesion_volume_ml for tp in record.timepoints]
         target = torch.zeros(k)
         target_mask = torch.zeros(k, dtype=torch.bool)
@@ -79,8 +80,8 @@ class CacheDataset(Dataset[dict[str, Any]]):
                 target_mask[t] = True
         return {
             "crops": crops,
-            "days": torch.tensor(days[:k]),
-            "days_since_previous": torch.tensor(previous[:k]),
+            "days": prepared.days,
+            "days_since_previous": prepared.days_since_previous,
             "forecast_target": target,
             "forecast_mask": target_mask,
             "label": self.labels.get(record.patient_id, -1),
@@ -88,8 +89,8 @@ class CacheDataset(Dataset[dict[str, Any]]):
         }
 
 
-def load_crops(cache_dir: Path, record: PatientRecord, k: int) -> np.ndarray:
-    """The first ``k`` timepoints of a patient's crops as float32 [k, L, C, S, S, S]."""
+def load_crops(cache_dir: Path, record: PatientRecord) -> np.ndarray:
+    """A patient's crops [T, L, C, S, S, S] as a read-only memory map (nothing read yet)."""
     if record.crops is None:
         raise CacheError(f"patient {record.patient_id} has no crops", path=cache_dir)
     path = Path(cache_dir) / record.crops
@@ -97,12 +98,12 @@ def load_crops(cache_dir: Path, record: PatientRecord, k: int) -> np.ndarray:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as err:
         raise CacheError(f"unreadable crops ({err})", path=path) from None
-    if array.ndim != 6 or array.shape[0] < k:
+    if array.ndim != 6 or array.shape[0] != len(record.timepoints):
         raise CacheError(
             f"crops shape {list(array.shape)} does not match {len(record.timepoints)} timepoints "
             "[T, L, C, S, S, S]; rerun preprocess", path=path,
         )
-    return np.array(array[:k], dtype=np.float32)
+    return array
 
 
 def collate(items: Sequence[dict[str, Any]]) -> Batch:

@@ -21,6 +21,7 @@ from torch.nn import functional
 from torch.utils.data import DataLoader, DistributedSampler
 
 from medseq.contracts.cache import PatientRecord
+from medseq.contracts.run import ModelInputs
 from medseq.models.sequence import ResponseModel, SequenceOutput
 from medseq.training import checkpoint as ckpt
 from medseq.training.config import TrainConfig
@@ -73,6 +74,8 @@ class Context:
     device: torch.device
     dist: DistInfo
     on_epoch: Callable[[FoldSpec, dict[str, Any]], None]
+    inputs: ModelInputs = field(default_factory=ModelInputs)
+    """What the model is fed (the ``inputs`` of the model cards the run writes)."""
     stop_after_epochs: int | None = None
     """Total epochs (over all folds) after which to raise :class:`InjectedStopError`."""
     epochs_done: int = 0
@@ -303,8 +306,8 @@ def _dataset(ctx: Context, patients: list[str], *, augment: bool = False,
              stream: int = 0) -> CacheDataset:
     return CacheDataset(
         ctx.cache_dir, [ctx.records[p] for p in patients], ctx.labels,
-        observe=ctx.config.observe, augment=ctx.config.augment if augment else None,
-        seed=ctx.config.seed, stream=stream, input_size=ctx.config.input_size,
+        inputs=ctx.inputs, augment=ctx.config.augment if augment else None,
+        seed=ctx.config.seed, stream=stream,
     )
 
 

@@ -1,15 +1,19 @@
-"""Training progress on stderr (one :class:`~medseq.progress.ProgressBar` per model) and
-``log.txt`` (every epoch)."""
+"""Training progress on stderr and in ``log.txt`` (every epoch).
+
+What is shown goes through the shared helpers of :mod:`medseq.progress`: one
+:class:`~medseq.progress.ProgressBar` per model, :func:`~medseq.progress.print_line` for the
+messages between models. This module adds only what is training's: the log and the epoch text.
+"""
 
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from medseq.console import stderr
-from medseq.progress import ProgressBar
+from medseq.progress import ProgressBar, print_line
 
 MIN_VAL_PER_CLASS = 5
 """Fewer validation patients of a class than this and the validation AUC is not shown: with one
@@ -23,6 +27,7 @@ class Reporter:
         self.log_path = log_path
         self.enabled = enabled
         self._bar: ProgressBar | None = None
+        self._open = ExitStack()
         self._show_auc = True
         self._started = time.perf_counter()
 
@@ -38,7 +43,7 @@ class Reporter:
         self._finish()
         self._log(text)
         if self.enabled:
-            stderr.print(text, markup=False, highlight=False)
+            print_line(text)
 
     def start_model(self, title: str, epochs: int, *,
                     validation: tuple[int, int] | None = None) -> None:
@@ -59,8 +64,8 @@ class Reporter:
                 f"{_count(validation[0], 'non-responder')}) is too small for a meaningful AUC "
                 f"(fewer than {MIN_VAL_PER_CLASS} of a class); showing the validation loss only"
             )
-        self._bar = ProgressBar(title, unit="epochs", total=epochs, enabled=self.enabled)
-        self._bar.__enter__()
+        self._bar = self._open.enter_context(
+            ProgressBar(title, unit="epochs", total=epochs, enabled=self.enabled))
 
     def epoch(self, title: str, row: dict[str, Any]) -> None:
         """One finished epoch."""
@@ -74,9 +79,8 @@ class Reporter:
             self._bar.update(int(row["epoch"]), info=stats)
 
     def _finish(self) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-            self._bar = None
+        self._open.close()  # the bar's last line (plain output) or its end (terminal)
+        self._bar = None
 
     def _log(self, text: str) -> None:
         if self.log_path is None:

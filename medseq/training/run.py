@@ -23,6 +23,7 @@ from medseq.contracts.run import (
     FoldPrediction,
     FoldResultDocument,
     ModelCard,
+    ModelInputs,
     PredictionLine,
     Splits,
     append_metrics,
@@ -39,7 +40,7 @@ from medseq.io.writer_lock import writer_lock
 from medseq.models.io import save_model
 from medseq.preprocess.pseudonym import copy_salt
 from medseq.training import checkpoint as ckpt
-from medseq.training.config import TrainConfig
+from medseq.training.config import TrainConfig, model_inputs
 from medseq.training.distributed import DistInfo, barrier, broadcast, init_from_env, shutdown
 from medseq.training.labels import resolve_labels
 from medseq.training.loop import Context, FoldResult, FoldSpec, fit, roc_auc
@@ -139,10 +140,10 @@ def _run(
         raise CacheError(f"{len(missing)} patients of splits.json are not in the cache "
                          f"(first: {missing[0]})", path=cache_dir)
     records = {p: manifest.patients[p] for p in labels}
-    crop_shape = _crop_shape(cache_dir, records[next(iter(records))])
+    inputs = model_inputs(config, _crop_shape(cache_dir, records[next(iter(records))]))
     ctx = Context(
         config=config, cache_dir=cache_dir, run_dir=run_dir, records=records, labels=labels,
-        device=device, dist=dist, on_epoch=lambda spec, row: None,
+        device=device, dist=dist, on_epoch=lambda spec, row: None, inputs=inputs,
         stop_after_epochs=stop_after_epochs,
     )
     with reporter:
@@ -182,7 +183,7 @@ def _run(
                                  validation=_class_counts(val, labels, config.model.task))
             result = fit(spec, ctx)
             if dist.is_main:
-                _save_fold(run_dir, result, _card(config, manifest, crop_shape, train, k,
+                _save_fold(run_dir, result, _card(config, manifest, inputs, train, k,
                                                   result.best_epoch))
                 ckpt.clear_checkpoint(run_dir)
             barrier(dist)
@@ -203,7 +204,7 @@ def _run(
                 reporter.start_model(_title(spec, config.folds), final_epochs)
                 result = fit(spec, ctx)
                 if dist.is_main:
-                    save_model(run_dir, result.state, _card(config, manifest, crop_shape,
+                    save_model(run_dir, result.state, _card(config, manifest, inputs,
                                                             sorted(labels), None, final_epochs))
                     ckpt.clear_checkpoint(run_dir)
                 barrier(dist)
@@ -312,12 +313,11 @@ def _write_predictions(
     return roc_auc(y, scores)
 
 
-def _card(config: TrainConfig, manifest: CacheManifest, crop_shape: list[int],
+def _card(config: TrainConfig, manifest: CacheManifest, inputs: ModelInputs,
           train: list[str], fold: int | None, epochs: int) -> ModelCard:
     return ModelCard(
         architecture=config.model, label_names=config.model.label_names,
-        config_hash=config_hash(config), observe=config.observe,
-        crop_shape=crop_shape, input_size=config.input_size, preprocess_config=manifest.config,
+        config_hash=config_hash(config), inputs=inputs, preprocess_config=manifest.config,
         preprocess_config_hash=manifest.config_hash, train_patients=train, fold=fold,
         epochs=epochs,
         # predict re-preprocesses on the training cohort's grid (issue 7: same crops, same p)

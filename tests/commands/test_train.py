@@ -168,15 +168,27 @@ def test_every_run_document_has_a_schema_version_and_older_ones_still_read(
     files = [run / "splits.json", run / "model.json", run / "folds" / "0" / "model.json",
              run / "folds" / "0" / "result.json"]
     for path in files:
-        assert json.loads(path.read_text())["schema_version"] == 1, path
+        version = 2 if path.name == "model.json" else 1  # model.json: inputs gathered (v2)
+        assert json.loads(path.read_text())["schema_version"] == version, path
     for name in ("metrics.jsonl", "predictions.jsonl"):
         lines = (run / name).read_text().splitlines()
         assert lines, name
         assert all(json.loads(x)["schema_version"] == 1 for x in lines), name
-    # Files from before versioning (no schema_version) are read as before.
+    from medseq.contracts.cache import read_manifest
+    from medseq.models.inference import load_model, predict_patient
+    from medseq.training.dataset import load_crops
+
+    record = read_manifest(cache).ok_patients()[0]
+    days = [tp.days for tp in record.timepoints]
+    before = predict_patient(load_model(run), load_crops(cache, record), days)
+    # Files from before versioning (no schema_version) are read as before; model.json then
+    # had the version-1 shape (the inputs at the top level).
     for path in files:
         doc = json.loads(path.read_text())
         del doc["schema_version"]
+        if path.name == "model.json":
+            doc.update(doc.pop("inputs"))
+            del doc["channels"], doc["features"]
         path.write_text(json.dumps(doc))
     for name in ("metrics.jsonl", "predictions.jsonl"):
         rows = [json.loads(x) for x in (run / name).read_text().splitlines()]
@@ -186,6 +198,8 @@ def test_every_run_document_has_a_schema_version_and_older_ones_still_read(
     assert len(read_predictions(run)) == 8
     assert len(read_splits(run)) == 8
     assert read_card(run).schema_version == 1
+    assert "crop_shape" in json.loads((run / "model.json").read_text())  # the v1 shape
+    assert predict_patient(load_model(run), load_crops(cache, record), days) == before
     evaluated = runner.invoke(app, ["evaluate", str(run), "--json", "--bootstrap", "100"])
     assert evaluated.exit_code == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["schema_version"] == 1

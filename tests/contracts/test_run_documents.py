@@ -13,6 +13,7 @@ from medseq.contracts.run import (
     FoldResultDocument,
     ModelCard,
     ModelConfig,
+    ModelInputs,
     PredictionLine,
     Splits,
     read_card,
@@ -40,7 +41,8 @@ def _splits() -> Splits:
 def test_every_run_document_round_trips(tmp_path: Path) -> None:
     write_splits(tmp_path, _splits())
     assert read_splits(tmp_path) == _splits()
-    card = ModelCard(architecture=ModelConfig(hidden=8), label_names=["a", "b"], observe=2)
+    card = ModelCard(architecture=ModelConfig(hidden=8), label_names=["a", "b"],
+                     inputs=ModelInputs(observe=2))
     write_card(tmp_path, card)
     assert read_card(tmp_path) == card
     assert read_card(tmp_path / "model.safetensors") == card  # beside the weights file
@@ -90,6 +92,54 @@ def test_documents_without_schema_version_read_as_version_1(tmp_path: Path) -> N
     assert read_card(tmp_path).schema_version == 1
     (tmp_path / "predictions.jsonl").write_text('{"patient_id": "A", "probability": 0.5}\n')
     assert read_predictions(tmp_path)[0].patient_id == "A"
+
+
+def test_a_version_1_model_card_is_read_in_the_version_2_shape(tmp_path: Path) -> None:
+    """Version 1 kept the inputs at the top level; they move into ``inputs`` when read."""
+    v1 = {"schema_version": 1, "format": 1, "architecture": {"hidden": 8},
+          "label_names": ["non-responder", "responder"], "observe": 2,
+          "crop_shape": [2, 8, 8, 8], "input_size": 4, "epochs": 3}
+    (tmp_path / "model.json").write_text(json.dumps(v1))
+    card = read_card(tmp_path)
+    assert card.schema_version == 1  # as read
+    assert card.inputs == ModelInputs(observe=2, crop_shape=[2, 8, 8, 8], input_size=4)
+    assert card.inputs.channels == ["image", "mask"]
+    assert card.inputs.features == ["days", "days_since_previous"]
+    assert card.epochs == 3
+    assert card.architecture.hidden == 8
+    write_card(tmp_path / "again", card)
+    written = json.loads((tmp_path / "again" / "model.json").read_text())
+    assert written["schema_version"] == 2
+    assert written["inputs"]["observe"] == 2
+    assert not {"observe", "crop_shape", "input_size"} & set(written)
+    del v1["schema_version"]  # before versioning: the version-1 shape
+    (tmp_path / "model.json").write_text(json.dumps(v1))
+    assert read_card(tmp_path).inputs.input_size == 4
+
+
+def test_model_cards_of_unknown_versions_or_inconsistent_inputs_are_refused(
+    tmp_path: Path
+) -> None:
+    card = ModelCard(architecture=ModelConfig(), label_names=[])
+    write_card(tmp_path, card)
+    data = json.loads((tmp_path / "model.json").read_text())
+    assert data["schema_version"] == 2
+    (tmp_path / "model.json").write_text(json.dumps({**data, "schema_version": 3}))
+    with pytest.raises(CacheError) as info:
+        read_card(tmp_path)
+    assert str(info.value) == (f"{tmp_path / 'model.json'}: schema version 3 is newer than "
+                               "this medseq reads (2); upgrade medseq")
+    for inputs, message in [({"crop_shape": [1, 8, 8, 8]}, "does not hold 2 channels"),
+                            ({"channels": ["mask", "image"]}, "this medseq feeds image, mask"),
+                            ({"features": ["days"]}, "feeds days, days_since_previous")]:
+        (tmp_path / "model.json").write_text(json.dumps({**data, "inputs": inputs}))
+        with pytest.raises(CacheError, match=message):
+            read_card(tmp_path)
+    # A version-2 key in a version-1 card is not guessed at.
+    (tmp_path / "model.json").write_text(json.dumps(
+        {**data, "schema_version": 1, "observe": 2}))
+    with pytest.raises(CacheError, match="invalid observe"):
+        read_card(tmp_path)
 
 
 def test_unknown_keys_and_the_old_splits_shapes_are_refused(tmp_path: Path) -> None:

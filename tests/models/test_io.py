@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from medseq.contracts.run import ModelCard, ModelConfig
+from medseq.contracts.run import ModelCard, ModelConfig, ModelInputs
 from medseq.errors import CacheError, InputDataError
-from medseq.models.inference import build_model, load_model, predict_patient
+from medseq.models.inference import LoadedModel, build_model, load_model, predict_patient
 from medseq.models.io import save_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _saved(tmp_path: Path, **settings: object) -> tuple[Path, ModelCard]:
     config = ModelConfig(widths=[4, 8], embed=8, hidden=8, **settings)  # type: ignore[arg-type]
-    card = ModelCard(architecture=config, label_names=config.label_names, observe=2,
-                     crop_shape=[2, 8, 8, 8], preprocess_config_hash="sha256:abc")
+    card = ModelCard(architecture=config, label_names=config.label_names,
+                     inputs=ModelInputs(observe=2, crop_shape=[2, 8, 8, 8]),
+                     preprocess_config_hash="sha256:abc")
     torch.manual_seed(0)
     model = build_model(card)
     save_model(tmp_path / "m", model.state_dict(), card)
@@ -31,12 +32,13 @@ def test_round_trip_predicts_the_same(tmp_path: Path) -> None:
     folder, card = _saved(tmp_path)
     torch.manual_seed(0)
     original = build_model(card).eval()
-    model, config = load_model(folder)
+    model = load_model(folder)
+    config = model.card.architecture
     assert config == card.architecture
-    assert model.observe == 2
+    assert model.card.inputs.observe == 2
     crops = np.random.default_rng(0).normal(size=(3, 2, 2, 8, 8, 8)).astype(np.float16)
     a = predict_patient(model, crops, [0, 60, 120])
-    b = predict_patient(original, crops, [0, 60, 120], observe=2)
+    b = predict_patient(LoadedModel(original, card), crops, [0, 60, 120])
     assert a["observed"] == 2
     assert len(a["forecast_ml"]) == 2
     assert a["probability"] == pytest.approx(b["probability"], abs=1e-6)
@@ -46,12 +48,12 @@ def test_round_trip_predicts_the_same(tmp_path: Path) -> None:
     assert meta["preprocess_config_hash"] == "sha256:abc"
     assert meta["label_names"] == ["non-responder", "responder"]
     # load_model also accepts the weights file itself
-    assert load_model(folder / "model.safetensors")[1] == config
+    assert load_model(folder / "model.safetensors").card.architecture == config
 
 
 def test_recist_model_gives_class_probabilities(tmp_path: Path) -> None:
     folder, _ = _saved(tmp_path, task="recist")
-    model, _ = load_model(folder)
+    model = load_model(folder)
     out = predict_patient(model, np.zeros((2, 1, 2, 8, 8, 8), np.float32), [0, 30])
     assert len(out["probabilities"]) == 4
     assert out["probability"] == pytest.approx(sum(out["probabilities"][:2]))
@@ -76,9 +78,11 @@ def test_missing_or_corrupt_files_are_cache_errors(tmp_path: Path) -> None:
 
 
 def test_bad_crop_shape_is_an_input_error(tmp_path: Path) -> None:
-    model, _ = load_model(_saved(tmp_path)[0])
+    model = load_model(_saved(tmp_path)[0])
     with pytest.raises(InputDataError, match="crops must be"):
         predict_patient(model, np.zeros((2, 8, 8, 8), np.float32), [0, 30])
+    with pytest.raises(InputDataError, match="crops have 1 channels; the model reads 2"):
+        predict_patient(model, np.zeros((2, 1, 1, 8, 8, 8), np.float32), [0, 30])
 
 
 def test_no_module_unpickles_user_files() -> None:
@@ -93,13 +97,13 @@ def test_card_input_size_resizes_crops_before_the_encoder(tmp_path: Path) -> Non
 
     folder, _ = _saved(tmp_path)
     data = json.loads((folder / "model.json").read_text())
-    data["input_size"] = 4
+    data["inputs"]["input_size"] = 4
     (folder / "model.json").write_text(json.dumps(data))
-    model, _ = load_model(folder)
+    model = load_model(folder)
+    assert model.card.inputs.input_size == 4
     crops = np.random.default_rng(1).normal(size=(2, 1, 2, 8, 8, 8)).astype(np.float32)
     small = resize_crops(torch.from_numpy(crops), 4).numpy()
     assert small.shape == (2, 1, 2, 4, 4, 4)
-    model.input_size = None
-    expected = predict_patient(model, small, [0, 50])["probability"]
-    model.input_size = 4
+    as_given = model.card.model_copy(update={"inputs": ModelInputs(observe=2)})
+    expected = predict_patient(LoadedModel(model.module, as_given), small, [0, 50])["probability"]
     assert predict_patient(model, crops, [0, 50])["probability"] == pytest.approx(expected)

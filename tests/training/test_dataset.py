@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from medseq.contracts.cache import read_manifest
+from medseq.contracts.run import ModelInputs
 from medseq.training.config import AugmentConfig
 from medseq.training.dataset import CacheDataset, augment_patient, collate
 
@@ -21,7 +22,7 @@ def _dataset(cache: Path, **kwargs: object) -> CacheDataset:
 
 
 def test_observe_keeps_the_first_k_scans_and_targets_the_next_burden(fake_cache: Path) -> None:
-    ds = _dataset(fake_cache, observe=2)
+    ds = _dataset(fake_cache, inputs=ModelInputs(observe=2))
     for i in range(len(ds)):
         record = ds.records[i]
         item = ds[i]

@@ -73,7 +73,7 @@ def test_run_directory_contents(unbroken: Path, fake_cache: Path) -> None:
     assert card["preprocess_config_hash"] == "sha256:fake"
     assert card["fold"] is None
     assert len(card["train_patients"]) == 12
-    assert card["crop_shape"] == [2, 12, 12, 12]
+    assert card["inputs"]["crop_shape"] == [2, 12, 12, 12]
     fold_card = json.loads((unbroken / "folds/1/model.json").read_text())
     held_out = {p for p, f in splits["folds"].items() if f == 1}
     assert not held_out & set(fold_card["train_patients"])
@@ -85,11 +85,11 @@ def test_fold_model_reproduces_its_out_of_fold_probability(unbroken: Path, fake_
                                                            ) -> None:
     manifest = json.loads((fake_cache / "manifest.json").read_text())
     first = json.loads((unbroken / "predictions.jsonl").read_text().splitlines()[0])
-    model, _ = load_model(unbroken / "folds" / str(first["fold"]))
+    model = load_model(unbroken / "folds" / str(first["fold"]))
     from medseq.contracts.cache import PatientRecord
 
     record = PatientRecord.model_validate(manifest["patients"][first["patient_id"]])
-    crops = load_crops(fake_cache, record, len(record.timepoints))
+    crops = load_crops(fake_cache, record)
     out = predict_patient(model, crops, [tp.days for tp in record.timepoints])
     assert out["probability"] == pytest.approx(first["probability"], abs=1e-5)
 
