@@ -27,6 +27,9 @@ class Document(BaseModel):
     OLDEST: ClassVar[int] = 1
     """The oldest major version this reader still accepts."""
     REGENERATE: ClassVar[str] = "rerun the command that wrote it"
+    UNVERSIONED: ClassVar[int | None] = None
+    """The version a copy without ``schema_version`` is read as (written before documents were
+    versioned); None refuses such a copy with ``REGENERATE``."""
 
     schema_version: int = 1
 
@@ -49,7 +52,7 @@ R = TypeVar("R", bound=BaseModel)
 
 def check_version(model: type[Document], data: object, *, path: Path) -> None:
     """Refuse a document whose major version this medseq does not read."""
-    version = data.get("schema_version") if isinstance(data, dict) else None
+    version = data.get("schema_version", model.UNVERSIONED) if isinstance(data, dict) else None
     if not isinstance(version, int) or isinstance(version, bool):
         raise CacheError(f"no schema_version: written by an older medseq; {model.REGENERATE}",
                          path=path)
@@ -79,8 +82,17 @@ def read_document(path: Path, model: type[D]) -> D:
         raise CacheError(f"missing; {model.REGENERATE}", path=path) from None
     except (OSError, ValueError) as err:
         raise CacheError(f"unreadable ({err})", path=path) from None
+    return validate_document(model, data, path=path)
+
+
+def validate_document(model: type[D], data: object, *, path: Path, where: str = "") -> D:
+    """Version check (an unversioned copy read as ``UNVERSIONED``), upgrade, validation."""
     check_version(model, data, path=path)
-    return validate(model, model.upgrade(data) if isinstance(data, dict) else data, path=path)
+    if isinstance(data, dict):
+        if "schema_version" not in data:
+            data = {"schema_version": model.UNVERSIONED, **data}
+        data = model.upgrade(data)
+    return validate(model, data, path=path, where=where)
 
 
 def dump_document(doc: Document) -> str:
@@ -95,11 +107,15 @@ def write_document(path: Path, doc: Document) -> Path:
     return Path(path)
 
 
-def read_lines(path: Path, model: type[R]) -> Iterator[R]:
-    """Yield each non-blank line of a JSON-lines file as ``model``; errors name the line."""
+def read_lines(path: Path, model: type[R]) -> Iterator[tuple[int, R]]:
+    """Each non-blank line of a JSON-lines file as (line number, ``model``); errors name the
+    line."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        regenerate = getattr(model, "REGENERATE", "rerun the command that wrote it")
+        raise CacheError(f"missing; {regenerate}", path=path) from None
     except OSError as err:
         raise CacheError(f"cannot read ({err.strerror})", path=path) from None
     for number, line in enumerate(lines, start=1):
@@ -109,10 +125,11 @@ def read_lines(path: Path, model: type[R]) -> Iterator[R]:
             data = json.loads(line)
         except ValueError as err:
             raise CacheError(f"line {number}: not JSON ({err})", path=path) from None
+        where = f"line {number} at "
         if issubclass(model, Document):
-            check_version(model, data, path=path)
-            data = model.upgrade(data) if isinstance(data, dict) else data
-        yield validate(model, data, path=path, where=f"line {number} at ")
+            yield number, validate_document(model, data, path=path, where=where)
+        else:
+            yield number, validate(model, data, path=path, where=where)
 
 
 def write_lines(path: Path, rows: Iterable[BaseModel]) -> Path:

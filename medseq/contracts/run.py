@@ -23,7 +23,7 @@ import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -31,9 +31,9 @@ from medseq import __version__
 from medseq.contracts.document import (
     Document,
     Record,
-    check_version,
-    dump_document,
-    validate,
+    read_document,
+    read_lines,
+    write_document,
 )
 from medseq.errors import CacheError
 from medseq.io.atomic import write_text_atomic
@@ -58,6 +58,7 @@ class RunDocument(Document):
     SCHEMA: ClassVar[int] = 1
     OLDEST: ClassVar[int] = 1
     REGENERATE: ClassVar[str] = REGENERATE
+    UNVERSIONED: ClassVar[int | None] = 1
 
 
 # ------------------------------------------------------------------------------ model.json
@@ -198,7 +199,7 @@ def card_path(path: Path) -> Path:
 
 def write_card(directory: Path, card: ModelCard) -> Path:
     """Write ``directory/model.json`` atomically."""
-    return _write(Path(directory) / CARD_NAME, card)
+    return write_document(Path(directory) / CARD_NAME, card)
 
 
 def read_card(path: Path) -> ModelCard:
@@ -206,7 +207,7 @@ def read_card(path: Path) -> ModelCard:
     path = card_path(path)
     if not path.is_file():
         raise CacheError(f"no {CARD_NAME} beside the weights", path=path.parent)
-    return _read(path, ModelCard)
+    return read_document(path, ModelCard)
 
 
 # ----------------------------------------------------------------------------- splits.json
@@ -232,11 +233,11 @@ class Splits(RunDocument):
 
 
 def write_splits(run_dir: Path, splits: Splits) -> Path:
-    return _write(Path(run_dir) / SPLITS_NAME, splits)
+    return write_document(Path(run_dir) / SPLITS_NAME, splits)
 
 
 def read_splits(run_dir: Path) -> Splits:
-    return _read(Path(run_dir) / SPLITS_NAME, Splits)
+    return read_document(Path(run_dir) / SPLITS_NAME, Splits)
 
 
 # ----------------------------------------------------------------------- predictions.jsonl
@@ -276,7 +277,7 @@ def write_predictions(run_dir: Path, rows: Iterable[PredictionLine]) -> Path:
 def read_predictions(run_dir: Path) -> list[PredictionLine]:
     """Every line of ``predictions.jsonl``; a patient twice or no line at all is refused."""
     path = Path(run_dir) / PREDICTIONS_NAME
-    rows = _read_lines(path, PredictionLine)
+    rows = list(read_lines(path, PredictionLine))
     seen: set[str] = set()
     for number, row in rows:
         if row.patient_id in seen:
@@ -330,7 +331,7 @@ def _metrics_line(row: EpochRow) -> MetricsLine:
 def read_metrics(run_dir: Path) -> list[EpochRow]:
     path = Path(run_dir) / METRICS_NAME
     return [EpochRow.model_validate(row.model_dump(exclude={"schema_version"}))
-            for _, row in _read_lines(path, MetricsLine)]
+            for _, row in read_lines(path, MetricsLine)]
 
 
 # --------------------------------------------------------------------- folds/K/result.json
@@ -368,13 +369,10 @@ def write_fold_result(run_dir: Path, result: FoldResultDocument) -> Path:
 
 
 def read_fold_result(run_dir: Path, fold: str | int) -> FoldResultDocument:
-    return _read(fold_dir(run_dir, fold) / FOLD_RESULT_NAME, FoldResultDocument)
+    return read_document(fold_dir(run_dir, fold) / FOLD_RESULT_NAME, FoldResultDocument)
 
 
 # --------------------------------------------------------------------------------- helpers
-
-RD = TypeVar("RD", bound=RunDocument)
-
 
 def _line(row: RunDocument) -> str:
     """One JSON line (``json.dumps`` spacing): ``schema_version``, then the fields given."""
@@ -385,47 +383,3 @@ def _line(row: RunDocument) -> str:
 def _write_lines(path: Path, rows: Iterable[RunDocument]) -> Path:
     write_text_atomic(path, "".join(_line(row) for row in rows))
     return path
-
-
-def _write(path: Path, doc: RunDocument) -> Path:
-    doc.schema_version = type(doc).SCHEMA
-    write_text_atomic(path, dump_document(doc))
-    return path
-
-
-def _read(path: Path, model: type[RD]) -> RD:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CacheError(f"missing; {model.REGENERATE}", path=path) from None
-    except (OSError, ValueError) as err:
-        raise CacheError(f"unreadable JSON ({err})", path=path) from None
-    return _validated(model, data, path=path)
-
-
-def _read_lines(path: Path, model: type[RD]) -> list[tuple[int, RD]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise CacheError(f"missing; {model.REGENERATE}", path=path) from None
-    except OSError as err:
-        raise CacheError(f"cannot read ({err.strerror})", path=path) from None
-    rows: list[tuple[int, RD]] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except ValueError as err:
-            raise CacheError(f"line {number}: not JSON ({err})", path=path) from None
-        rows.append((number, _validated(model, data, path=path, where=f"line {number} at ")))
-    return rows
-
-
-def _validated(model: type[RD], data: object, *, path: Path, where: str = "") -> RD:
-    """Version check (none: the version-1 shape written before versioning), then validation."""
-    if isinstance(data, dict) and "schema_version" not in data:
-        data = {"schema_version": 1, **data}
-    check_version(model, data, path=path)
-    return validate(model, model.upgrade(data) if isinstance(data, dict) else data, path=path,
-                    where=where)
