@@ -30,6 +30,7 @@ from medseq.io.dicom_pixels import (
     record_transfer_syntax,
 )
 from medseq.io.header_record import HeaderRecord, header_record
+from medseq.io.header_scan import pixel_element_offset
 from medseq.io.volume import Provenance, Volume
 
 __all__ = [
@@ -265,22 +266,13 @@ def _pixel_element_at_end(fp: BinaryIO, ds: Dataset, size: int, after: int) -> i
         needed = _native_pixel_bytes(_record(ds), syntax)
     if not needed:
         return None
-    needed += needed % 2  # values are padded to an even length
-    implicit = syntax.is_implicit_VR
-    start = size - needed - (8 if implicit else 12)
-    if start < after:
-        return None
-    fp.seek(start)
-    element = fp.read(12)
-    if element[:4] != b"\xe0\x7f\x10\x00":
-        return None
-    if implicit:
-        length = struct.unpack_from("<I", element, 4)[0]
-    elif element[4:6] in (b"OW", b"OB") and element[6:8] == b"\x00\x00":
-        length = struct.unpack_from("<I", element, 8)[0]
-    else:
-        return None
-    return start if length == needed else None
+
+    def read_at(offset: int) -> bytes:
+        fp.seek(offset)
+        return fp.read(12)
+
+    return pixel_element_offset(read_at, implicit=syntax.is_implicit_VR, size=size, after=after,
+                                needed=needed)
 
 
 def _record(ds: Dataset) -> Any:

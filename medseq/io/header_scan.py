@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from medseq.io.dicom_fast_header import FAST_HEADER_BYTES, RawHeader, walk_header
@@ -174,12 +175,24 @@ def _native_pixel_bytes(record: HeaderRecord) -> int | None:
 def _pixel_element_at_end(fd: int, implicit: bool, size: int, after: int, needed: int
                           ) -> int | None:
     """Offset of the native pixel element if it ends the file exactly as the header says."""
+    def read_at(offset: int) -> bytes:
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, 12)
+
+    return pixel_element_offset(read_at, implicit=implicit, size=size, after=after,
+                                needed=needed)
+
+
+def pixel_element_offset(read_at: Callable[[int], bytes], *, implicit: bool, size: int,
+                         after: int, needed: int) -> int | None:
+    """Offset of a native pixel element of ``needed`` bytes that ends a file of ``size`` bytes
+    after offset ``after``; None when the file does not end that way. ``read_at(offset)``
+    returns the 12 bytes at ``offset``."""
     needed += needed % 2  # values are padded to an even length
     start = size - needed - (8 if implicit else 12)
     if start < after:
         return None
-    os.lseek(fd, start, os.SEEK_SET)
-    element = os.read(fd, 12)
+    element = read_at(start)
     if element[:4] != b"\xe0\x7f\x10\x00":
         return None
     if implicit:
