@@ -26,8 +26,10 @@ import numpy as np
 from medseq.config import config_hash
 from medseq.contracts.cache import (
     MANIFEST_NAME,
+    SHARDS_DIR,
     PatientRecord,
     PatientStatus,
+    read_shard_records,
     read_stored_manifest,
 )
 from medseq.errors import CacheError, MedseqError
@@ -365,12 +367,15 @@ def _up_to_date(cache_dir: Path, record: PatientRecord, wanted_hash: str) -> boo
 
 
 def _check_id_setting(cache_dir: Path, *, keep_ids: bool) -> None:
-    """Refuse (before writing anything) a cache made with the other ``--keep-ids`` setting:
-    mixing pseudonyms and real ids would defeat both. :class:`CacheIndex` checks again under
-    its lock."""
-    if not (cache_dir / MANIFEST_NAME).is_file():
-        return
-    if read_stored_manifest(cache_dir).pseudonymised == keep_ids:
+    """Refuse (before writing anything) a cache made with the other ``--keep-ids`` setting
+    (by one process or by shards): mixing pseudonyms and real ids would defeat both.
+    :class:`CacheIndex` checks again under its lock."""
+    made_with = []
+    if (cache_dir / MANIFEST_NAME).is_file():
+        made_with.append(read_stored_manifest(cache_dir).pseudonymised)
+    if (cache_dir / SHARDS_DIR).is_dir():
+        made_with += [plan.pseudonymised for plan in read_shard_records(cache_dir)]
+    if keep_ids in made_with:  # pseudonymised == keep_ids: the other setting
         made = "without" if keep_ids else "with"
         raise CacheError(f"this cache was made {made} --keep-ids; use the same setting or a new "
                          "cache folder", path=cache_dir)
