@@ -164,3 +164,20 @@ def test_shard_auto_reads_the_slurm_array_variables(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
     monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
     assert parse_shard("auto") == (2, 3)
+
+
+def test_readers_rebuild_the_index_when_records_are_newer(
+        phantom_cohort: Path, reference_cache: Path, tmp_path: Path) -> None:
+    cache = cache_with_salt_of(reference_cache, tmp_path / "cache")
+    _shards(phantom_cohort, cache, 2)
+    merge_cache(cache)
+    stored = (cache / "manifest.json").read_bytes()
+    plan = json.loads((cache / ".shards" / "2-of-2.json").read_text())
+    redone = plan["patients"][0]
+    (cache / redone / "t00_image.nii").unlink()  # so shard 2/2 redoes that patient
+    time.sleep(0.01)
+    run_preprocess(discover(phantom_cohort), cache, config=PreprocessConfig(), shard=(2, 2))
+    assert (cache / "manifest.json").read_bytes() == stored  # shards never write it
+    record = json.loads((cache / redone / "patient.json").read_text())
+    assert read_manifest(cache).patients[redone].timings == record["timings"]
+    assert json.loads(stored)["patients"][redone]["timings"] != record["timings"]
