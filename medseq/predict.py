@@ -131,9 +131,11 @@ def predict_cohort(
     cohort_dir: Path, run: LoadedRun, *, shard: tuple[int, int] | None = None,
     series: str | None = None, keep_ids: bool = False,
     on_patient: Callable[[int, int], None] | None = None,
+    on_plan: Callable[[list[str], list[str]], None] | None = None,
 ) -> Iterator[PredictLine]:
     """Predict every patient (this shard's part, in pseudonym order); failures become rows
-    with an ``error`` instead of stopping the cohort.
+    with an ``error`` instead of stopping the cohort. ``on_plan`` is called first with the
+    ids of the whole cohort and of this shard, in that order.
 
     Raises:
         CacheError: the run has no ``salt.key`` and ``keep_ids`` is off: the rows could only
@@ -146,9 +148,16 @@ def predict_cohort(
                          "to report the input's ids", path=run.run_dir)
     cohort = discover_study(cohort_dir, series=series)
     order = sorted(cohort.patients, key=lambda p: _pseudonym(p.patient_id, run.salt))
+    everyone = order
     if shard is not None:
         k, n = shard
         order = order[k - 1::n]
+    if on_plan is not None:
+        def shown(patients: list[Patient]) -> list[str]:
+            return [p.patient_id if keep_ids else _pseudonym(p.patient_id, run.salt)
+                    for p in patients]
+
+        on_plan(shown(everyone), shown(order))
     for done, patient in enumerate(order, start=1):
         try:
             yield predict_patient_of(cohort, patient, run, keep_ids=keep_ids, timings={})

@@ -17,8 +17,8 @@ from medseq.processes import raising_on_termination
 @reports_errors
 @raising_on_termination()  # SIGTERM/SIGHUP remove the temporary folder, as Ctrl-C does
 def command(
-    study: Path = typer.Argument(
-        ..., help="One patient: a DICOM tree, NIfTI layout or manifest CSV (a cohort with --all)."
+    study: Path | None = typer.Argument(
+        None, help="One patient: a DICOM tree, NIfTI layout or manifest CSV (a cohort with --all)."
     ),
     model: Path | None = typer.Option(
         None, "--model",
@@ -28,7 +28,13 @@ def command(
     all_patients: bool = typer.Option(
         False, "--all", help="Predict every patient of STUDY; one JSON line per patient."
     ),
-    shard: str | None = typer.Option(None, "--shard", help="With --all: only part K of N (K/N)."),
+    shard: str | None = typer.Option(
+        None, "--shard",
+        help="With --all: only part K of N (K/N, or `auto` in a SLURM array); with -o FILE "
+             "it writes FILE.shards/, joined by --merge FILE."),
+    merge: Path | None = typer.Option(
+        None, "--merge", metavar="FILE",
+        help="Join the shards of predict --all -o FILE into FILE."),
     output: Path | None = typer.Option(
         None, "-o", "--output", help="With --all: write the JSON lines to this file."
     ),
@@ -50,6 +56,13 @@ def command(
 
     Example: medseq predict scans/patient_007 --model runs/demo --json
     """
+    if merge is not None:
+        if study is not None or shard is not None or output is not None:
+            raise UsageError("--merge FILE takes no STUDY, --shard or -o")
+        _merge(merge)
+        return
+    if study is None:
+        raise UsageError("give STUDY (or --merge FILE)")
     shard_kn = parse_shard(shard)
     if not all_patients and (shard_kn is not None or output is not None):
         raise UsageError("--shard and -o go with --all")
@@ -90,9 +103,21 @@ def _predict_all(study: Path, run: Any, shard: tuple[int, int] | None, output: P
 
     lines: list[PredictLine] = []
     failed = 0
+    part = (output, shard) if shard is not None and output is not None else None
+    on_plan = None
+    if part is not None:
+        from medseq.predict_shards import finish_shard, start_shard
+
+        settings = {"run": str(run.run_dir.resolve()), "study": str(study.resolve()),
+                    "series": series, "keep_ids": keep_ids}
+
+        def on_plan(cohort: list[str], patients: list[str]) -> None:
+            assert part is not None
+            start_shard(*part, settings=settings, cohort=cohort, patients=patients)
+
     with ProgressBar("predict", unit="patients") as bar:
         for doc in predict_cohort(study, run, shard=shard, series=series, keep_ids=keep_ids,
-                                  on_patient=bar.update):
+                                  on_patient=bar.update, on_plan=on_plan):
             if isinstance(doc, PredictionFailure):
                 failed += 1
                 stderr.print(f"[yellow]warning:[/yellow] {doc.patient_id}: {doc.error}",
@@ -100,12 +125,33 @@ def _predict_all(study: Path, run: Any, shard: tuple[int, int] | None, output: P
             lines.append(doc)
             if output is None:
                 typer.echo(prediction_json(doc))
+    if part is not None:  # the merge judges the cohort as a whole
+        path = finish_shard(*part, "".join(prediction_json(d) + "\n" for d in lines))
+        stderr.print(f"wrote {len(lines)} predictions to {path}" +
+                     (f" ({failed} failed)" if failed else "") +
+                     f"; after every shard: medseq predict --merge {output}", highlight=False)
+        return
     if lines and failed == len(lines):
         raise InputDataError(f"no patient could be predicted ({failed} failed)", path=study)
     if output is not None:
         write_prediction_lines(output, lines)
         stderr.print(f"wrote {len(lines)} predictions to {output}" +
                      (f" ({failed} failed)" if failed else ""), highlight=False)
+
+
+def _merge(output: Path) -> None:
+    """``predict --merge FILE``: the shards' JSON lines into FILE, in one process's order."""
+    from medseq.io.atomic import write_text_atomic
+    from medseq.predict_shards import merge_lines
+
+    text, shards = merge_lines(output)
+    rows = [json.loads(line) for line in text.splitlines()]
+    failed = sum(1 for row in rows if "error" in row)
+    if rows and failed == len(rows):
+        raise InputDataError(f"no patient could be predicted ({failed} failed)", path=output)
+    write_text_atomic(output, text)
+    stderr.print(f"merged {shards} shard(s): wrote {len(rows)} predictions to {output}" +
+                 (f" ({failed} failed)" if failed else ""), highlight=False)
 
 
 def print_summary(doc: dict[str, Any]) -> None:

@@ -13,15 +13,20 @@ from medseq.errors import ExitCode, UsageError
 
 @reports_errors
 def command(
-    input_path: Path = typer.Argument(
-        ..., metavar="IN", help="DICOM tree, NIfTI layout folder or manifest CSV."),
-    output: Path = typer.Option(..., "-o", "--output", metavar="CACHE",
-                                help="Cache folder (created; reruns update it)."),
+    input_path: Path | None = typer.Argument(
+        None, metavar="IN", help="DICOM tree, NIfTI layout folder or manifest CSV."),
+    output: Path | None = typer.Option(None, "-o", "--output", metavar="CACHE",
+                                       help="Cache folder (created; reruns update it)."),
     config_file: Path | None = typer.Option(
         None, "--config", metavar="FILE", help="YAML settings (docs/preprocess.md)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Patients processed in parallel."),
     shard: str | None = typer.Option(
-        None, "--shard", metavar="K/N", help="Process only part K of N (SLURM job arrays)."),
+        None, "--shard", metavar="K/N",
+        help="Process only part K of N (SLURM job arrays; `auto` reads SLURM_ARRAY_TASK_*); "
+             "then run --merge."),
+    merge: Path | None = typer.Option(
+        None, "--merge", metavar="CACHE",
+        help="Write CACHE/manifest.json from the shards' records (after every --shard run)."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failure."),
     series: str | None = typer.Option(
         None, "--series", metavar="REGEX", help="Choose DICOM series by SeriesDescription."),
@@ -41,6 +46,9 @@ def command(
     when any patient failed.
 
     Example: medseq preprocess export/ -o cache/ --workers 2
+
+    Shards: medseq preprocess export/ -o cache/ --shard auto (one per array task), then
+    medseq preprocess --merge cache/
     """
     from medseq.config import load_config
     from medseq.console import emit_json, stderr
@@ -51,6 +59,13 @@ def command(
     from medseq.progress import ProgressBar
     from medseq.schema import versioned
 
+    if merge is not None:
+        if input_path is not None or output is not None or shard is not None:
+            raise UsageError("--merge CACHE takes no IN, -o or --shard")
+        _merge(merge, json_output=json_output)
+        return
+    if input_path is None or output is None:
+        raise UsageError("give IN and -o CACHE (or --merge CACHE)")
     shard_pair = parse_shard(shard)
     config = with_roi(load_config(PreprocessConfig, config_file), roi)
     if output.exists() and not output.is_dir():
@@ -76,6 +91,22 @@ def command(
         emit_json(versioned(summary.as_dict()))
     if summary.failed:
         raise typer.Exit(int(ExitCode.INVALID_INPUT))
+
+
+def _merge(cache: Path, *, json_output: bool) -> None:
+    from medseq.console import emit_json, stderr
+    from medseq.preprocess.shards import merge_cache
+    from medseq.schema import versioned
+
+    summary = merge_cache(cache)
+    state = "written" if summary.changed else "already up to date"
+    stderr.print(f"merged {summary.shards} shard(s): {summary.patients} patient(s), "
+                 f"{summary.failed} failed; {cache / 'manifest.json'} {state}", markup=False,
+                 highlight=False)
+    if json_output:
+        from dataclasses import asdict
+
+        emit_json(versioned(asdict(summary)))
 
 
 def _warn_if_reconfigured(console: Any, cache: Path, config: Any) -> None:

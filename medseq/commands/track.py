@@ -14,12 +14,13 @@ MANIFEST_NAME = "manifest.json"
 
 @reports_errors
 def command(
-    path: Path = typer.Argument(
-        ..., metavar="PATH",
+    path: Path | None = typer.Argument(
+        None, metavar="PATH",
         help="A cache from medseq preprocess, or raw input (DICOM tree, NIfTI layout, manifest "
              "CSV), which is preprocessed first into OUT/cache."),
-    output: Path = typer.Option(..., "-o", "--output", metavar="OUT",
-                                help="Folder for lesions.csv, response.csv and tracks.json."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", metavar="OUT",
+        help="Folder for lesions.csv, response.csv and tracks.json."),
     json_output: bool = typer.Option(False, "--json", help="Also print tracks.json on stdout."),
     min_volume: float = typer.Option(
         0.01, "--min-volume", metavar="ML", min=0.0,
@@ -29,7 +30,11 @@ def command(
         help="Organ and nodal status per lesion (docs/track.md); default: none, non-nodal."),
     shard: str | None = typer.Option(
         None, "--shard", metavar="K/N",
-        help="Track only part K of N of the cache's patients (give each shard its own OUT)."),
+        help="Track only part K of N of the cache's patients (`auto`: the SLURM array task) "
+             "into OUT/.shards/; then run --merge OUT."),
+    merge: Path | None = typer.Option(
+        None, "--merge", metavar="OUT",
+        help="Join the shards in OUT into lesions.csv, response.csv and tracks.json."),
     workers: int = typer.Option(
         1, "--workers", min=1, help="Preprocessing workers when PATH is raw input."),
     roi: str | None = typer.Option(
@@ -52,6 +57,13 @@ def command(
     from medseq.tracking.pipeline import track_cache
     from medseq.tracking.stored import input_hash, store_tracks
 
+    if merge is not None:
+        if path is not None or output is not None or shard is not None:
+            raise UsageError("--merge OUT takes no PATH, -o or --shard")
+        _merge(merge, json_output=json_output)
+        return
+    if path is None or output is None:
+        raise UsageError("give PATH and -o OUT (or --merge OUT)")
     shard_pair = parse_shard(shard)
     if roi is not None:
         from medseq.dicom_objects.labels import compile_roi_pattern
@@ -61,26 +73,36 @@ def command(
         raise UsageError("the output must be a folder, and this is a file", path=output)
     if lesion_info is not None and not lesion_info.is_file():
         raise UsageError("--lesion-info file not found", path=lesion_info)
-    with writer_lock(output, what="output folder"):  # one track per OUT at a time
+    # One track per OUT at a time; shards of one OUT side by side (each its own file).
+    with writer_lock(output, shard=shard_pair, what="output folder"):
         raw_input = None  # where the source images are, for export-dicom
-        if (path / MANIFEST_NAME).is_file():
+        only = None
+        if (path / MANIFEST_NAME).is_file() or (path / ".shards").is_dir():
             cache = path
             _check_cache_roi(cache, roi)
         else:
             raw_input = str(path.resolve())
             cache = _preprocess_raw(path, output / "cache", workers=workers, shard=shard_pair,
                                     roi=roi)
-            shard_pair = None  # the cache holds just this shard's patients already
-        computed_from = input_hash(cache, min_volume_ml=min_volume, lesion_info=lesion_info,
-                                   shard=shard_pair)
+            only = _shard_patients(cache, shard_pair)
+        # A cache still being made by preprocess shards has no manifest.json to hash yet.
+        computed_from = (input_hash(cache, min_volume_ml=min_volume, lesion_info=lesion_info)
+                         if (cache / MANIFEST_NAME).is_file() else None)
         results = track_cache(cache, min_volume_ml=min_volume, lesion_info=lesion_info,
-                              shard=shard_pair)
-        settings = TrackingSettings(cache=str(cache), min_volume_ml=min_volume,
-                                    lesion_info=str(lesion_info) if lesion_info else None,
-                                    shard=shard, input=raw_input)
+                              shard=None if only is not None else shard_pair, patients=only)
+        settings = TrackingSettings(
+            cache=str(cache), min_volume_ml=min_volume,
+            lesion_info=str(lesion_info) if lesion_info else None,
+            shard=f"{shard_pair[0]}/{shard_pair[1]}" if shard_pair else None, input=raw_input)
         document = tracks_document(results, settings=settings, input_hash=computed_from)
-        write_outputs(document, output)
-    store_tracks(cache, document)  # kept for train / report when these are the default settings
+        if shard_pair is None:
+            write_outputs(document, output)
+        else:
+            from medseq.tracking.shards import write_shard
+
+            written = write_shard(output, shard_pair, document)
+    if shard_pair is None:
+        store_tracks(cache, document)  # kept for train / report (default settings)
     for result in results:
         if result.note:
             stderr.print(f"{result.patient_id}: {result.note}", markup=False)
@@ -90,11 +112,36 @@ def command(
         key = result.best_overall_response.value
         counts[key] = counts.get(key, 0) + 1
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+    wrote = (f"{output}/lesions.csv, response.csv, tracks.json" if shard_pair is None
+             else f"{written}; after every shard: medseq track --merge {output}")
     stderr.print(f"tracked {len(tracked)} of {len(results)} patient(s); best overall response: "
-                 f"{summary}; wrote {output}/lesions.csv, response.csv, tracks.json",
-                 markup=False)
+                 f"{summary}; wrote {wrote}", markup=False)
     if json_output:
         emit_json(document.model_dump(mode="json"))
+
+
+def _merge(out: Path, *, json_output: bool) -> None:
+    """``track --merge OUT``: the shards' tracking into OUT's three files (idempotent)."""
+    from medseq.console import emit_json, stderr
+    from medseq.tracking.outputs import write_outputs
+    from medseq.tracking.shards import merge_tracks
+
+    document = merge_tracks(out)
+    write_outputs(document, out)
+    stderr.print(f"merged {len(document.patients)} patient(s); wrote {out}/lesions.csv, "
+                 "response.csv, tracks.json", markup=False)
+    if json_output:
+        emit_json(document.model_dump(mode="json"))
+
+
+def _shard_patients(cache: Path, shard: tuple[int, int] | None) -> list[str] | None:
+    """The cache ids a preprocess shard of ``cache`` took (None without a shard)."""
+    if shard is None:
+        return None
+    from medseq.contracts.cache import read_shard_records
+
+    plans = [p for p in read_shard_records(cache) if tuple(p.shard) == shard]
+    return plans[0].patients if plans else []
 
 
 def _check_cache_roi(cache: Path, roi: str | None) -> None:

@@ -4,6 +4,11 @@
 ``predict`` and ``report`` read it through :func:`read_manifest`; nothing else walks the cache
 folder. ``patient.json`` (one :class:`PatientRecord`) commits a patient; ``preprocess`` folds
 the records back into the manifest (:func:`write_patient_record`, :func:`read_patient_record`).
+
+Shards (``preprocess --shard K/N``) never write the manifest: each writes its plan
+``.shards/K-of-N.json`` (a :class:`ShardRecord`) and its patients' records, and the index is
+derived from those (:func:`derive_manifest`): by ``preprocess --merge``, or by
+:func:`read_manifest` whenever the records are newer than ``manifest.json``.
 The format is documented in ``docs/architecture.md``; bump :data:`SCHEMA_VERSION` on any
 incompatible change.
 """
@@ -32,6 +37,8 @@ SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 RECORD_NAME = "patient.json"
 SALT_NAME = "salt.key"
+SHARDS_DIR = ".shards"
+"""Folder of the shard plans (``K-of-N.json``) in a cache made by ``--shard`` runs."""
 """The pseudonymisation key, in the cache and copied into each run directory."""
 REGENERATE = "rerun medseq preprocess into a new cache folder"
 
@@ -154,8 +161,136 @@ class CacheManifest(Document):
         return [p for _, p in sorted(self.patients.items()) if p.status == PatientStatus.OK]
 
 
+class ShardRecord(Document):
+    """``CACHE/.shards/K-of-N.json``: what one shard was given, written when it starts and
+    again (with ``finished``) when it ends."""
+
+    SCHEMA: ClassVar[int] = SCHEMA_VERSION
+    OLDEST: ClassVar[int] = SCHEMA_VERSION
+    REGENERATE: ClassVar[str] = "rerun that shard"
+
+    schema_version: int = SCHEMA_VERSION
+    shard: list[int]
+    """``[K, N]``, K 1-based."""
+    medseq_version: str
+    config: dict[str, Any]
+    config_hash: str
+    fingerprint: dict[str, Any] = Field(default_factory=dict)
+    pseudonymised: bool = True
+    cohort: list[str] = Field(default_factory=list)
+    """Cache ids of every patient in the input (all shards): the merge names missing ones."""
+    patients: list[str] = Field(default_factory=list)
+    """Cache ids of this shard's patients."""
+    started: float = 0.0
+    """Epoch seconds; a patient record committed before it is not this run's."""
+    finished: bool = False
+    """False while running, or when the shard was killed or stopped early (``--fail-fast``)."""
+
+
+def shard_record_path(cache_dir: Path, k: int, n: int) -> Path:
+    return Path(cache_dir) / SHARDS_DIR / f"{k}-of-{n}.json"
+
+
+def read_shard_records(cache_dir: Path) -> list[ShardRecord]:
+    """Every shard plan of ``cache_dir``, by (N, K); a one-line CacheError for a bad one."""
+    folder = Path(cache_dir) / SHARDS_DIR
+    records = [read_document(path, ShardRecord) for path in sorted(folder.glob("*-of-*.json"))
+               if not path.name.startswith(".")]
+    return sorted(records, key=lambda r: (r.shard[1], r.shard[0]))
+
+
+def committed_records(cache_dir: Path) -> list[PatientRecord]:
+    """Every readable ``<id>/patient.json`` of the cache, in id order (torn ones are skipped:
+    those patients are simply redone)."""
+    records = []
+    for path in sorted(Path(cache_dir).glob(f"*/{RECORD_NAME}")):
+        try:
+            records.append(read_patient_record(path))
+        except CacheError:
+            continue
+    return records
+
+
+def derive_manifest(cache_dir: Path) -> CacheManifest:
+    """The index of a sharded cache, from its shard plans and patient records.
+
+    Equal to the manifest one process would have written for the same cohort. Refuses
+    (CacheError, exit code 2) plans made with different settings, naming the shards.
+    """
+    cache_dir = Path(cache_dir)
+    plans = read_shard_records(cache_dir)
+    if not plans:
+        raise CacheError(f"no shard records in {SHARDS_DIR}/: not made by preprocess --shard",
+                         path=cache_dir)
+    settings = {_setting_key(p) for p in plans}
+    if len(settings) > 1:
+        by_key: dict[str, list[str]] = {}
+        for plan in plans:
+            by_key.setdefault(_setting_key(plan), []).append(_shard_name(plan))
+        hashes = {key: next(p.config_hash for p in plans if _setting_key(p) == key)
+                  for key in by_key}
+        groups = "; ".join(f"{', '.join(names)} with config {_short(hashes[key])}"
+                           for key, names in sorted(by_key.items(), key=lambda kv: kv[1]))
+        what = ("configurations" if len(set(hashes.values())) > 1
+                else "inputs (cohort, spacing or --keep-ids)")
+        raise CacheError(f"shards were made with different {what} ({groups}); rerun them with "
+                         "one configuration", path=cache_dir)
+    plan = plans[0]
+    patients = {r.patient_id: r for r in committed_records(cache_dir)}
+    return CacheManifest(medseq_version=plan.medseq_version, config=plan.config,
+                         config_hash=plan.config_hash, fingerprint=plan.fingerprint,
+                         pseudonymised=plan.pseudonymised,
+                         patients=dict(sorted(patients.items())))
+
+
+def _setting_key(plan: ShardRecord) -> str:
+    """Everything that must agree between shards of one cache, as one string."""
+    from medseq.config import canonical_hash
+
+    return canonical_hash({"config": plan.config_hash, "fingerprint": plan.fingerprint,
+                           "pseudonymised": plan.pseudonymised, "n": plan.shard[1],
+                           "cohort": plan.cohort}).removeprefix("sha256:")
+
+
+def _short(config_hash: str) -> str:
+    return config_hash.removeprefix("sha256:")[:12]
+
+
+def _shard_name(plan: ShardRecord) -> str:
+    return f"{plan.shard[0]}/{plan.shard[1]}"
+
+
+def _stale(cache_dir: Path) -> bool:
+    """Whether a sharded cache's records are newer than its manifest, or name other patients."""
+    try:
+        seen = (cache_dir / MANIFEST_NAME).stat().st_mtime_ns
+        listed = set(json.loads((cache_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+                     .get("patients", {}))
+    except (OSError, ValueError, AttributeError):
+        return True
+    newest, found = 0, set()
+    for path in (cache_dir / SHARDS_DIR).glob("[!.]*.json"):
+        newest = max(newest, path.stat().st_mtime_ns)
+    for path in cache_dir.glob(f"*/{RECORD_NAME}"):
+        newest = max(newest, path.stat().st_mtime_ns)
+        found.add(path.parent.name)
+    return newest > seen or found != listed
+
+
 def read_manifest(cache_dir: Path) -> CacheManifest:
-    """Load and validate ``cache_dir/manifest.json``; a one-line CacheError otherwise."""
+    """Load and validate ``cache_dir/manifest.json``; a one-line CacheError otherwise.
+
+    In a cache made by shards the index is derived from the commit records when they are
+    newer than ``manifest.json`` (or it is missing); nothing is written.
+    """
+    cache_dir = Path(cache_dir)
+    if (cache_dir / SHARDS_DIR).is_dir() and _stale(cache_dir):
+        return derive_manifest(cache_dir)
+    return read_stored_manifest(cache_dir)
+
+
+def read_stored_manifest(cache_dir: Path) -> CacheManifest:
+    """``cache_dir/manifest.json`` as written (never derived); a one-line CacheError otherwise."""
     path = Path(cache_dir) / MANIFEST_NAME
     if not path.is_file():
         raise CacheError("no manifest.json: not a medseq cache (run medseq preprocess first)",
@@ -176,6 +311,7 @@ def write_manifest(cache_dir: Path, manifest: CacheManifest) -> Path:
     """Write ``manifest.json`` atomically (temporary file, then rename)."""
     path = Path(cache_dir) / MANIFEST_NAME
     manifest.schema_version = SCHEMA_VERSION
+    manifest.patients = dict(sorted(manifest.patients.items()))  # one order, however made
     write_text_atomic(path, dump_document(manifest))
     return path
 

@@ -3,12 +3,13 @@
 A patient is committed by writing ``CACHE/<id>/patient.json`` (its :class:`PatientRecord`)
 after all of its files are in place; ``manifest.json`` is the index of those records. Every
 file is written under a temporary name and renamed, so a kill leaves either the old file or the
-new one. Several processes (``--shard K/N`` job arrays) may write one cache at once: each
-manifest update is a read-modify-write under an exclusive ``flock`` on ``CACHE/.manifest.lock``,
-and every run starts by folding the ``patient.json`` records into the manifest, which repairs an
-index left behind by a kill or by a file system without locks. Which runs may write a cache at
-once is decided by :mod:`medseq.io.writer_lock`; :func:`remove_abandoned` and
-:func:`clear_stale` delete only temporary files no live writer owns.
+new one. A run without ``--shard`` updates the manifest after each patient (under ``flock`` on
+``CACHE/.manifest.lock``), and starts by folding the ``patient.json`` records into it, which
+repairs an index left behind by a kill. Shards (``--shard K/N`` job arrays) never write the
+manifest: they commit patient records only, and the index is derived from those
+(:mod:`medseq.preprocess.shards`), so their correctness does not depend on file locks. Which
+runs may write a cache at once is decided by :mod:`medseq.io.writer_lock`;
+:func:`remove_abandoned` and :func:`clear_stale` delete only temporary files no live writer owns.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from medseq.contracts.cache import (
     SCHEMA_VERSION,
     CacheManifest,
     PatientRecord,
+    committed_records,
     read_manifest,
-    read_patient_record,
+    read_stored_manifest,
     write_manifest,
     write_patient_record,
 )
@@ -106,15 +108,21 @@ class CacheIndex:
     Use :meth:`open` once per run, :meth:`commit` per patient.
     """
 
-    def __init__(self, cache_dir: Path, manifest: CacheManifest) -> None:
+    def __init__(self, cache_dir: Path, manifest: CacheManifest, *, shared: bool = False
+                 ) -> None:
         self.cache_dir = Path(cache_dir)
         self.manifest = manifest
+        self.shared = shared
+        """A shard: only patient records are written, never the manifest."""
         self._seen_mtime: int | None = None
 
     @classmethod
     def open(cls, cache_dir: Path, *, config: dict[str, Any], config_hash: str,
-             pseudonymised: bool) -> CacheIndex:
+             pseudonymised: bool, shared: bool = False) -> CacheIndex:
         """Load (or start) the manifest of ``cache_dir`` and fold in committed patient records.
+
+        ``shared`` (a shard): the index is kept in memory only; nothing but patient records
+        is ever written.
 
         Raises:
             CacheError: the folder holds another schema version, or was made with the other
@@ -122,9 +130,9 @@ class CacheIndex:
         """
         cache_dir = Path(cache_dir)
         cache_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(cache_dir):
+        with contextlib.nullcontext() if shared else _locked(cache_dir):
             if (cache_dir / MANIFEST_NAME).exists():
-                manifest = read_manifest(cache_dir)
+                manifest = read_stored_manifest(cache_dir)
             else:
                 manifest = CacheManifest(medseq_version=__version__, config=config,
                                          config_hash=config_hash, pseudonymised=pseudonymised)
@@ -136,12 +144,15 @@ class CacheIndex:
                 manifest.patients[record.patient_id] = record
             manifest.medseq_version = __version__
             manifest.config, manifest.config_hash = config, config_hash
-            index = cls(cache_dir, manifest)
-            index._write()
+            index = cls(cache_dir, manifest, shared=shared)
+            if not shared:
+                index._write()
         return index
 
     def set_fingerprint(self, fingerprint: dict[str, Any]) -> None:
-        if fingerprint != self.manifest.fingerprint:
+        if self.shared:
+            self.manifest.fingerprint = fingerprint
+        elif fingerprint != self.manifest.fingerprint:
             self.manifest.fingerprint = fingerprint
             with _locked(self.cache_dir):
                 self._refresh()
@@ -156,6 +167,9 @@ class CacheIndex:
         folder = self.cache_dir / record.patient_id
         folder.mkdir(parents=True, exist_ok=True)
         write_patient_record(folder, record)
+        if self.shared:
+            self.manifest.patients[record.patient_id] = record
+            return
         with _locked(self.cache_dir):
             self._refresh()
             self.manifest.patients[record.patient_id] = record
@@ -224,11 +238,7 @@ def remove_abandoned(cache_dir: Path, *, sole_writer: bool) -> int:
 
 
 def _committed_records(cache_dir: Path) -> Iterator[PatientRecord]:
-    for path in sorted(cache_dir.glob(f"*/{RECORD_NAME}")):
-        try:
-            yield read_patient_record(path)
-        except CacheError:
-            continue  # a torn or foreign file: that patient is simply redone
+    yield from committed_records(cache_dir)  # a torn or foreign file: that patient is redone
 
 
 def _committed_at(record: PatientRecord) -> float:

@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 
 from medseq.config import config_hash
-from medseq.contracts.cache import MANIFEST_NAME, PatientRecord, PatientStatus, read_manifest
+from medseq.contracts.cache import (
+    MANIFEST_NAME,
+    SHARDS_DIR,
+    PatientRecord,
+    PatientStatus,
+    read_shard_records,
+    read_stored_manifest,
+)
 from medseq.errors import CacheError, MedseqError
 from medseq.io.cohort import Cohort, Patient, SkipKind
 from medseq.io.writer_lock import writer_lock
@@ -42,6 +49,7 @@ from medseq.preprocess.config import PIPELINE_VERSION, PreprocessConfig
 from medseq.preprocess.orient import ras_spacing
 from medseq.preprocess.pipeline import PatientJob, SourceHashes, process_patient
 from medseq.preprocess.pseudonym import hashed_uid, hide_uids, load_or_create_salt, pseudonym
+from medseq.preprocess.shards import drop_shard_records, finish_shard, start_shard
 
 FALLBACK_SPACING = (1.0, 1.0, 1.0)
 
@@ -126,15 +134,22 @@ def _run_locked(
     key = load_or_create_salt(cache_dir)
     ids = _cache_ids(everyone, key, keep_ids=keep_ids)
     settings = config.model_dump(mode="json")
+    if shard is None:
+        drop_shard_records(cache_dir)  # this run writes the manifest itself
     index = CacheIndex.open(cache_dir, config=settings, config_hash=config_hash(config),
-                            pseudonymised=not keep_ids)
+                            pseudonymised=not keep_ids, shared=shard is not None)
     spacing, fingerprint = _target_spacing(cohort, config, index.manifest.fingerprint)
     index.set_fingerprint(fingerprint)
 
     ordered = sorted(everyone, key=lambda p: ids[p.patient_id])
+    plan = None
     if shard is not None:
         k, n = shard
         ordered = ordered[k - 1::n]
+        plan = start_shard(cache_dir, shard, config=settings, config_hash=config_hash(config),
+                           fingerprint=fingerprint, pseudonymised=not keep_ids,
+                           cohort=[ids[p.patient_id] for p in everyone],
+                           patients=[ids[p.patient_id] for p in ordered])
     summary = RunSummary(cache=str(cache_dir), patients=len(everyone),
                          selected=len(ordered), target_spacing=list(spacing),
                          shard=f"{shard[0]}/{shard[1]}" if shard else None)
@@ -200,6 +215,8 @@ def _run_locked(
             summary.stopped_early = True
             results.close()
             break
+    if plan is not None and not summary.stopped_early:
+        finish_shard(cache_dir, plan)
     summary.seconds = round(time.perf_counter() - start, 3)
     return summary
 
@@ -350,12 +367,15 @@ def _up_to_date(cache_dir: Path, record: PatientRecord, wanted_hash: str) -> boo
 
 
 def _check_id_setting(cache_dir: Path, *, keep_ids: bool) -> None:
-    """Refuse (before writing anything) a cache made with the other ``--keep-ids`` setting:
-    mixing pseudonyms and real ids would defeat both. :class:`CacheIndex` checks again under
-    its lock."""
-    if not (cache_dir / MANIFEST_NAME).is_file():
-        return
-    if read_manifest(cache_dir).pseudonymised == keep_ids:
+    """Refuse (before writing anything) a cache made with the other ``--keep-ids`` setting
+    (by one process or by shards): mixing pseudonyms and real ids would defeat both.
+    :class:`CacheIndex` checks again under its lock."""
+    made_with = []
+    if (cache_dir / MANIFEST_NAME).is_file():
+        made_with.append(read_stored_manifest(cache_dir).pseudonymised)
+    if (cache_dir / SHARDS_DIR).is_dir():
+        made_with += [plan.pseudonymised for plan in read_shard_records(cache_dir)]
+    if keep_ids in made_with:  # pseudonymised == keep_ids: the other setting
         made = "without" if keep_ids else "with"
         raise CacheError(f"this cache was made {made} --keep-ids; use the same setting or a new "
                          "cache folder", path=cache_dir)

@@ -11,7 +11,7 @@ the registered baseline grid (:mod:`medseq.tracking.grid`), link timepoints
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from medseq.contracts.cache import PatientRecord, read_manifest
@@ -33,6 +33,7 @@ def track_cache(
     lesion_info: Path | None = None,
     settings: MatchSettings | None = None,
     shard: tuple[int, int] | None = None,
+    patients: Collection[str] | None = None,
 ) -> list[PatientTracking]:
     """Track every patient of ``cache_dir`` (id order); failed ones are listed, not tracked.
 
@@ -42,6 +43,7 @@ def track_cache(
         lesion_info: optional CSV of organs and nodal status (:mod:`medseq.tracking.lesion_info`).
         settings: matching thresholds.
         shard: ``(k, n)`` to track only every n-th patient starting at the k-th (1-based).
+        patients: track only these cache ids (instead of ``shard``).
 
     Raises:
         CacheError: no or invalid manifest, or a file it names is missing or unreadable.
@@ -55,6 +57,8 @@ def track_cache(
     if shard is not None:
         k, n = shard
         records = records[k - 1::n]
+    if patients is not None:
+        records = [record for record in records if record.patient_id in set(patients)]
     results = []
     for record in records:
         if record.status != "ok":
