@@ -21,10 +21,9 @@ from pydicom.tag import Tag
 
 from medseq.errors import DicomError, first_line
 from medseq.io.dicom_fast_header import FAST_HEADER_BYTES, parse_header
-from medseq.io.dicom_geometry import SeriesGeometry, series_geometry
+from medseq.io.dicom_geometry import SeriesGeometry, as_int, series_geometry
 from medseq.io.dicom_pixels import (
     PIXEL_OFFSET_ATTRIBUTE,
-    as_int,
     read_pixels,
     read_series_pixels,
     record_transfer_syntax,

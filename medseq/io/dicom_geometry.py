@@ -183,16 +183,16 @@ def check_image_kind(headers: Sequence[Any], *, name: str) -> None:
                          "convert the series with dcm2niix and give medseq the NIfTI file",
                          path=name)
     first = headers[0]
-    samples = _int(first.get("SamplesPerPixel"), 1)
+    samples = as_int(first.get("SamplesPerPixel"), 1)
     if samples != 1:
         raise DicomError(f"{_label(first, 0)} is a colour image (SamplesPerPixel={samples}); "
                          "only grey-level series can be loaded", path=name)
-    bits = _int(first.get("BitsAllocated"), 16)
+    bits = as_int(first.get("BitsAllocated"), 16)
     if bits not in (1, 8, 16, 32, 64):
         raise DicomError(f"{_label(first, 0)} has unsupported BitsAllocated {bits}", path=name)
     for index, ds in enumerate(headers[1:], start=1):
         for key in ("SamplesPerPixel", "BitsAllocated", "PixelRepresentation"):
-            if _int(ds.get(key), -1) != _int(first.get(key), -1):
+            if as_int(ds.get(key), -1) != as_int(first.get(key), -1):
                 raise DicomError(f"{key} differs between {_label(first, 0)} and "
                                  f"{_label(ds, index)}", path=name)
 
@@ -202,7 +202,7 @@ def slice_headers(headers: Sequence[Any], *, name: str) -> list[SliceHeader]:
     out: list[SliceHeader] = []
     for index, ds in enumerate(headers):
         label = _label(ds, index)
-        frames = _int(ds.get("NumberOfFrames"), default=1)
+        frames = as_int(ds.get("NumberOfFrames"), default=1)
         if "PerFrameFunctionalGroupsSequence" in ds:
             out.extend(_enhanced_slices(ds, index, label, frames, name=name))
         elif frames > 1:
@@ -273,7 +273,7 @@ def _make_slice(position_ds: Any, orient_ds: Any, measures_ds: Any, *, index: in
     orientation = unit
     if spacing[0] <= 0 or spacing[1] <= 0:
         raise DicomError(f"{label} has a non-positive PixelSpacing {_fmt(spacing)}", path=name)
-    rows, columns = _int(rows_ds.get("Rows"), 0), _int(rows_ds.get("Columns"), 0)
+    rows, columns = as_int(rows_ds.get("Rows"), 0), as_int(rows_ds.get("Columns"), 0)
     if rows <= 0 or columns <= 0:
         raise DicomError(f"{label} has no Rows/Columns", path=name)
     enhanced = acquisition is not None
@@ -293,7 +293,7 @@ def _make_slice(position_ds: Any, orient_ds: Any, measures_ds: Any, *, index: in
                        rows=rows, columns=columns, acquisition=acquisition,
                        sop_instance_uid=str(rows_ds.get("SOPInstanceUID", "")),
                        thickness=thickness, enhanced=enhanced,
-                       temporal_positions=0 if enhanced else _int(
+                       temporal_positions=0 if enhanced else as_int(
                            rows_ds.get("NumberOfTemporalPositions"), 0))
 
 
@@ -476,9 +476,18 @@ def _floats(ds: Any, keyword: str, count: int, *, label: str, name: str) -> np.n
     return np.array(floats, dtype=np.float64)
 
 
-def _int(value: Any, default: int) -> int:
+def as_int(value: Any, default: int) -> int:
+    """A header value as an int; ``default`` when it is missing, empty or not a number."""
     try:
         return int(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
+def as_float(value: Any, default: float) -> float:
+    """A header value as a float; ``default`` when it is missing, empty or not a number."""
+    try:
+        return float(value) if value not in (None, "") else default
     except (TypeError, ValueError):
         return default
 

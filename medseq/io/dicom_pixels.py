@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medseq.errors import DicomError, first_line
-from medseq.io.dicom_geometry import SeriesGeometry
+from medseq.io.dicom_geometry import SeriesGeometry, as_float, as_int
 
 __all__ = ["read_pixels", "read_series_pixels"]
 
@@ -214,8 +214,8 @@ def _rescale(headers: Sequence[Any], geometry: SeriesGeometry) -> tuple[np.ndarr
 
 def _file_rescale(ds: Any, frames: int) -> tuple[np.ndarray, np.ndarray]:
     """RescaleSlope/Intercept per frame: top level, or shared / per-frame functional groups."""
-    slopes = np.full(frames, _float(ds.get("RescaleSlope"), 1.0))
-    intercepts = np.full(frames, _float(ds.get("RescaleIntercept"), 0.0))
+    slopes = np.full(frames, as_float(ds.get("RescaleSlope"), 1.0))
+    intercepts = np.full(frames, as_float(ds.get("RescaleIntercept"), 0.0))
     shared = ds.get("SharedFunctionalGroupsSequence")
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     for f in range(frames):
@@ -224,8 +224,8 @@ def _file_rescale(ds: Any, frames: int) -> tuple[np.ndarray, np.ndarray]:
         for group in groups:
             seq = group.get("PixelValueTransformationSequence")
             if seq:
-                slopes[f] = _float(seq[0].get("RescaleSlope"), 1.0)
-                intercepts[f] = _float(seq[0].get("RescaleIntercept"), 0.0)
+                slopes[f] = as_float(seq[0].get("RescaleSlope"), 1.0)
+                intercepts[f] = as_float(seq[0].get("RescaleIntercept"), 0.0)
                 break
     slopes[slopes == 0] = 1.0  # a zero slope is a writer bug; DICOM readers treat it as 1
     return slopes, intercepts
@@ -345,17 +345,3 @@ def record_transfer_syntax(ds: Dataset) -> None:
 
 def _label(ds: Any) -> str:
     return Path(str(getattr(ds, "filename", "") or "instance")).name
-
-
-def as_int(value: Any, default: int) -> int:
-    try:
-        return int(value) if value not in (None, "") else default
-    except (TypeError, ValueError):
-        return default
-
-
-def _float(value: Any, default: float) -> float:
-    try:
-        return float(value) if value not in (None, "") else default
-    except (TypeError, ValueError):
-        return default
