@@ -19,6 +19,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("preprocess", "medseq.commands.preprocess"),
     ("track", "medseq.commands.track"),
     ("train", "medseq.commands.train"),
+    ("train-tracker", "medseq.commands.train_tracker"),
     ("evaluate", "medseq.commands.evaluate"),
     ("predict", "medseq.commands.predict"),
     ("report", "medseq.commands.report"),
