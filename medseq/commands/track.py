@@ -33,6 +33,15 @@ def command(
         help="Track only part K of N of the cache's patients (give each shard its own OUT)."),
     workers: int = typer.Option(
         1, "--workers", min=1, help="Preprocessing workers when PATH is raw input."),
+    tracker: Path | None = typer.Option(
+        None, "--tracker", metavar="TRACKRUN",
+        help="A tracker from medseq train-tracker: segments every timepoint without a mask "
+             "(given masks always win)."),
+    annotations: Path | None = typer.Option(
+        None, "--annotations", metavar="CSV",
+        help="With --tracker: baseline lesions as points or RECIST lines (docs/track.md), for "
+             "patients without a baseline mask."),
+    device: str = typer.Option("cpu", "--device", help="With --tracker: cpu or cuda."),
 ) -> None:
     """Measure and match lesions over time; RECIST 1.1 and volumetric response per follow-up.
 
@@ -55,12 +64,31 @@ def command(
     else:
         cache = _preprocess_raw(path, output / "cache", workers=workers, shard=shard_pair)
         shard_pair = None  # the cache holds just this shard's patients already
+    if annotations is not None and tracker is None:
+        raise UsageError("--annotations needs --tracker TRACKRUN")
+    provenance = None
+    if tracker is not None:  # the learned tracker: masks first, then the unchanged pipeline
+        from medseq.tracker.integrate import fill_before_tracking
+
+        cache, provenance = fill_before_tracking(cache, tracker, output,
+                                                 annotations=annotations, device=device)
     results = track_cache(cache, min_volume_ml=min_volume, lesion_info=lesion_info,
                           shard=shard_pair)
+    if provenance is not None:
+        from medseq.tracker.integrate import after_tracking
+
+        results = after_tracking(results, provenance)
     settings: dict[str, Any] = {"cache": str(cache), "min_volume_ml": min_volume,
                                 "lesion_info": str(lesion_info) if lesion_info else None,
                                 "shard": shard}
+    if tracker is not None:
+        settings.update(tracker=str(tracker),
+                        annotations=str(annotations) if annotations else None)
     write_outputs(results, output, settings=settings)
+    if provenance is not None:
+        from medseq.tracker.integrate import annotate_outputs
+
+        annotate_outputs(output, results, provenance)
     for result in results:
         if result.note:
             stderr.print(f"{result.patient_id}: {result.note}", markup=False)
@@ -74,7 +102,12 @@ def command(
                  f"{summary}; wrote {output}/lesions.csv, response.csv, tracks.json",
                  markup=False)
     if json_output:
-        emit_json(tracks_document(results, settings=settings))
+        if provenance is not None:  # the written file carries the source columns
+            import json
+
+            emit_json(json.loads((output / "tracks.json").read_text(encoding="utf-8")))
+        else:
+            emit_json(tracks_document(results, settings=settings))
 
 
 def _preprocess_raw(path: Path, cache: Path, *, workers: int,

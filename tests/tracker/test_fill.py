@@ -1,0 +1,136 @@
+"""Masks for timepoints without one, and the source/confidence columns, with a stub network.
+
+The stub returns the baseline-mask channel as its probability map (a perfect "registration
+only" tracker), or a flat 0.3 (nothing above threshold, but not confident either), so these
+tests check the plumbing, not the learning.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from medseq.cli import app
+from medseq.io.nifti import load_nifti
+from medseq.preprocess.manifest import read_manifest
+from medseq.tracker.config import TrackerCard, TrackerConfig
+from medseq.tracker.segment import Tracker
+from tests.tracker.tiny_cache import CONFIG, write_tiny_cache
+
+
+class StubTracker:
+    def __init__(self, flat: float | None = None, config: dict[str, object] | None = None
+                 ) -> None:
+        self.config = TrackerConfig(crop_size=32)
+        self.card = TrackerCard(config=self.config, preprocess_config=config or CONFIG,
+                                detect_threshold=0.9)
+        self.flat = flat
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        if self.flat is not None:
+            return np.full(inputs[:, 0].shape, self.flat, dtype=np.float32)
+        return inputs[:, 3].copy()
+
+
+def _stub(monkeypatch: pytest.MonkeyPatch, stub: StubTracker) -> None:
+    monkeypatch.setattr(Tracker, "load", classmethod(lambda cls, *a, **k: stub))
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.open()))
+
+
+def test_track_fills_follow_ups_and_adds_source_columns(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = write_tiny_cache(tmp_path / "cache", patients=1, timepoints=3, follow_up_masks=False)
+    (tmp_path / "run").mkdir()
+    _stub(monkeypatch, StubTracker())
+    before = (cache / "manifest.json").read_bytes()
+    result = CliRunner().invoke(app, ["track", str(cache), "-o", str(tmp_path / "out"),
+                                      "--tracker", str(tmp_path / "run"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert (cache / "manifest.json").read_bytes() == before  # the user's cache is untouched
+    derived = read_manifest(tmp_path / "out/tracker_cache")
+    tp = derived.patients["P000"].timepoints[1]
+    labels = load_nifti(tmp_path / "out/tracker_cache" / str(tp.mask)).array
+    assert sorted(np.unique(labels)) == [0, 1, 2]
+    rows = _rows(tmp_path / "out/lesions.csv")
+    assert {(r["timepoint"], r["source"]) for r in rows} == {
+        ("0", "mask"), ("1", "tracker"), ("2", "tracker")}
+    assert all(r["confidence"] == "1.0000" for r in rows if r["source"] == "tracker")
+    assert {r["status"] for r in rows} == {"tracked"}
+    document = json.loads(result.stdout)
+    lesion = document["patients"][0]["lesions"][-1]
+    assert (lesion["source"], lesion["confidence"]) == ("tracker", 1.0)
+    assert document["settings"]["tracker"] == str(tmp_path / "run")
+
+
+def test_unsure_empty_output_is_not_found_not_zero(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = write_tiny_cache(tmp_path / "cache", patients=1, timepoints=2, follow_up_masks=False)
+    (tmp_path / "run").mkdir()
+    _stub(monkeypatch, StubTracker(flat=0.3))
+    result = CliRunner().invoke(app, ["track", str(cache), "-o", str(tmp_path / "out"),
+                                      "--tracker", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    follow = [r for r in _rows(tmp_path / "out/lesions.csv") if r["timepoint"] == "1"]
+    assert [r["status"] for r in follow] == ["not_found", "not_found"]
+    assert all(r["longest_diameter_mm"] == "" and r["source"] == "tracker" for r in follow)
+    response = [r for r in _rows(tmp_path / "out/response.csv") if r["timepoint"] == "1"]
+    assert response[0]["response"] == "NE"
+    assert "not found by the tracker" in response[0]["reasons"]
+
+
+def test_tracker_from_other_preprocessing_is_refused(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = write_tiny_cache(tmp_path / "cache", patients=1, timepoints=2, follow_up_masks=False)
+    (tmp_path / "run").mkdir()
+    _stub(monkeypatch, StubTracker(config={**CONFIG, "crop_size": 48}))
+    result = CliRunner().invoke(app, ["track", str(cache), "-o", str(tmp_path / "out"),
+                                      "--tracker", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "other preprocessing settings (crop_size)" in result.stderr
+    assert str(tmp_path / "run") in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_annotations_make_the_baseline_mask(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = write_tiny_cache(tmp_path / "cache", patients=1, timepoints=2, follow_up_masks=False)
+    manifest = read_manifest(cache)
+    record = manifest.patients["P000"]
+    truth = load_nifti(cache / str(record.timepoints[0].mask)).array
+    # drop the baseline mask: only the annotation is left
+    record.timepoints[0] = record.timepoints[0].model_copy(update={"mask": None,
+                                                                   "mask_native": None})
+    from medseq.preprocess.manifest import write_manifest
+
+    write_manifest(cache, manifest)
+    from scipy import ndimage
+
+    components, _ = ndimage.label(truth, structure=np.ones((3, 3, 3)))
+    affine = np.asarray(record.grid_affine)
+    centre = ndimage.center_of_mass(truth, components, 1)
+    point = affine[:3, :3] @ np.asarray(centre) + affine[:3, 3]
+    csv_path = tmp_path / "lesions.csv"
+    csv_path.write_text("patient_id,timepoint,lesion,x_mm,y_mm,z_mm\n"
+                        f"P000,0,A,{point[0]:.2f},{point[1]:.2f},{point[2]:.2f}\n")
+
+    class PromptStub(StubTracker):
+        def predict(self, inputs: np.ndarray) -> np.ndarray:  # the prompt blob as the lesion
+            return np.where(inputs[:, 1] > 0.5, 0.9, 0.0).astype(np.float32)
+
+    (tmp_path / "run").mkdir()
+    _stub(monkeypatch, PromptStub())
+    result = CliRunner().invoke(app, ["track", str(cache), "-o", str(tmp_path / "out"),
+                                      "--tracker", str(tmp_path / "run"),
+                                      "--annotations", str(csv_path)])
+    assert result.exit_code == 0, result.output
+    rows = _rows(tmp_path / "out/lesions.csv")
+    assert {(r["timepoint"], r["source"]) for r in rows} == {("0", "tracker"), ("1", "tracker")}
+    assert len([r for r in rows if r["timepoint"] == "0"]) == 1
