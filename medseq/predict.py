@@ -102,7 +102,8 @@ def discover_study(study: Path, *, series: str | None = None) -> Cohort:
 
 
 def predict_one(
-    study: Path, run: LoadedRun, *, series: str | None = None, keep_ids: bool = False
+    study: Path, run: LoadedRun, *, series: str | None = None, keep_ids: bool = False,
+    tracker: Path | None = None,
 ) -> dict[str, Any]:
     """Predict the single patient of ``study``; the document ``medseq predict --json`` prints."""
     start = time.perf_counter()
@@ -111,7 +112,8 @@ def predict_one(
         raise InputDataError(f"holds {len(cohort.patients)} patients; predict takes one "
                              "(use --all for a cohort)", path=study)
     timings = {"discover": time.perf_counter() - start}
-    doc = predict_patient_of(cohort, cohort.patients[0], run, keep_ids=keep_ids, timings=timings)
+    doc = predict_patient_of(cohort, cohort.patients[0], run, keep_ids=keep_ids, timings=timings,
+                             tracker=tracker)
     doc["warnings"] = list(cohort.warnings) + doc["warnings"]
     return doc
 
@@ -119,7 +121,7 @@ def predict_one(
 def predict_cohort(
     cohort_dir: Path, run: LoadedRun, *, shard: tuple[int, int] | None = None,
     series: str | None = None, keep_ids: bool = False,
-    on_patient: Callable[[int, int], None] | None = None,
+    on_patient: Callable[[int, int], None] | None = None, tracker: Path | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Predict every patient (this shard's part, in pseudonym order); failures become rows
     with an ``error`` instead of stopping the cohort."""
@@ -130,7 +132,8 @@ def predict_cohort(
         order = order[k - 1::n]
     for done, patient in enumerate(order, start=1):
         try:
-            yield predict_patient_of(cohort, patient, run, keep_ids=keep_ids, timings={})
+            yield predict_patient_of(cohort, patient, run, keep_ids=keep_ids, timings={},
+                                     tracker=tracker)
         except InputDataError as err:
             pid = patient.patient_id if keep_ids else _pseudonym(patient.patient_id, run.salt)
             yield {"patient_id": pid, "error": err.reason}
@@ -140,9 +143,13 @@ def predict_cohort(
 
 def predict_patient_of(
     cohort: Cohort, patient: Patient, run: LoadedRun, *, keep_ids: bool,
-    timings: dict[str, float],
+    timings: dict[str, float], tracker: Path | None = None,
 ) -> dict[str, Any]:
-    """Preprocess, track and score one discovered patient in a temporary cache."""
+    """Preprocess, track and score one discovered patient in a temporary cache.
+
+    With ``tracker`` (a ``train-tracker`` folder) timepoints without a mask are segmented by
+    it first (:func:`medseq.tracker.integrate.fill_for_predict`); given masks always win.
+    """
     import numpy as np
 
     from medseq.models.inference import predict_patient
@@ -172,14 +179,29 @@ def predict_patient_of(
         for key, value in stage_times.items():
             if key != "committed_at":
                 timings[f"preprocess.{key}"] = float(value)
+        cache_dir, provenance = tmp, None
+        if tracker is not None:  # the learned tracker: masks first, then the usual steps
+            from medseq.tracker.integrate import after_tracking, fill_for_predict
+
+            t0 = time.perf_counter()
+            cache_dir, provenance = fill_for_predict(tmp, tracker)
+            record = read_manifest(cache_dir).patients[record.patient_id]
+            timings["tracker"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        tracking = track_patient(tmp, record)
-        track_doc = tracks_document([tracking])["patients"][0]
+        tracking = track_patient(cache_dir, record)
+        if provenance is not None:
+            from medseq.tracker.provenance import annotate_document
+
+            tracking = after_tracking([tracking], provenance)[0]
+            track_doc = tracks_document([tracking])["patients"][0]
+            annotate_document([track_doc], [tracking], provenance)
+        else:
+            track_doc = tracks_document([tracking])["patients"][0]
         timings["track"] = time.perf_counter() - t0
         if not record.crops or not record.targets:
             raise InputDataError("no lesion to predict from: the model needs a lesion mask "
                                  "with at least one lesion at baseline", path=cohort.root)
-        crops = np.load(tmp / record.crops, allow_pickle=False)
+        crops = np.load(cache_dir / record.crops, allow_pickle=False)
         days = [tp.days for tp in sorted(record.timepoints, key=lambda tp: tp.index)]
         t0 = time.perf_counter()
         model, fold = run.model_for(record.patient_id)

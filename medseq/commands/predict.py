@@ -35,6 +35,10 @@ def command(
     keep_ids: bool = typer.Option(
         False, "--keep-ids", help="Report the input's patient ids instead of pseudonyms."
     ),
+    tracker: Path | None = typer.Option(
+        None, "--tracker", metavar="TRACKRUN",
+        help="A tracker from medseq train-tracker: segments every scan without a mask (a "
+             "baseline mask is enough)."),
 ) -> None:
     """Predict treatment response for one patient (or a cohort with --all).
 
@@ -56,9 +60,10 @@ def command(
 
     run = load_run(resolve_run(model))
     if all_patients:
-        _predict_all(study, run, shard_kn, output, series=series, keep_ids=keep_ids)
+        _predict_all(study, run, shard_kn, output, series=series, keep_ids=keep_ids,
+                     tracker=tracker)
         return
-    doc = predict_one(study, run, series=series, keep_ids=keep_ids)
+    doc = predict_one(study, run, series=series, keep_ids=keep_ids, tracker=tracker)
     for message in doc["warnings"]:
         stderr.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
     if as_json:
@@ -68,7 +73,7 @@ def command(
 
 
 def _predict_all(study: Path, run: Any, shard: tuple[int, int] | None, output: Path | None,
-                 *, series: str | None, keep_ids: bool) -> None:
+                 *, series: str | None, keep_ids: bool, tracker: Path | None = None) -> None:
     from medseq.io.atomic import write_text_atomic
     from medseq.predict import predict_cohort
 
@@ -78,7 +83,7 @@ def _predict_all(study: Path, run: Any, shard: tuple[int, int] | None, output: P
     lines = []
     failed = 0
     for doc in predict_cohort(study, run, shard=shard, series=series, keep_ids=keep_ids,
-                              on_patient=progress):
+                              on_patient=progress, tracker=tracker):
         if "error" in doc:
             failed += 1
             stderr.print(f"[yellow]warning:[/yellow] {doc['patient_id']}: {doc['error']}",

@@ -52,3 +52,53 @@ def annotate_outputs(output: Path, results: Sequence[PatientTracking],
     from medseq.tracker.provenance import add_source_columns
 
     add_source_columns(output, results, provenance)
+
+
+def fill_for_predict(cache: Path, tracker: Path, *, device: str = "cpu"
+                     ) -> tuple[Path, Provenance]:
+    """``predict``: fill a one-patient cache and re-cut its crops' mask channel.
+
+    The response model reads lesion crops (image + mask) at the baseline targets; a follow-up
+    without a mask has an empty mask channel, so the channel is sampled again (nearest
+    neighbour) from the tracker's label map for every filled timepoint.
+    """
+    import numpy as np
+
+    from medseq.preprocess.manifest import read_manifest, write_manifest
+    from medseq.preprocess.orient import cube_grid
+    from medseq.tracker.fill import fill_cache
+
+    if not Path(tracker).is_dir():
+        raise UsageError("--tracker folder not found", path=tracker)
+    derived = Path(cache) / DERIVED_CACHE
+    provenance = fill_cache(cache, tracker, derived, device=device)
+    manifest = read_manifest(derived)
+    size = int(manifest.config.get("crop_size", 32))
+    spacing = float(manifest.config.get("crop_spacing", 2.0))
+    for pid, filled in provenance.filled.items():
+        record = manifest.patients[pid]
+        if not record.crops or not record.targets or record.grid_affine is None:
+            continue
+        crops = np.load(derived / record.crops, allow_pickle=False)
+        to_index = np.linalg.inv(np.asarray(record.grid_affine, dtype=np.float64))
+        for position, tp in enumerate(sorted(record.timepoints, key=lambda t: t.index)):
+            if tp.index not in filled or tp.mask is None:
+                continue
+            from medseq.io.nifti import load_nifti
+
+            labels = load_nifti(derived / tp.mask).array
+            for target in record.targets:
+                grid = cube_grid(target.centroid_mm, size=size, spacing=spacing)
+                index = np.stack(np.meshgrid(*(np.arange(size),) * 3, indexing="ij"), -1)
+                world = index @ grid.affine[:3, :3].T + grid.affine[:3, 3]
+                voxel = np.rint(world @ to_index[:3, :3].T + to_index[:3, 3]).astype(int)
+                inside = np.all((voxel >= 0) & (voxel < labels.shape), axis=-1)
+                channel = np.zeros((size,) * 3, dtype=bool)
+                hit = voxel[inside]
+                channel[inside] = labels[hit[:, 0], hit[:, 1], hit[:, 2]] > 0
+                crops[position, target.index, 1] = channel
+        rel = f"{pid}/crops_tracker.npy"
+        np.save(derived / rel, crops, allow_pickle=False)
+        manifest.patients[pid] = record.model_copy(update={"crops": rel})
+    write_manifest(derived, manifest)
+    return derived, provenance

@@ -13,8 +13,9 @@ import csv
 import dataclasses
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,14 +94,47 @@ def add_source_columns(out_dir: Path, results: Sequence[PatientTracking],
                        provenance: Provenance) -> None:
     """Append ``source`` and ``confidence`` to ``lesions.csv`` and ``tracks.json`` in place."""
     out_dir = Path(out_dir)
+    lookup = source_lookup(results, provenance)
+    lesions_csv = out_dir / "lesions.csv"
+    reader = csv.reader(io.StringIO(lesions_csv.read_text(encoding="utf-8")))
+    header = next(reader)
+    column = {name: n for n, name in enumerate(header)}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*header, "source", "confidence"])
+    for record in reader:
+        lesion_text = record[column["lesion"]]
+        origin, confidence = lookup(record[column["patient_id"]],
+                                    int(record[column["timepoint"]]), record[column["track_id"]],
+                                    int(lesion_text) if lesion_text else None)
+        writer.writerow([*record, origin, "" if confidence is None else f"{confidence:.4f}"])
+    write_text_atomic(lesions_csv, buffer.getvalue())
+    tracks_json = out_dir / "tracks.json"
+    document = json.loads(tracks_json.read_text(encoding="utf-8"))
+    annotate_document(document.get("patients", []), results, provenance)
+    write_text_atomic(tracks_json, json.dumps(document, indent=2) + "\n")
+
+
+def annotate_document(patients: list[dict[str, Any]], results: Sequence[PatientTracking],
+                      provenance: Provenance) -> None:
+    """Add ``source`` and ``confidence`` to every lesion of ``tracks.json``-style patients."""
+    lookup = source_lookup(results, provenance)
+    for patient in patients:
+        for lesion in patient.get("lesions", []):
+            origin, confidence = lookup(patient["patient_id"], int(lesion["timepoint"]),
+                                        lesion["track_id"], lesion.get("lesion"))
+            lesion["source"], lesion["confidence"] = origin, confidence
+
+
+def source_lookup(results: Sequence[PatientTracking], provenance: Provenance
+                  ) -> Callable[[str, int, str, int | None], tuple[str, float | None]]:
+    """(patient, timepoint, track id, lesion label) -> (source, confidence)."""
     by_track = track_sources(results, provenance)
     by_label: dict[tuple[str, int, int], LesionSource] = {}
-    for source in provenance.lesions:
-        if source.value:
-            by_label[(source.patient_id, source.timepoint, source.value)] = source
     values: dict[tuple[str, int], set[int]] = {}
     for source in provenance.lesions:
         if source.value:
+            by_label[(source.patient_id, source.timepoint, source.value)] = source
             values.setdefault((source.patient_id, source.timepoint), set()).add(source.value)
 
     def lookup(patient: str, timepoint: int, track: str, lesion: int | None
@@ -119,25 +153,4 @@ def add_source_columns(out_dir: Path, results: Sequence[PatientTracking],
             return tracked.source, tracked.confidence
         return SOURCE_TRACKER, None
 
-    lesions_csv = out_dir / "lesions.csv"
-    reader = csv.reader(io.StringIO(lesions_csv.read_text(encoding="utf-8")))
-    header = next(reader)
-    column = {name: n for n, name in enumerate(header)}
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*header, "source", "confidence"])
-    for record in reader:
-        lesion_text = record[column["lesion"]]
-        origin, confidence = lookup(record[column["patient_id"]],
-                                    int(record[column["timepoint"]]), record[column["track_id"]],
-                                    int(lesion_text) if lesion_text else None)
-        writer.writerow([*record, origin, "" if confidence is None else f"{confidence:.4f}"])
-    write_text_atomic(lesions_csv, buffer.getvalue())
-    tracks_json = out_dir / "tracks.json"
-    document = json.loads(tracks_json.read_text(encoding="utf-8"))
-    for patient in document.get("patients", []):
-        for lesion in patient.get("lesions", []):
-            origin, confidence = lookup(patient["patient_id"], int(lesion["timepoint"]),
-                                        lesion["track_id"], lesion.get("lesion"))
-            lesion["source"], lesion["confidence"] = origin, confidence
-    write_text_atomic(tracks_json, json.dumps(document, indent=2) + "\n")
+    return lookup

@@ -134,3 +134,32 @@ def test_annotations_make_the_baseline_mask(tmp_path: Path,
     rows = _rows(tmp_path / "out/lesions.csv")
     assert {(r["timepoint"], r["source"]) for r in rows} == {("0", "tracker"), ("1", "tracker")}
     assert len([r for r in rows if r["timepoint"] == "0"]) == 1
+
+
+def test_predict_fill_recuts_crop_masks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medseq.preprocess.manifest import TargetRecord, write_manifest
+    from medseq.tracker.integrate import fill_for_predict
+
+    cache = write_tiny_cache(tmp_path / "cache", patients=1, timepoints=2, follow_up_masks=False)
+    manifest = read_manifest(cache)
+    record = manifest.patients["P000"]
+    base = load_nifti(cache / str(record.timepoints[0].mask))
+    centre = np.argwhere(base.array > 0).mean(axis=0)
+    world = base.affine[:3, :3] @ centre + base.affine[:3, 3]
+    crops = np.zeros((2, 1, 2, 8, 8, 8), dtype=np.float16)
+    np.save(cache / "P000/crops.npy", crops)
+    manifest.patients["P000"] = record.model_copy(update={
+        "crops": "P000/crops.npy", "crop_shape": list(crops.shape),
+        "targets": [TargetRecord(index=0, centroid_mm=world.tolist(), volume_ml=1.0)]})
+    manifest.config = {**manifest.config, "crop_size": 8, "crop_spacing": 4.0}
+    write_manifest(cache, manifest)
+    stub = StubTracker(config=manifest.config)
+    _stub(monkeypatch, stub)
+    (tmp_path / "run").mkdir()
+    derived, provenance = fill_for_predict(cache, tmp_path / "run")
+    assert provenance.filled == {"P000": {1}}
+    record = read_manifest(derived).patients["P000"]
+    recut = np.load(derived / str(record.crops))
+    assert recut[1, 0, 1].sum() > 0  # the follow-up's mask channel now holds the lesion
+    assert recut[0, 0, 1].sum() == 0  # the baseline crop (a user mask) is left as it was
+    assert np.load(cache / "P000/crops.npy").sum() == 0  # the original cache is untouched
