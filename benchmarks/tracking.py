@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/medseq-bench-tracking"))
     parser.add_argument("--train-patients", type=int, default=60)
     parser.add_argument("--test-patients", type=int, default=60)
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     work = args.work

@@ -37,8 +37,8 @@ def command(
     ),
     tracker: Path | None = typer.Option(
         None, "--tracker", metavar="TRACKRUN",
-        help="A tracker from medseq train-tracker: segments every scan without a mask (a "
-             "baseline mask is enough)."),
+        help="A tracker from medseq train-tracker, or 'bundled': segments every scan without "
+             "a mask (a baseline mask is enough)."),
 ) -> None:
     """Predict treatment response for one patient (or a cohort with --all).
 

@@ -35,8 +35,8 @@ def command(
         1, "--workers", min=1, help="Preprocessing workers when PATH is raw input."),
     tracker: Path | None = typer.Option(
         None, "--tracker", metavar="TRACKRUN",
-        help="A tracker from medseq train-tracker: segments every timepoint without a mask "
-             "(given masks always win)."),
+        help="A tracker from medseq train-tracker, or 'bundled': segments every timepoint "
+             "without a mask (given masks always win)."),
     annotations: Path | None = typer.Option(
         None, "--annotations", metavar="CSV",
         help="With --tracker: baseline lesions as points or RECIST lines (docs/track.md), for "

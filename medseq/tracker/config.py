@@ -18,14 +18,16 @@ class TrackerConfig(BaseModel):
     """Edge of the cubic crops, in voxels of the cache grid; a multiple of 8."""
     widths: list[int] = Field(default_factory=lambda: [8, 16, 32, 64])
     """Channels per U-Net level (MONAI ``UNet``, one residual unit per block)."""
+    prior_logit: float = Field(default=4.0, ge=0)
+    """Initial weight of the baseline mask added to the logits (0: a plain U-Net)."""
     prompt_sigma_mm: float = Field(default=6.0, gt=0)
     """Width of the prompt encoding exp(-d^2 / 2 sigma^2)."""
-    jitter_mm: float = Field(default=6.0, ge=0)
+    jitter_mm: float = Field(default=2.0, ge=0)
     """SD of the simulated registration error between baseline and follow-up crops."""
-    steps: int = Field(default=600, ge=1)
+    steps: int = Field(default=1200, ge=1)
     steps_per_epoch: int = Field(default=50, ge=1)
     batch_size: int = Field(default=8, ge=1)
-    lr: float = Field(default=3e-3, gt=0)
+    lr: float = Field(default=1e-2, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
     mix: tuple[float, float, float] = (0.5, 0.2, 0.3)
     """Shares of tracking pairs, prompt-only (baseline annotation) and unprompted (detection)

@@ -15,6 +15,19 @@ from medseq.tracker.fill import Provenance
 from medseq.tracking.pipeline import PatientTracking
 
 DERIVED_CACHE = "tracker_cache"
+BUNDLED = "bundled"
+"""``--tracker bundled``: the tracker shipped in ``medseq/data/tracker`` (docs/track.md)."""
+
+
+def resolve_tracker(tracker: Path) -> Path:
+    """The tracker folder: ``bundled`` names the shipped one; others must exist."""
+    if str(tracker) == BUNDLED:
+        from importlib.resources import files
+
+        return Path(str(files("medseq") / "data" / "tracker"))
+    if not Path(tracker).is_dir():
+        raise UsageError("--tracker folder not found", path=tracker)
+    return Path(tracker)
 
 
 def fill_before_tracking(cache: Path, tracker: Path, output: Path, *,
@@ -24,8 +37,7 @@ def fill_before_tracking(cache: Path, tracker: Path, output: Path, *,
     from medseq.tracker.annotations import read_annotations, resolve_annotations
     from medseq.tracker.fill import fill_cache
 
-    if not Path(tracker).is_dir():
-        raise UsageError("--tracker folder not found", path=tracker)
+    tracker = resolve_tracker(tracker)
     prompts = None
     if annotations is not None:
         if not Path(annotations).is_file():
@@ -68,8 +80,7 @@ def fill_for_predict(cache: Path, tracker: Path, *, device: str = "cpu"
     from medseq.preprocess.orient import cube_grid
     from medseq.tracker.fill import fill_cache
 
-    if not Path(tracker).is_dir():
-        raise UsageError("--tracker folder not found", path=tracker)
+    tracker = resolve_tracker(tracker)
     derived = Path(cache) / DERIVED_CACHE
     provenance = fill_cache(cache, tracker, derived, device=device)
     manifest = read_manifest(derived)

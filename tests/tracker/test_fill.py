@@ -163,3 +163,23 @@ def test_predict_fill_recuts_crop_masks(tmp_path: Path, monkeypatch: pytest.Monk
     assert recut[1, 0, 1].sum() > 0  # the follow-up's mask channel now holds the lesion
     assert recut[0, 0, 1].sum() == 0  # the baseline crop (a user mask) is left as it was
     assert np.load(cache / "P000/crops.npy").sum() == 0  # the original cache is untouched
+
+
+def test_bad_annotations_exit_2_and_write_nothing(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = write_tiny_cache(tmp_path / "cache", patients=1, timepoints=2, follow_up_masks=False)
+    (tmp_path / "run").mkdir()
+    _stub(monkeypatch, StubTracker())
+    bad = tmp_path / "points.csv"
+    bad.write_text("patient_id,timepoint,lesion,x_mm,y_mm,z_mm\nP000,7,A,0,0,0\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["track", str(cache), "-o", str(out), "--tracker",
+                                      str(tmp_path / "run"), "--annotations", str(bad)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"error: {bad}: line 2: patient P000 has no timepoint 7 "
+                                      "(it has 0, 1)")
+    assert not out.exists() or not any(out.iterdir())
+    result = CliRunner().invoke(app, ["track", str(cache), "-o", str(out), "--annotations",
+                                      str(bad)])
+    assert result.exit_code == 1
+    assert "--annotations needs --tracker" in result.stderr
