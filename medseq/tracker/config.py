@@ -18,8 +18,8 @@ class TrackerConfig(BaseModel):
     """Edge of the cubic crops, in voxels of the cache grid; a multiple of 8."""
     widths: list[int] = Field(default_factory=lambda: [8, 16, 32, 64])
     """Channels per U-Net level (MONAI ``UNet``, one residual unit per block)."""
-    prior_logit: float = Field(default=4.0, ge=0)
-    """Initial weight of the baseline mask added to the logits (0: a plain U-Net)."""
+    prior_logit: float = Field(default=0.0, ge=0)
+    """Initial weight of the baseline mask added to the logits (0, the default: a plain U-Net)."""
     prompt_sigma_mm: float = Field(default=6.0, gt=0)
     """Width of the prompt encoding exp(-d^2 / 2 sigma^2)."""
     jitter_mm: float = Field(default=2.0, ge=0)

@@ -183,3 +183,14 @@ def test_bad_annotations_exit_2_and_write_nothing(tmp_path: Path,
                                       str(bad)])
     assert result.exit_code == 1
     assert "--annotations needs --tracker" in result.stderr
+
+
+def test_bundled_tracker_is_small_and_readable() -> None:
+    from medseq.tracker.integrate import resolve_tracker
+    from medseq.tracker.segment import read_card
+
+    folder = resolve_tracker(Path("bundled"))
+    assert (folder / "tracker.safetensors").stat().st_size < 2_000_000
+    card = read_card(folder)
+    assert card.preprocess_config["crop_size"] == 32  # made with default preprocessing
+    assert 0 < card.detect_threshold <= 1
