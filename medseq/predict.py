@@ -113,7 +113,8 @@ def discover_study(study: Path, *, series: str | None = None) -> Cohort:
 
 
 def predict_one(
-    study: Path, run: LoadedRun, *, series: str | None = None, keep_ids: bool = False
+    study: Path, run: LoadedRun, *, series: str | None = None, keep_ids: bool = False,
+    tracker: Path | None = None,
 ) -> PatientPredictionDocument:
     """Predict the single patient of ``study``; the document ``medseq predict --json`` prints."""
     start = time.perf_counter()
@@ -122,7 +123,8 @@ def predict_one(
         raise InputDataError(f"holds {len(cohort.patients)} patients; predict takes one "
                              "(use --all for a cohort)", path=study)
     timings = {"discover": time.perf_counter() - start}
-    doc = predict_patient_of(cohort, cohort.patients[0], run, keep_ids=keep_ids, timings=timings)
+    doc = predict_patient_of(cohort, cohort.patients[0], run, keep_ids=keep_ids, timings=timings,
+                             tracker=tracker)
     doc.warnings = list(cohort.warnings) + doc.warnings
     return doc
 
@@ -131,7 +133,7 @@ def predict_cohort(
     cohort_dir: Path, run: LoadedRun, *, shard: tuple[int, int] | None = None,
     series: str | None = None, keep_ids: bool = False,
     on_patient: Callable[[int, int], None] | None = None,
-    on_plan: Callable[[list[str], list[str]], None] | None = None,
+    on_plan: Callable[[list[str], list[str]], None] | None = None, tracker: Path | None = None,
 ) -> Iterator[PredictLine]:
     """Predict every patient (this shard's part, in pseudonym order); failures become rows
     with an ``error`` instead of stopping the cohort. ``on_plan`` is called first with the
@@ -158,9 +160,12 @@ def predict_cohort(
                     for p in patients]
 
         on_plan(shown(everyone), shown(order))
+    # The tracker is passed on only when given (callers may stand in for predict_patient_of).
+    with_tracker = {} if tracker is None else {"tracker": tracker}
     for done, patient in enumerate(order, start=1):
         try:
-            yield predict_patient_of(cohort, patient, run, keep_ids=keep_ids, timings={})
+            yield predict_patient_of(cohort, patient, run, keep_ids=keep_ids, timings={},
+                                     **with_tracker)
         except InputDataError as err:
             pid = patient.patient_id if keep_ids else _pseudonym(patient.patient_id, run.salt)
             yield PredictionFailure(patient_id=pid, error=err.reason)
@@ -170,9 +175,14 @@ def predict_cohort(
 
 def predict_patient_of(
     cohort: Cohort, patient: Patient, run: LoadedRun, *, keep_ids: bool,
-    timings: dict[str, float],
+    timings: dict[str, float], tracker: Path | None = None,
 ) -> PatientPredictionDocument:
-    """Preprocess, track and score one discovered patient in a temporary cache."""
+    """Preprocess, track and score one discovered patient in a temporary cache.
+
+    With ``tracker`` (a ``train-tracker`` folder, or ``bundled``) timepoints without a mask are
+    segmented by it first (:func:`medseq.tracker.integrate.fill_for_predict`); given masks
+    always win.
+    """
     import numpy as np
 
     from medseq.contracts.cache import read_manifest
@@ -203,14 +213,24 @@ def predict_patient_of(
         for key, value in stage_times.items():
             if key != "committed_at":
                 timings[f"preprocess.{key}"] = float(value)
+        cache_dir, provenance = tmp, None
+        if tracker is not None:  # the learned tracker: masks first, then the usual steps
+            from medseq.tracker.integrate import after_tracking, fill_for_predict
+
+            t0 = time.perf_counter()
+            cache_dir, provenance = fill_for_predict(tmp, tracker)
+            record = read_manifest(cache_dir).patients[record.patient_id]
+            timings["tracker"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        tracking = track_patient(tmp, record)
+        tracking = track_patient(cache_dir, record)
+        if provenance is not None:
+            tracking = after_tracking([tracking], provenance)[0]
         track_doc = tracking.model_dump(mode="json")  # a new patient: nothing stored
         timings["track"] = time.perf_counter() - t0
         if not record.crops or not record.targets:
             raise InputDataError("no lesion to predict from: the model needs a lesion mask "
                                  "with at least one lesion at baseline", path=cohort.root)
-        crops = np.load(tmp / record.crops, allow_pickle=False)
+        crops = np.load(cache_dir / record.crops, allow_pickle=False)
         days = [tp.days for tp in sorted(record.timepoints, key=lambda tp: tp.index)]
         t0 = time.perf_counter()
         model, fold = run.model_for(record.patient_id)

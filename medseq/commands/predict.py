@@ -44,6 +44,10 @@ def command(
     keep_ids: bool = typer.Option(
         False, "--keep-ids", help="Report the input's patient ids instead of pseudonyms."
     ),
+    tracker: Path | None = typer.Option(
+        None, "--tracker", metavar="TRACKRUN",
+        help="A tracker from medseq train-tracker, or 'bundled': segments every scan without "
+             "a mask (a baseline mask is enough)."),
 ) -> None:
     """Predict treatment response for one patient (or a cohort with --all).
 
@@ -76,11 +80,12 @@ def command(
                      markup=False, highlight=False)
     run = load_run(run_dir)
     if all_patients:
-        _predict_all(study, run, shard_kn, output, series=series, keep_ids=keep_ids)
+        _predict_all(study, run, shard_kn, output, series=series, keep_ids=keep_ids,
+                     tracker=tracker)
         return
     from medseq.contracts.prediction import prediction_json
 
-    doc = predict_one(study, run, series=series, keep_ids=keep_ids)
+    doc = predict_one(study, run, series=series, keep_ids=keep_ids, tracker=tracker)
     for message in doc.warnings:
         stderr.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
     text = prediction_json(doc, indent=2)
@@ -91,7 +96,8 @@ def command(
 
 
 def _predict_all(study: Path, run: Any, shard: tuple[int, int] | None, output: Path | None,
-                 *, series: str | None, keep_ids: bool) -> None:
+                 *, series: str | None, keep_ids: bool,
+                 tracker: Path | None = None) -> None:
     from medseq.contracts.prediction import (
         PredictionFailure,
         PredictLine,
@@ -110,6 +116,8 @@ def _predict_all(study: Path, run: Any, shard: tuple[int, int] | None, output: P
 
         settings = {"run": str(run.run_dir.resolve()), "study": str(study.resolve()),
                     "series": series, "keep_ids": keep_ids}
+        if tracker is not None:  # shards made with another tracker must not be merged
+            settings["tracker"] = str(tracker)
 
         def on_plan(cohort: list[str], patients: list[str]) -> None:
             assert part is not None
@@ -117,7 +125,8 @@ def _predict_all(study: Path, run: Any, shard: tuple[int, int] | None, output: P
 
     with ProgressBar("predict", unit="patients") as bar:
         for doc in predict_cohort(study, run, shard=shard, series=series, keep_ids=keep_ids,
-                                  on_patient=bar.update, on_plan=on_plan):
+                                  on_patient=bar.update, on_plan=on_plan,
+                                  tracker=tracker):
             if isinstance(doc, PredictionFailure):
                 failed += 1
                 stderr.print(f"[yellow]warning:[/yellow] {doc.patient_id}: {doc.error}",

@@ -14,6 +14,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("track", "medseq.commands.track"),
     ("export-dicom", "medseq.commands.export_dicom"),
     ("train", "medseq.commands.train"),
+    ("train-tracker", "medseq.commands.train_tracker"),
     ("evaluate", "medseq.commands.evaluate"),
     ("predict", "medseq.commands.predict"),
     ("report", "medseq.commands.report"),

@@ -41,6 +41,15 @@ def command(
         None, "--roi", metavar="REGEX",
         help="Masks from DICOM SEG/RTSTRUCT when PATH is raw input: the segments/ROIs whose "
              "label matches (case-insensitive) are lesions; default all."),
+    tracker: Path | None = typer.Option(
+        None, "--tracker", metavar="TRACKRUN",
+        help="A tracker from medseq train-tracker, or 'bundled': segments every timepoint "
+             "without a mask (given masks always win)."),
+    annotations: Path | None = typer.Option(
+        None, "--annotations", metavar="CSV",
+        help="With --tracker: baseline lesions as points or RECIST lines (docs/track.md), for "
+             "patients without a baseline mask."),
+    device: str = typer.Option("cpu", "--device", help="With --tracker: cpu or cuda."),
 ) -> None:
     """Measure and match lesions over time; RECIST 1.1 and volumetric response per follow-up.
 
@@ -65,6 +74,10 @@ def command(
     if path is None or output is None:
         raise UsageError("give PATH and -o OUT (or --merge OUT)")
     shard_pair = parse_shard(shard)
+    if annotations is not None and tracker is None:
+        raise UsageError("--annotations needs --tracker TRACKRUN")
+    if tracker is not None and shard_pair is not None:
+        raise UsageError("--tracker does not work with --shard; track the whole cache")
     if roi is not None:
         from medseq.dicom_objects.labels import compile_roi_pattern
 
@@ -85,6 +98,12 @@ def command(
             cache = _preprocess_raw(path, output / "cache", workers=workers, shard=shard_pair,
                                     roi=roi)
             only = _shard_patients(cache, shard_pair)
+        provenance = None
+        if tracker is not None:  # the learned tracker: masks first, then the unchanged pipeline
+            from medseq.tracker.integrate import fill_before_tracking
+
+            cache, provenance = fill_before_tracking(cache, tracker, output,
+                                                     annotations=annotations, device=device)
         # A cache still being made by preprocess shards has no manifest.json to hash yet.
         computed_from = (input_hash(cache, min_volume_ml=min_volume, lesion_info=lesion_info)
                          if (cache / MANIFEST_NAME).is_file() else None)
@@ -94,6 +113,12 @@ def command(
             cache=str(cache), min_volume_ml=min_volume,
             lesion_info=str(lesion_info) if lesion_info else None,
             shard=f"{shard_pair[0]}/{shard_pair[1]}" if shard_pair else None, input=raw_input)
+        if provenance is not None:
+            from medseq.tracker.integrate import after_tracking
+
+            results = after_tracking(results, provenance)
+            settings.tracker = str(tracker)
+            settings.annotations = str(annotations) if annotations else None
         document = tracks_document(results, settings=settings, input_hash=computed_from)
         if shard_pair is None:
             write_outputs(document, output)

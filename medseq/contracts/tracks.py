@@ -15,7 +15,14 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, PlainSerializer, model_validator
+from pydantic import (
+    Field,
+    PlainSerializer,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from medseq.contracts.document import Document, Record, read_document, write_document
 
@@ -40,6 +47,19 @@ class LesionStatus(str, Enum):
     VANISHED = "vanished"
     SPLIT = "split"
     MERGED = "merged"
+    NOT_FOUND = "not_found"
+    """A baseline lesion the learned tracker could not find at a follow-up (not measured)."""
+
+
+class MeasurementSource(str, Enum):
+    """Where a lesion's mask came from (only with ``track --tracker``)."""
+
+    MASK = "mask"
+    """A mask the user gave."""
+    TRACKER = "tracker"
+    """The learned tracker, prompted by a baseline lesion."""
+    DETECTOR = "detector"
+    """The tracker's detector: a new lesion no baseline lesion explains."""
 
 
 def _num(value: float | None) -> float | None:
@@ -80,6 +100,20 @@ class LesionRow(Record):
     """Change of the track's volume (all fragments it owns) from its first timepoint."""
     merged_into: str | None = None
     """For a track whose lesion merged into another track's lesion: that track."""
+    source: MeasurementSource | None = None
+    """Only with ``track --tracker``: where this measurement's mask came from."""
+    confidence: Num = None
+    """Only with ``track --tracker``: the network's confidence (None for given masks)."""
+
+    @model_serializer(mode="wrap")
+    def _omit_tracker_fields(self, handler: SerializerFunctionWrapHandler,
+                             info: SerializationInfo) -> dict[str, object]:
+        """Without a tracker the row is written as before: no ``source``/``confidence`` keys."""
+        data: dict[str, object] = handler(self)
+        if self.source is None:
+            data.pop("source", None)
+            data.pop("confidence", None)
+        return data
 
 
 class ResponseRow(Record):
@@ -150,6 +184,10 @@ class TrackingSettings(Record):
     shard: str | None = None
     input: str | None = None
     """The raw input ``track`` preprocessed first, None when it was given a cache."""
+    tracker: str | None = None
+    """``track --tracker``: the tracker run (or ``bundled``) that segmented unmasked scans."""
+    annotations: str | None = None
+    """``track --annotations``: the baseline lesion list given to the tracker."""
 
 
 class TracksDocument(Document):
@@ -182,6 +220,6 @@ def write_tracks(path: Path, document: TracksDocument) -> Path:
     return write_document(Path(path), document)
 
 
-__all__ = ["TRACKS_NAME", "LesionRow", "LesionStatus", "PatientTracking", "Response",
-           "ResponseCsvRow", "ResponseRow", "TrackingSettings", "TracksDocument", "read_tracks",
-           "write_tracks"]
+__all__ = ["TRACKS_NAME", "LesionRow", "LesionStatus", "MeasurementSource", "PatientTracking",
+           "Response", "ResponseCsvRow", "ResponseRow", "TrackingSettings", "TracksDocument",
+           "read_tracks", "write_tracks"]

@@ -33,6 +33,7 @@ STATUS_MEANINGS = {
     "split": "Split from a tracked lesion",
     "merged": "Merged into another tracked lesion",
     "vanished": "Vanished",
+    "not_found": "Not found by the lesion tracker",
 }
 RESPONSE_MEANINGS = {
     "CR": "Complete response (RECIST 1.1)",

@@ -37,6 +37,8 @@ LESION_COLUMNS: tuple[str, ...] = (
     "centroid_y_mm", "centroid_z_mm", "baseline_x_mm", "baseline_y_mm", "baseline_z_mm",
     "volume_change_pct", "merged_into",
 )
+SOURCE_COLUMNS: tuple[str, ...] = ("source", "confidence")
+"""Appended to ``lesions.csv`` only when the tracking used ``--tracker`` (rows with a source)."""
 RESPONSE_COLUMNS: tuple[str, ...] = (
     "patient_id", "timepoint", "days", "lesions", "targets", "sod_mm",
     "change_from_baseline_pct", "change_from_nadir_pct", "nadir_mm", "new_lesions", "response",
@@ -78,16 +80,21 @@ def write_outputs(results: Sequence[PatientTracking] | TracksDocument, out_dir: 
 # ------------------------------------------------------------------------------- lesions.csv
 
 def write_lesions_csv(path: Path, results: Iterable[PatientTracking]) -> Path:
-    """``lesions.csv``: every lesion row of every patient."""
-    write_text_atomic(Path(path), csv_text([list(LESION_COLUMNS), *(
-        _lesion_cells(row) for result in results for row in result.lesions)]))
+    """``lesions.csv``: every lesion row of every patient (``source`` and ``confidence``
+    columns too when the rows carry them: a tracking made with ``--tracker``)."""
+    rows = [row for result in results for row in result.lesions]
+    sourced = any(row.source is not None for row in rows)
+    header = [*LESION_COLUMNS, *SOURCE_COLUMNS] if sourced else list(LESION_COLUMNS)
+    write_text_atomic(Path(path), csv_text([header, *(
+        _lesion_cells(row) + (_source_cells(row) if sourced else []) for row in rows)]))
     return Path(path)
 
 
 def read_lesions_csv(path: Path) -> list[LesionRow]:
     """The rows of a ``lesions.csv`` this medseq wrote (numbers as written: 4 decimals)."""
     out = []
-    for line, cells in _read_csv(path, LESION_COLUMNS):
+    sourced = (*LESION_COLUMNS, *SOURCE_COLUMNS)
+    for line, cells in _read_csv(path, LESION_COLUMNS, sourced):
         data: dict[str, object] = {key: _none_if_empty(value) for key, value in cells.items()}
         for field, columns in _POINTS.items():
             values = [data.pop(column) for column in columns]
@@ -106,6 +113,10 @@ def _lesion_cells(row: LesionRow) -> list[str]:
             row.organ or "", _cell(row.volume_ml), _cell(row.longest_diameter_mm),
             _cell(row.short_axis_mm), *(_cell(v) for v in centroid), *(_cell(v) for v in base),
             _cell(row.volume_change_pct), row.merged_into or ""]
+
+
+def _source_cells(row: LesionRow) -> list[str]:
+    return [row.source.value if row.source else "", _cell(row.confidence)]
 
 
 # ------------------------------------------------------------------------------ response.csv
@@ -162,8 +173,10 @@ def _none_if_empty(text: str) -> str | None:
     return text if text else None
 
 
-def _read_csv(path: Path, columns: Sequence[str]) -> Iterable[tuple[int, dict[str, str]]]:
-    """(line number, cells) of each data row; text cells unescaped; the header must match."""
+def _read_csv(path: Path, columns: Sequence[str], *alternatives: Sequence[str]
+              ) -> Iterable[tuple[int, dict[str, str]]]:
+    """(line number, cells) of each data row; text cells unescaped; the header must match
+    ``columns`` (or one of ``alternatives``)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -171,7 +184,9 @@ def _read_csv(path: Path, columns: Sequence[str]) -> Iterable[tuple[int, dict[st
         raise CacheError(f"cannot read ({err.strerror})", path=path) from None
     reader = csv.reader(text.splitlines())
     header = next(reader, None)
-    if header is None or tuple(header) != tuple(columns):
+    columns = next((tuple(c) for c in alternatives if header is not None
+                    and tuple(header) == tuple(c)), tuple(columns))
+    if header is None or tuple(header) != columns:
         raise CacheError("not a medseq tracking CSV (unexpected columns); run medseq track "
                          "again", path=path)
     rows = []

@@ -1,0 +1,258 @@
+"""Benchmark: the learned follow-up tracker against registration only and a region grower.
+
+Generates two disjoint ``small`` synthetic cohorts (train: seed 1, test: seed 2; NIfTI),
+preprocesses both, trains a tracker on the first (``train_tracker``, timed), hides every
+follow-up mask of the test cohort (kept only as truth) and lets three methods produce them:
+
+- ``tracker``: :func:`medseq.tracker.fill.fill_cache` (propagated prompt + network, and the
+  detector for new lesions);
+- ``registration``: the baseline lesion mask carried unchanged (the cache is registered);
+- ``grower``: a classical region grower seeded at the propagated centroid, inside the baseline
+  lesion grown by 3 voxels, accepting voxels within 2.5 SD of the baseline lesion's intensity.
+
+Per follow-up lesion present in the truth (the follow-up components linked to a baseline
+lesion on the registered grid): found (centroid within 10 mm and Dice > 0.1), Dice, absolute
+volume error, longest-diameter error (RECIST sum over fragments, on the registered grid). Per
+follow-up: the RECIST category from ``medseq track`` on the produced masks equals the category
+from the true masks. New lesions (tracker only): sensitivity and false positives per scan.
+Everything is reused from ``--work`` when present, so reruns only redo what is missing.
+
+Usage:
+    nice -n 10 python benchmarks/tracking.py --work /tmp/bench-tracking [--train-patients 60]
+        [--test-patients 60] [--steps 600] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from medseq.contracts.cache import read_manifest, write_manifest
+from medseq.data.synthetic import generate_cohort
+from medseq.io.discover import discover
+from medseq.preprocess.config import PreprocessConfig
+from medseq.preprocess.runner import run_preprocess
+from medseq.tracker.config import TrackerConfig
+from medseq.tracker.fill import fill_cache, hide_follow_up_masks, relocate, write_label_map
+from medseq.tracker.pairs import PatientData, load_patient, normaliser
+from medseq.tracker.provenance import apply_not_found
+from medseq.tracker.train import dice, train_tracker
+from medseq.tracking.lesions import find_lesions
+from medseq.tracking.pipeline import track_cache
+
+METHODS = ("tracker", "registration", "grower")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/medseq-bench-tracking"))
+    parser.add_argument("--train-patients", type=int, default=60)
+    parser.add_argument("--test-patients", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    train_cache = _cohort(work, "train", args.train_patients, seed=1)
+    test_cache = _cohort(work, "test", args.test_patients, seed=2)
+    run = work / f"tracker_{args.steps}"
+    seconds = None
+    if not (run / "tracker.json").is_file():
+        started = time.perf_counter()
+        train_tracker(train_cache, run, TrackerConfig(steps=args.steps, device=args.device),
+                      resume=(run / "tracker_config.json").is_file(), log=print)
+        seconds = time.perf_counter() - started
+    hidden = hide_follow_up_masks(test_cache, work / "hidden")
+    started = time.perf_counter()
+    provenance = fill_cache(hidden, run, work / "filled_tracker", device=args.device)
+    infer_seconds = time.perf_counter() - started
+    manifest = read_manifest(test_cache)
+    config = normaliser(manifest.config)
+    truth = {r.patient_id: d for r in manifest.ok_patients()
+             if (d := load_patient(test_cache, r, config)) is not None}
+    _write_baselines(hidden, work, truth)
+    lesion_rows = {m: _lesion_metrics(work / f"filled_{m}", truth) for m in METHODS}
+    truth_tracking = {r.patient_id: r for r in track_cache(test_cache)}
+    recist = {}
+    for method in METHODS:
+        results = track_cache(work / f"filled_{method}")
+        if method == "tracker":
+            results = apply_not_found(results, provenance)
+        recist[method] = _recist_agreement(results, truth_tracking)
+    new = _new_lesions(work / "filled_tracker", truth)
+    scans = sum(len(d.timepoints) - 1 for d in truth.values())
+    report = {"train_patients": args.train_patients, "test_patients": len(truth),
+              "follow_ups": scans, "steps": args.steps, "train_seconds": seconds,
+              "fill_seconds": infer_seconds, "new_lesions": new,
+              "methods": {m: {**_summary(lesion_rows[m]), "recist_agreement": recist[m]}
+                          for m in METHODS}}
+    (work / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+    _print(report)
+
+
+def _cohort(work: Path, name: str, patients: int, *, seed: int) -> Path:
+    raw, cache = work / f"raw_{name}", work / f"cache_{name}"
+    if not (raw / "manifest.csv").is_file():
+        generate_cohort(raw, patients=patients, size="small", seed=seed, fmt="nifti")
+    if not (cache / "manifest.json").is_file() or len(read_manifest(cache).patients) < patients:
+        run_preprocess(discover(raw / "manifest.csv"), cache, config=PreprocessConfig(),
+                       workers=1)
+    return cache
+
+
+def _write_baselines(hidden: Path, work: Path, truth: dict[str, PatientData]) -> None:
+    """Derived caches whose follow-up masks come from the two baseline methods."""
+    manifest = read_manifest(hidden)
+    for method in ("registration", "grower"):
+        out = work / f"filled_{method}"
+        records = {}
+        for pid, record in manifest.patients.items():
+            moved = relocate(record, hidden, out)
+            data = truth.get(pid)
+            if data is not None:
+                affine = np.asarray(record.grid_affine or np.eye(4))
+                base = data.timepoints[0]
+                for position, tp in enumerate(record.timepoints[1:], start=1):
+                    labels = np.zeros(base.components.shape, dtype=np.uint8)
+                    for n in range(1, len(base.voxels) + 1):
+                        lesion = base.components == n
+                        if method == "grower":
+                            lesion = _grow(data, position, lesion)
+                        labels[lesion & (labels == 0)] = n
+                    moved = write_label_map(out, moved, position, labels, affine, tp)
+            records[pid] = moved
+        out.mkdir(parents=True, exist_ok=True)
+        write_manifest(out, manifest.model_copy(update={"patients": records}))
+
+
+def _grow(data: PatientData, t: int, lesion: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    base, follow = data.timepoints[0], data.timepoints[t]
+    values = base.image[lesion].astype(np.float32)
+    mean, spread = float(values.mean()), max(2.5 * float(values.std()), 0.04)
+    region = ndimage.binary_dilation(lesion, structure=np.ones((3, 3, 3)), iterations=3)
+    accept = region & (np.abs(follow.image.astype(np.float32) - mean) <= spread)
+    components, count = ndimage.label(accept, structure=np.ones((3, 3, 3)))
+    if not count:
+        return accept
+    seed = tuple(round(float(v)) for v in np.argwhere(lesion).mean(axis=0))
+    chosen = int(components[seed])
+    if not chosen:
+        overlap = np.bincount(components[lesion], minlength=count + 1)[1:]
+        chosen = int(np.argmax(overlap)) + 1 if overlap.max() else 0
+    return components == chosen if chosen else np.zeros_like(accept)
+
+
+def _labels(filled: Path, pid: str, index: int) -> np.ndarray:
+    from medseq.io.nifti import load_nifti
+
+    record = read_manifest(filled).patients[pid]
+    tp = record.timepoints[index]
+    return load_nifti(filled / str(tp.mask)).array
+
+
+def _lesion_metrics(filled: Path, truth: dict[str, PatientData]) -> list[dict[str, Any]]:
+    rows = []
+    for pid, data in truth.items():
+        affine = np.diag([*data.spacing, 1.0])
+        base = data.timepoints[0]
+        for t in range(1, len(data.timepoints)):
+            labels = _labels(filled, pid, t)
+            tp = data.timepoints[t]
+            for n in range(1, len(base.voxels) + 1):
+                true_mask = np.isin(tp.components, data.links[t][n]) & (tp.components > 0)
+                pred = labels == n
+                row: dict[str, Any] = {"present": bool(true_mask.any()),
+                                       "predicted": bool(pred.any())}
+                if true_mask.any():
+                    d = dice(pred, true_mask)
+                    distance = (float(np.linalg.norm((np.argwhere(pred).mean(0)
+                                                      - np.argwhere(true_mask).mean(0))
+                                                     * data.spacing)) if pred.any() else np.inf)
+                    row.update(dice=d, found=bool(d > 0.1 and distance <= 10.0),
+                               volume_error_ml=abs(float(pred.sum() - true_mask.sum()))
+                               * float(np.prod(data.spacing)) / 1000,
+                               diameter_error_mm=abs(_sod(pred, affine) - _sod(true_mask, affine)))
+                rows.append(row)
+    return rows
+
+
+def _sod(mask: np.ndarray, affine: np.ndarray) -> float:
+    return float(sum(les.longest_diameter_mm for les in find_lesions(mask, affine).lesions))
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    present = [r for r in rows if r["present"]]
+    gone = [r for r in rows if not r["present"]]
+    med = lambda key: statistics.median(r[key] for r in present) if present else None  # noqa: E731
+    return {"lesions": len(present), "found_pct": 100 * sum(r["found"] for r in present)
+            / max(len(present), 1), "median_dice": med("dice"),
+            "median_volume_error_ml": med("volume_error_ml"),
+            "median_diameter_error_mm": med("diameter_error_mm"),
+            "vanished": len(gone), "vanished_called_empty": sum(not r["predicted"] for r in gone)}
+
+
+def _recist_agreement(results: list[Any], truth: dict[str, Any]) -> dict[str, Any]:
+    equal = total = 0
+    for result in results:
+        reference = truth.get(result.patient_id)
+        if reference is None or not reference.tracked:
+            continue
+        true_by_tp = {r.timepoint: r.response for r in reference.responses if r.timepoint}
+        for row in result.responses:
+            if row.timepoint and row.timepoint in true_by_tp:
+                total += 1
+                equal += row.response == true_by_tp[row.timepoint]
+    return {"follow_ups": total, "equal_pct": 100 * equal / max(total, 1)}
+
+
+def _new_lesions(filled: Path, truth: dict[str, PatientData]) -> dict[str, Any]:
+    found = total = false_positives = scans = 0
+    for pid, data in truth.items():
+        count = len(data.timepoints[0].voxels)
+        for t in range(1, len(data.timepoints)):
+            labels = _labels(filled, pid, t)
+            tp = data.timepoints[t]
+            proposals = [labels == v for v in np.unique(labels) if v > count]
+            truths = [tp.components == j for j in data.new[t]]
+            total += len(truths)
+            found += sum(any((p & m).any() for p in proposals) for m in truths)
+            false_positives += sum(not any((p & m).any() for m in truths) for p in proposals)
+            scans += 1
+    return {"new_lesions": total, "sensitivity_pct": 100 * found / total if total else None,
+            "fp_per_scan": false_positives / max(scans, 1)}
+
+
+def _print(report: dict[str, Any]) -> None:
+    def cell(value: Any, digits: int = 2) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    print(f"train {report['train_patients']} patients (seed 1), test {report['test_patients']}"
+          f" (seed 2), {report['follow_ups']} follow-ups; {report['steps']} steps, train "
+          f"{cell(report['train_seconds'], 0)} s, fill {cell(report['fill_seconds'], 1)} s")
+    print("| method | lesions | found % | median Dice | median abs vol err (mL) | median "
+          "abs LD err (mm) | vanished called empty | RECIST equal % |")
+    print("|---|---|---|---|---|---|---|---|")
+    for method, m in report["methods"].items():
+        print(f"| {method} | {m['lesions']} | {cell(m['found_pct'], 1)} | "
+              f"{cell(m['median_dice'], 3)} | {cell(m['median_volume_error_ml'])} | "
+              f"{cell(m['median_diameter_error_mm'], 1)} | {m['vanished_called_empty']}/"
+              f"{m['vanished']} | {cell(m['recist_agreement']['equal_pct'], 1)} |")
+    new = report["new_lesions"]
+    print(f"new lesions (tracker): {new['new_lesions']} true, sensitivity "
+          f"{cell(new['sensitivity_pct'], 1)} %, {cell(new['fp_per_scan'])} false positives "
+          "per scan")
+
+
+if __name__ == "__main__":
+    main()

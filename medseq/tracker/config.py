@@ -1,0 +1,72 @@
+"""Settings of ``medseq train-tracker`` and the tracker card (``tracker.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medseq import __version__
+
+
+class TrackerConfig(BaseModel):
+    """Everything that decides what ``train-tracker`` learns (all keys optional in YAML)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    crop_size: int = Field(default=24, ge=8, le=128)
+    """Edge of the cubic crops, in voxels of the cache grid; a multiple of 8."""
+    widths: list[int] = Field(default_factory=lambda: [8, 16, 32, 64])
+    """Channels per U-Net level (MONAI ``UNet``, one residual unit per block)."""
+    prior_logit: float = Field(default=0.0, ge=0)
+    """Initial weight of the baseline mask added to the logits (0, the default: a plain U-Net)."""
+    prompt_sigma_mm: float = Field(default=6.0, gt=0)
+    """Width of the prompt encoding exp(-d^2 / 2 sigma^2)."""
+    jitter_mm: float = Field(default=2.0, ge=0)
+    """SD of the simulated registration error between baseline and follow-up crops."""
+    steps: int = Field(default=1200, ge=1)
+    steps_per_epoch: int = Field(default=50, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    lr: float = Field(default=1e-2, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    mix: tuple[float, float, float] = (0.5, 0.2, 0.3)
+    """Shares of tracking pairs, prompt-only (baseline annotation) and unprompted (detection)
+    samples."""
+    val_fraction: float = Field(default=0.15, ge=0, lt=1)
+    """Share of patients held out to pick the detection threshold and report validation Dice."""
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    """Probability above which a voxel is lesion."""
+    vanish_max_probability: float = Field(default=0.05, gt=0, lt=1)
+    """No voxel of a tracked lesion's crop above this: the lesion is gone (measured 0 mm);
+    an empty output with a higher maximum is "not found"."""
+    search_mm: float = Field(default=20.0, gt=0)
+    """The kept component must lie within this distance of the propagated point."""
+    detect_max_fp_per_scan: float = Field(default=0.3, ge=0)
+    """The detection threshold is the lowest score with at most this many false positives per
+    scan on the held-out training patients."""
+    min_new_voxels: int = Field(default=2, ge=1)
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"
+    """``auto``: bf16 autocast on CUDA only; ``off``."""
+    threads: int | None = None
+    deterministic: bool = True
+
+
+class TrackerCard(BaseModel):
+    """``tracker.json``: what a trained tracker is and which caches it fits."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: int = 1
+    medseq_version: str = __version__
+    config: TrackerConfig
+    preprocess_config: dict[str, Any] = Field(default_factory=dict)
+    preprocess_config_hash: str | None = None
+    spacing_mm: list[float] | None = None
+    """The cache grid's spacing (the crops are cut at it)."""
+    detect_threshold: float = 0.5
+    train_patients: list[str] = Field(default_factory=list)
+    val_patients: list[str] = Field(default_factory=list)
+    steps_done: int = 0
+    metrics: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,130 @@
+"""New lesions: the tracker's network without a prompt, slid over the follow-up's body.
+
+The prompt and the two baseline channels are zero, so the network segments every lesion it
+sees (it is trained so on the ``detect`` samples). Windows overlap by a quarter; probabilities
+are averaged. Components above the voxel threshold, inside the body, that no baseline lesion
+explains (they touch no tracked lesion's mask grown by one voxel, and their centroid is farther
+than the lesion's radius + 10 mm from every baseline lesion's propagated position) are
+proposals; the score is the component's maximum probability, kept when it reaches the
+threshold chosen on the held-out training patients (:func:`choose_threshold`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from medseq.tracker.prompt import crop
+from medseq.tracker.segment import Tracker
+
+EXPLAIN_MARGIN_MM = 10.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A proposed new lesion."""
+
+    mask: np.ndarray
+    """Boolean, registered grid."""
+    score: float
+    centroid: np.ndarray
+    """Voxel coordinates."""
+
+
+def detect_new(tracker: Tracker, image: np.ndarray, body: np.ndarray, spacing: np.ndarray, *,
+               tracked: Sequence[np.ndarray], baseline: Sequence[np.ndarray],
+               min_score: float = 0.0) -> list[Candidate]:
+    """Candidates not explained by ``tracked`` (follow-up masks) or ``baseline`` lesions."""
+    from scipy import ndimage
+
+    config = tracker.config
+    probability = sliding_window(tracker, image, body)
+    components, count = ndimage.label((probability >= config.threshold) & body,
+                                      structure=np.ones((3, 3, 3)))
+    if not count:
+        return []
+    explained = np.zeros(image.shape, dtype=bool)
+    for mask in tracked:
+        explained |= mask
+    explained = ndimage.binary_dilation(explained, structure=np.ones((3, 3, 3)))
+    anchors = []
+    for mask in baseline:
+        voxels = int(mask.sum())
+        radius = (3 * voxels * float(np.prod(spacing)) / (4 * np.pi)) ** (1 / 3)
+        anchors.append((np.argwhere(mask).mean(axis=0), radius + EXPLAIN_MARGIN_MM))
+    out = []
+    for j, box in enumerate(ndimage.find_objects(components), start=1):
+        if box is None:
+            continue
+        mask = np.zeros(image.shape, dtype=bool)
+        mask[box] = components[box] == j
+        if int(mask.sum()) < config.min_new_voxels or (explained & mask).any():
+            continue
+        centroid = np.argwhere(mask).mean(axis=0)
+        if any(np.linalg.norm((centroid - a) * spacing) <= r for a, r in anchors):
+            continue
+        score = float(probability[mask].max())
+        if score >= min_score:
+            out.append(Candidate(mask=mask, score=score, centroid=centroid))
+    return out
+
+
+def sliding_window(tracker: Tracker, image: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """Mean probability of the unprompted network over windows covering the body's box."""
+    size = tracker.config.crop_size
+    step = max(1, size * 3 // 4)
+    inside = np.argwhere(body)
+    if not len(inside):
+        return np.zeros(image.shape, dtype=np.float32)
+    lo, hi = inside.min(axis=0), inside.max(axis=0) + 1
+    starts = [_starts(int(a), int(b), size, step) for a, b in zip(lo, hi, strict=True)]
+    centres = [np.array([x, y, z]) + size // 2 for x in starts[0] for y in starts[1]
+               for z in starts[2]]
+    inputs = np.zeros((len(centres), 4, size, size, size), dtype=np.float32)
+    for n, centre in enumerate(centres):
+        inputs[n, 0] = crop(image, centre, size)
+    predictions = tracker.predict(inputs)
+    total = np.zeros(image.shape, dtype=np.float32)
+    weight = np.zeros(image.shape, dtype=np.float32)
+    for centre, prob in zip(centres, predictions, strict=True):
+        _accumulate(total, weight, prob, centre)
+    return total / np.maximum(weight, 1.0)
+
+
+def _starts(lo: int, hi: int, size: int, step: int) -> list[int]:
+    if hi - lo <= size:
+        return [lo + (hi - lo - size) // 2]
+    out = list(range(lo, hi - size, step))
+    out.append(hi - size)
+    return out
+
+
+def _accumulate(total: np.ndarray, weight: np.ndarray, block: np.ndarray,
+                centre: np.ndarray) -> None:
+    size = block.shape[0]
+    src, dst = [], []
+    for c, n in zip(centre, total.shape, strict=True):
+        start = int(c) - size // 2
+        lo, hi = max(start, 0), min(start + size, n)
+        dst.append(slice(lo, hi))
+        src.append(slice(lo - start, hi - start))
+    total[tuple(dst)] += block[tuple(src)]
+    weight[tuple(dst)] += 1.0
+
+
+def choose_threshold(scored: Sequence[tuple[float, bool]], scans: int, max_fp_per_scan: float
+                     ) -> float:
+    """The lowest score threshold whose false positives per scan stay within the limit.
+
+    ``scored``: (score, is a true new lesion) for every candidate of the held-out scans.
+    """
+    allowed = max_fp_per_scan * max(scans, 1)
+    best = 1.0
+    for threshold in sorted({s for s, _ in scored}, reverse=True):
+        false_positives = sum(1 for s, true in scored if s >= threshold and not true)
+        if false_positives > allowed:
+            break
+        best = threshold
+    return best

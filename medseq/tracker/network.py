@@ -1,0 +1,40 @@
+"""The promptable segmenter: a small MONAI residual U-Net over 4 input channels."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from medseq.tracker.config import TrackerConfig
+from medseq.tracker.prompt import CHANNELS
+
+if TYPE_CHECKING:
+    import torch
+
+
+def build_network(config: TrackerConfig) -> torch.nn.Module:
+    """``monai.networks.nets.UNet``: [follow-up, prompt, baseline, baseline mask] -> logits.
+
+    With ``prior_logit`` > 0 the baseline-mask channel, times a learned scale starting there,
+    is added to the logits: at initialisation the network already proposes the carried
+    baseline mask (registration only) and learns the change from it.
+    """
+    import torch
+    from monai.networks.nets import UNet
+
+    widths = tuple(config.widths)
+    unet = UNet(spatial_dims=3, in_channels=len(CHANNELS), out_channels=1, channels=widths,
+                strides=(2,) * (len(widths) - 1), num_res_units=1, norm="instance")
+    if config.prior_logit <= 0:
+        return unet
+
+    class PriorResidual(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.unet = unet
+            self.prior_scale = torch.nn.Parameter(torch.tensor(float(config.prior_logit)))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            prior = x[:, CHANNELS.index("baseline_mask")].unsqueeze(1)
+            return self.unet(x) + self.prior_scale * prior
+
+    return PriorResidual()

@@ -1,0 +1,177 @@
+"""Inference: a trained tracker segments each baseline lesion on a follow-up.
+
+For each baseline lesion: crop the follow-up around the propagated point (the baseline
+centroid: the cache volumes are registered, see :mod:`medseq.tracker.prompt`), add the prompt,
+the baseline crop and the lesion's baseline mask, predict, threshold, and keep the connected
+component that contains the prompt voxel, else the nearest one within ``search_mm``. The
+confidence is the mean probability inside the kept component. An empty output is **not found**
+unless no voxel of the crop reaches ``vanish_max_probability``: then the network is confident
+the lesion is **gone** (measured 0 mm, as RECIST does for a disappeared target).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from medseq.errors import CacheError
+from medseq.io.atomic import atomic_path, write_text_atomic
+from medseq.tracker.config import TrackerCard
+from medseq.tracker.prompt import crop, line_prompt, paste, point_prompt
+
+if TYPE_CHECKING:
+    import torch
+
+WEIGHTS_NAME = "tracker.safetensors"
+CARD_NAME = "tracker.json"
+FOUND, VANISHED, NOT_FOUND = "found", "vanished", "not_found"
+
+
+@dataclass(frozen=True)
+class LesionOutcome:
+    """One baseline lesion on one follow-up."""
+
+    status: str
+    """``found``, ``vanished`` (confidently gone) or ``not_found``."""
+    mask: np.ndarray | None
+    """Boolean mask on the registered grid (None unless found)."""
+    confidence: float
+    """Mean probability inside the mask (found), else 1 - the crop's maximum probability."""
+    max_probability: float
+
+
+class Tracker:
+    """A trained tracker (``tracker.safetensors`` + ``tracker.json``) ready to predict."""
+
+    def __init__(self, card: TrackerCard, network: torch.nn.Module, device: torch.device
+                 ) -> None:
+        self.card = card
+        self.config = card.config
+        self.network = network
+        self.device = device
+
+    @classmethod
+    def load(cls, run_dir: Path, *, device: str = "cpu") -> Tracker:
+        """Load a tracker directory; a one-line CacheError when it is not one."""
+        import torch
+        from safetensors.torch import load_file
+
+        from medseq.tracker.network import build_network
+
+        run_dir = Path(run_dir)
+        card = read_card(run_dir)
+        network = build_network(card.config)
+        try:
+            state = load_file(str(run_dir / WEIGHTS_NAME))
+            network.load_state_dict(state)
+        except Exception as err:
+            raise CacheError(f"unreadable tracker weights ({' '.join(str(err).split())[:200]})",
+                             path=run_dir / WEIGHTS_NAME) from None
+        target = torch.device(device)
+        network.to(target).eval()
+        return cls(card, network, target)
+
+    def predict(self, inputs: np.ndarray, *, batch: int = 16) -> np.ndarray:
+        """Probabilities [N, S, S, S] for inputs [N, 4, S, S, S]."""
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(inputs), batch):
+                x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + batch]))
+                enabled = self.device.type == "cuda" and self.config.amp == "auto"
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled):
+                    logits = self.network(x.to(self.device))
+                out.append(torch.sigmoid(logits.float())[:, 0].cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0,) + (self.config.crop_size,) * 3)
+
+
+def read_card(run_dir: Path) -> TrackerCard:
+    path = Path(run_dir) / CARD_NAME
+    if not path.is_file():
+        raise CacheError("not a tracker: no tracker.json (train one with medseq "
+                         "train-tracker)", path=run_dir)
+    try:
+        return TrackerCard.model_validate_json(path.read_text(encoding="utf-8"))
+    except Exception as err:
+        raise CacheError(f"invalid tracker.json ({' '.join(str(err).split())[:200]})",
+                         path=path) from None
+
+
+def save_tracker(run_dir: Path, state: dict[str, Any], card: TrackerCard) -> None:
+    """Write the weights (safetensors) then the card (JSON), each atomically."""
+    from safetensors.torch import save_file
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    with atomic_path(run_dir / WEIGHTS_NAME) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    write_text_atomic(run_dir / CARD_NAME, card.model_dump_json(indent=2) + "\n")
+
+
+def track_lesions(tracker: Tracker, follow_up: np.ndarray, baseline: np.ndarray,
+                  lesions: Sequence[np.ndarray], spacing: np.ndarray) -> list[LesionOutcome]:
+    """Segment every baseline lesion (boolean masks on the registered grid) on a follow-up."""
+    config = tracker.config
+    size = config.crop_size
+    points = [np.argwhere(mask).mean(axis=0) for mask in lesions]
+    centres = [np.rint(p).astype(int) for p in points]
+    inputs = np.zeros((len(lesions), 4, size, size, size), dtype=np.float32)
+    for n, (mask, point, centre) in enumerate(zip(lesions, points, centres, strict=True)):
+        inputs[n, 0] = crop(follow_up, centre, size)
+        inputs[n, 1] = point_prompt(size, point - centre + size // 2, spacing,
+                                    config.prompt_sigma_mm)
+        inputs[n, 2] = crop(baseline, centre, size)
+        inputs[n, 3] = crop(mask, centre, size)
+    probabilities = tracker.predict(inputs) if len(lesions) else np.zeros((0, 1, 1, 1))
+    return [_outcome(prob, centre, point - centre + size // 2, follow_up.shape, spacing, config)
+            for prob, centre, point in zip(probabilities, centres, points, strict=True)]
+
+
+def segment_prompt(tracker: Tracker, image: np.ndarray, point: np.ndarray,
+                   spacing: np.ndarray, line: np.ndarray | None = None) -> LesionOutcome:
+    """A baseline lesion from a point or RECIST line (voxel coordinates): prompt only."""
+    config = tracker.config
+    size = config.crop_size
+    centre = np.rint(point).astype(int)
+    local = point - centre + size // 2
+    x = np.zeros((1, 4, size, size, size), dtype=np.float32)
+    x[0, 0] = crop(image, centre, size)
+    x[0, 2] = x[0, 0]
+    if line is None:
+        x[0, 1] = point_prompt(size, local, spacing, config.prompt_sigma_mm)
+    else:
+        x[0, 1] = line_prompt(size, line[0] - centre + size // 2, line[1] - centre + size // 2,
+                              spacing, config.prompt_sigma_mm)
+    return _outcome(tracker.predict(x)[0], centre, local, image.shape, spacing, config)
+
+
+def _outcome(prob: np.ndarray, centre: np.ndarray, local: np.ndarray, shape: tuple[int, ...],
+             spacing: np.ndarray, config: Any) -> LesionOutcome:
+    from scipy import ndimage
+
+    peak = float(prob.max())
+    components, count = ndimage.label(prob >= config.threshold, structure=np.ones((3, 3, 3)))
+    chosen = 0
+    voxel = tuple(int(np.clip(round(v), 0, s - 1)) for v, s in zip(local, prob.shape,
+                                                                   strict=True))
+    if count:
+        chosen = int(components[voxel])
+        if not chosen:
+            best = np.inf
+            for j in range(1, count + 1):
+                d = np.sqrt((((np.argwhere(components == j) - local) * spacing) ** 2).sum(1)).min()
+                if d <= config.search_mm and d < best:
+                    chosen, best = j, d
+    if not chosen:
+        status = VANISHED if peak < config.vanish_max_probability else NOT_FOUND
+        return LesionOutcome(status, None, 1.0 - peak, peak)
+    kept = components == chosen
+    mask = np.zeros(shape, dtype=bool)
+    paste(mask, kept, centre)
+    return LesionOutcome(FOUND, mask, float(prob[kept].mean()), peak)

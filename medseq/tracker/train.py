@@ -1,0 +1,229 @@
+"""``medseq train-tracker``: train the promptable segmenter on a cache with masks.
+
+Patient-level split (``val_fraction`` held out, seeded); a fixed number of optimiser steps on
+batches mixing tracking, prompt-only and unprompted samples (:mod:`medseq.tracker.pairs`);
+AdamW with cosine decay; Dice + cross-entropy. Every epoch re-seeds numpy and torch from
+(seed, epoch) and ends with a checkpoint (safetensors + JSON, :mod:`medseq.training.checkpoint`),
+so ``--resume`` repeats exactly what an unbroken run does. On the held-out patients it measures
+the follow-up Dice and chooses the detection threshold; the result is ``tracker.safetensors`` +
+``tracker.json`` (never a pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseq.contracts.cache import read_manifest
+from medseq.errors import InputDataError, UsageError
+from medseq.io.atomic import write_text_atomic
+from medseq.tracker.config import TrackerCard, TrackerConfig
+from medseq.tracker.pairs import PatientData, items, load_patient, normaliser, sample
+
+CONFIG_NAME = "tracker_config.json"
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    patients: int
+    val_patients: int
+    steps: int
+    val_dice: float | None
+    detect_threshold: float
+    seconds: float
+
+
+def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resume: bool = False,
+                  log: Callable[[str], None] | None = None) -> TrainSummary:
+    """Train (or resume) a tracker run; see the module docstring.
+
+    Raises:
+        UsageError: ``run_dir`` already holds a run (without ``resume``) or nothing to resume.
+        InputDataError: fewer than two patients whose every timepoint has a mask.
+    """
+    import time
+
+    import torch
+
+    from medseq.tracker.network import build_network
+    from medseq.tracker.segment import Tracker, save_tracker
+    from medseq.training.checkpoint import (
+        clear_checkpoint,
+        load_checkpoint,
+        prefixed,
+        restore_optimiser,
+        save_checkpoint,
+    )
+    from medseq.training.run import resolve_device
+
+    started = time.monotonic()
+    say = log or (lambda _: None)
+    run_dir = Path(run_dir)
+    if resume:
+        if not (run_dir / CONFIG_NAME).is_file():
+            raise UsageError(f"nothing to resume: no {CONFIG_NAME}", path=run_dir)
+        saved = TrackerConfig.model_validate_json((run_dir / CONFIG_NAME).read_text("utf-8"))
+        config = saved.model_copy(update={"device": config.device})
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise UsageError("the run folder is not empty (give a new one, or --resume)",
+                         path=run_dir)
+    manifest = read_manifest(cache_dir)
+    if config.crop_size % 2 ** (len(config.widths) - 1):
+        raise UsageError(f"crop_size {config.crop_size} must be a multiple of "
+                         f"{2 ** (len(config.widths) - 1)} for {len(config.widths)} levels")
+    _determinism(config)
+    device = resolve_device(config.device)
+    pp = normaliser(manifest.config)
+    patients = [d for r in manifest.ok_patients()
+                if (d := load_patient(cache_dir, r, pp)) is not None]
+    if len(patients) < 2:
+        raise InputDataError("train-tracker needs at least 2 patients whose every timepoint "
+                             "has a lesion mask", path=cache_dir)
+    order = np.random.default_rng(config.seed).permutation(len(patients))
+    n_val = min(len(patients) - 1, round(config.val_fraction * len(patients)))
+    val = sorted((patients[i] for i in order[:n_val]), key=lambda d: d.patient_id)
+    train = sorted((patients[i] for i in order[n_val:]), key=lambda d: d.patient_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / CONFIG_NAME, config.model_dump_json(indent=2) + "\n")
+    say(f"{len(train)} training and {len(val)} held-out patients; {config.steps} steps")
+
+    torch.manual_seed(config.seed)
+    network = build_network(config).to(device)
+    optimiser = torch.optim.AdamW(network.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, config.steps)
+                                                    / config.steps)) * 0.95 + 0.05)
+    epochs = math.ceil(config.steps / config.steps_per_epoch)
+    start_epoch = 0
+    history: list[float] = []
+    checkpoint = load_checkpoint(run_dir) if resume else None
+    if checkpoint is not None:
+        info, tensors = checkpoint
+        network.load_state_dict(prefixed(tensors, "model"))
+        restore_optimiser(optimiser, info, tensors, device)
+        scheduler.load_state_dict(info["scheduler"])
+        start_epoch, history = int(info["epoch"]), list(info["losses"])
+        say(f"resuming after epoch {start_epoch}")
+    pools = items(train)
+    loss_fn = _loss()
+    amp = device.type == "cuda" and config.amp == "auto"
+    for epoch in range(start_epoch, epochs):
+        rng = np.random.default_rng([config.seed, epoch])
+        torch.manual_seed(config.seed * 100_003 + epoch)
+        network.train()
+        steps = min(config.steps_per_epoch, config.steps - epoch * config.steps_per_epoch)
+        total = 0.0
+        for _ in range(steps):
+            x, y = _batch(train, pools, config, rng)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = network(torch.from_numpy(x).to(device))
+            loss = loss_fn(logits.float(), torch.from_numpy(y).to(device))
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+            optimiser.step()
+            scheduler.step()
+            total += float(loss.detach())
+        history.append(total / max(steps, 1))
+        save_checkpoint(run_dir, model_state=network.state_dict(), best_state=None,
+                        optimiser=optimiser, scheduler=scheduler,
+                        info={"epoch": epoch + 1, "losses": history})
+        say(f"epoch {epoch + 1}/{epochs}: loss {history[-1]:.4f}")
+    card = TrackerCard(config=config, preprocess_config=manifest.config,
+                       preprocess_config_hash=manifest.config_hash,
+                       spacing_mm=[float(s) for s in patients[0].spacing],
+                       train_patients=[d.patient_id for d in train],
+                       val_patients=[d.patient_id for d in val],
+                       steps_done=config.steps, metrics={"train_loss": history})
+    network.eval()
+    tracker = Tracker(card, network, device)
+    held_out = val or train
+    metrics, threshold = evaluate_held_out(tracker, held_out, config)
+    card.detect_threshold = threshold
+    card.metrics.update(metrics)
+    save_tracker(run_dir, network.state_dict(), card)
+    write_text_atomic(run_dir / "metrics.json", json.dumps(card.metrics, indent=1) + "\n")
+    clear_checkpoint(run_dir)
+    dice = metrics.get("val_median_dice")
+    return TrainSummary(len(train), len(val), config.steps, dice, threshold,
+                        time.monotonic() - started)
+
+
+def evaluate_held_out(tracker: Any, patients: Sequence[PatientData], config: TrackerConfig
+                      ) -> tuple[dict[str, Any], float]:
+    """Median follow-up Dice and the detection threshold on held-out patients."""
+    from medseq.tracker.detect import choose_threshold, detect_new
+    from medseq.tracker.segment import track_lesions
+
+    dices: list[float] = []
+    scored: list[tuple[float, bool]] = []
+    scans = truths = 0
+    for data in patients:
+        base = data.timepoints[0]
+        lesions = [base.components == i for i in range(1, len(base.voxels) + 1)]
+        for t in range(1, len(data.timepoints)):
+            tp = data.timepoints[t]
+            outcomes = track_lesions(tracker, tp.image.astype(np.float32),
+                                     base.image.astype(np.float32), lesions, data.spacing)
+            for i, outcome in enumerate(outcomes, start=1):
+                truth = np.isin(tp.components, data.links[t][i]) & (tp.components > 0)
+                if truth.any():
+                    dices.append(dice(outcome.mask, truth))
+            tracked = [o.mask for o in outcomes if o.mask is not None]
+            candidates = detect_new(tracker, tp.image.astype(np.float32), tp.body,
+                                    data.spacing, tracked=tracked, baseline=lesions)
+            new = np.isin(tp.components, data.new[t]) & (tp.components > 0)
+            scored += [(c.score, bool((c.mask & new).any())) for c in candidates]
+            scans += 1
+            truths += len(data.new[t])
+    threshold = choose_threshold(scored, scans, config.detect_max_fp_per_scan)
+    metrics = {"val_median_dice": float(np.median(dices)) if dices else None,
+               "val_lesions": len(dices), "val_scans": scans, "val_new_lesions": truths,
+               "detect_threshold": threshold}
+    return metrics, threshold
+
+
+def dice(mask: np.ndarray | None, truth: np.ndarray) -> float:
+    if mask is None:
+        return 0.0
+    total = int(mask.sum()) + int(truth.sum())
+    return 2.0 * int((mask & truth).sum()) / total if total else 1.0
+
+
+def _batch(train: Sequence[PatientData], pools: dict[str, list[Any]], config: TrackerConfig,
+           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    kinds = [k for k in ("track", "self", "detect") if pools[k]]
+    weights = np.array([config.mix[("track", "self", "detect").index(k)] for k in kinds])
+    xs, ys = [], []
+    for _ in range(config.batch_size):
+        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+        item = pools[kind][int(rng.integers(len(pools[kind])))]
+        x, y = sample(item, train[item.patient], config, rng)
+        xs.append(x)
+        ys.append(y)
+    return np.stack(xs), np.stack(ys)
+
+
+def _loss() -> Callable[[Any, Any], Any]:
+    from monai.losses import DiceCELoss
+
+    return DiceCELoss(sigmoid=True, batch=True)
+
+
+def _determinism(config: TrackerConfig) -> None:
+    import os
+
+    import torch
+
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)

@@ -1,0 +1,80 @@
+"""train-tracker on a 2-patient cache: files, determinism, resume, CLI errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+from typer.testing import CliRunner
+
+from medseq.cli import app
+from medseq.tracker.config import TrackerConfig
+from medseq.tracker.segment import Tracker
+from medseq.tracker.train import train_tracker
+from tests.tracker.tiny_cache import write_tiny_cache
+
+TINY = {"crop_size": 16, "widths": [4, 8], "steps": 2, "steps_per_epoch": 1, "batch_size": 2,
+        "val_fraction": 0.5, "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_cache(tmp_path_factory.mktemp("tiny") / "cache")
+
+
+def test_train_writes_safetensors_and_card_deterministically(cache: Path,
+                                                             tmp_path: Path) -> None:
+    config = TrackerConfig.model_validate(TINY)
+    first = train_tracker(cache, tmp_path / "a", config)
+    train_tracker(cache, tmp_path / "b", config)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "metrics.json", "tracker.json", "tracker.safetensors", "tracker_config.json"]
+    a = load_file(tmp_path / "a/tracker.safetensors")
+    b = load_file(tmp_path / "b/tracker.safetensors")
+    assert a.keys() == b.keys()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert (first.patients, first.val_patients, first.steps) == (1, 1, 2)
+    tracker = Tracker.load(tmp_path / "a")
+    assert tracker.card.val_patients == ["P000"] or tracker.card.val_patients == ["P001"]
+    assert tracker.card.preprocess_config_hash == "sha256:tiny"
+    assert 0 < tracker.card.detect_threshold <= 1
+
+
+def test_resume_repeats_an_unbroken_run(cache: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import medseq.training.checkpoint as checkpoint
+
+    config = TrackerConfig.model_validate(TINY)
+    train_tracker(cache, tmp_path / "whole", config)
+    real = checkpoint.save_checkpoint
+
+    def save_then_die(*args: object, **kwargs: object) -> None:
+        real(*args, **kwargs)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_tracker(cache, tmp_path / "broken", config)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", real)
+    assert not (tmp_path / "broken/tracker.json").exists()
+    train_tracker(cache, tmp_path / "broken", config, resume=True)
+    a = load_file(tmp_path / "whole/tracker.safetensors")
+    b = load_file(tmp_path / "broken/tracker.safetensors")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_cli_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used/x").write_text("x")
+    cache = write_tiny_cache(tmp_path / "nomask", patients=2, timepoints=2,
+                             follow_up_masks=False)
+    result = runner.invoke(app, ["train-tracker", str(cache), "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "needs at least 2 patients whose every timepoint has a lesion mask" in result.stderr
+    assert not (tmp_path / "run").exists()
+    result = runner.invoke(app, ["train-tracker", str(cache), "-o", str(tmp_path / "used")])
+    assert result.exit_code == 1
+    assert "not empty" in result.stderr
