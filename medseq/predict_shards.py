@@ -64,9 +64,12 @@ def merge_lines(output: Path) -> tuple[str, int]:
     plans = []
     for path in sorted(folder.glob("[!.]*-of-*.json")):
         try:
-            plans.append(json.loads(path.read_text(encoding="utf-8")))
+            plan = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             raise CacheError(f"unreadable shard plan ({err})", path=path) from None
+        if not isinstance(plan, dict) or not {"shard", "settings", "cohort"} <= plan.keys():
+            raise CacheError("not a medseq shard plan (shard, settings, cohort)", path=path)
+        plans.append(plan)
     if not plans:
         raise CacheError(f"no shards in {folder.name}/: run predict --all --shard K/N -o "
                          f"{output} first", path=output)
@@ -96,6 +99,10 @@ def merge_lines(output: Path) -> tuple[str, int]:
             parts.append(path.read_text(encoding="utf-8").splitlines(keepends=True))
         except OSError as err:
             raise CacheError(f"cannot read shard lines ({err.strerror})", path=path) from None
+        expected = len(range(k - 1, len(plans[0]["cohort"]), n))
+        if len(parts[-1]) != expected:
+            raise CacheError(f"{len(parts[-1])} lines where shard {k}/{n} planned {expected} "
+                             "patients; rerun that shard, then merge again", path=path)
     merged = [parts[i % n][i // n] for i in range(sum(len(p) for p in parts))]
     return "".join(merged), n
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from medseq import __version__
 from medseq.config import canonical_hash
-from medseq.contracts.cache import MANIFEST_NAME
+from medseq.contracts.cache import read_manifest
 from medseq.contracts.tracks import TRACKS_NAME, TrackingSettings, TracksDocument, read_tracks
 from medseq.errors import CacheError, OutputInUseError
 from medseq.tracking.lesions import DEFAULT_MIN_VOLUME_ML
@@ -34,8 +34,9 @@ def input_hash(cache_dir: Path, *, min_volume_ml: float = DEFAULT_MIN_VOLUME_ML,
     Raises:
         CacheError: the cache has no readable ``manifest.json``.
     """
-    manifest = _file_hash(Path(cache_dir) / MANIFEST_NAME, missing="no manifest.json: not a "
-                          "medseq cache (run medseq preprocess first)", where=Path(cache_dir))
+    # The index as readers see it: rebuilt from newer patient records of shards, which never
+    # rewrite manifest.json, so the file's bytes alone could call a changed cache unchanged.
+    manifest = canonical_hash(read_manifest(Path(cache_dir)).model_dump(mode="json"))
     info = (_file_hash(Path(lesion_info), missing="lesion info file not found")
             if lesion_info is not None else None)
     return canonical_hash({

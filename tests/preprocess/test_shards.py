@@ -23,6 +23,7 @@ from medseq.io.discover import discover
 from medseq.preprocess.config import PreprocessConfig
 from medseq.preprocess.runner import run_preprocess
 from medseq.preprocess.shards import merge_cache
+from medseq.tracking.stored import input_hash
 from tests.preprocess.conftest import cache_with_salt_of, file_hashes, manifest_content
 from tests.processes import env
 
@@ -172,6 +173,7 @@ def test_readers_rebuild_the_index_when_records_are_newer(
     _shards(phantom_cohort, cache, 2)
     merge_cache(cache)
     stored = (cache / "manifest.json").read_bytes()
+    tracked_from = input_hash(cache)
     plan = json.loads((cache / ".shards" / "2-of-2.json").read_text())
     redone = plan["patients"][0]
     (cache / redone / "t00_image.nii").unlink()  # so shard 2/2 redoes that patient
@@ -181,3 +183,5 @@ def test_readers_rebuild_the_index_when_records_are_newer(
     record = json.loads((cache / redone / "patient.json").read_text())
     assert read_manifest(cache).patients[redone].timings == record["timings"]
     assert json.loads(stored)["patients"][redone]["timings"] != record["timings"]
+    # Stored tracking of the cache is stale now, though manifest.json did not change.
+    assert input_hash(cache) != tracked_from
