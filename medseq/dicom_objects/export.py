@@ -46,11 +46,20 @@ class ExportSummary:
 
 def export_run(run: TrackingRun, sources: SourceIndex, out_dir: Path, *, keep_ids: bool
                ) -> ExportSummary:
-    """Write the SEG and SR of every exportable timepoint of ``run`` into ``out_dir``."""
+    """Write the SEG and SR of every exportable timepoint of ``run`` into ``out_dir``.
+
+    Raises:
+        CacheError: pseudonymised objects asked for, but the cache kept the original ids (its
+            ids would name the patients) or has no key to derive study UIDs from.
+    """
     from medseq.dicom_objects.identity import KEPT, PSEUDONYMISED
     from medseq.preprocess.pseudonym import read_salt
 
     key = read_salt(run.cache)
+    if not keep_ids and (not run.pseudonymised or key is None):
+        why = "kept the original patient ids" if not run.pseudonymised else "has no salt.key"
+        raise CacheError(f"the cache {why}, so the objects cannot be pseudonymised; pass "
+                         "--keep-ids, or preprocess into a new cache without it", path=run.cache)
     key_hex = key.hex() if key is not None else run.cache.resolve().as_posix()
     summary = ExportSummary(identification=KEPT if keep_ids else PSEUDONYMISED)
     for patient in run.patients:

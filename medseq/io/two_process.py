@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
@@ -41,6 +42,9 @@ def map_in_two(func: Callable[[T], R], items: Sequence[T], *,
         status = 1
         try:
             os.close(read_end)
+            # Fresh standard streams: another thread (a progress bar) may have held the old
+            # ones' locks at the fork, and a warning written there would wait forever.
+            sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (gone at _exit)
             data = pickle.dumps([func(item) for item in items[half:]],
                                 protocol=pickle.HIGHEST_PROTOCOL)
             with os.fdopen(write_end, "wb") as out:

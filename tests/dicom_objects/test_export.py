@@ -198,3 +198,23 @@ def test_without_input_it_is_a_one_line_usage_error(tracking: Path, tmp_path: Pa
     missing = runner.invoke(app, ["export-dicom", str(tmp_path), "-o", str(tmp_path / "o")])
     assert missing.exit_code == 2
     assert "no tracks.json" in missing.stderr
+
+
+def test_a_cache_that_kept_ids_is_not_exported_as_pseudonymised(
+        case: ExportCase, tracking: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from medseq.contracts.cache import read_manifest, write_manifest
+
+    cache = tmp_path / "kept_cache"
+    shutil.copytree(case.cache, cache)
+    manifest = read_manifest(cache)
+    manifest.pseudonymised = False  # as preprocess --keep-ids writes it: ids are the real ones
+    write_manifest(cache, manifest)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["export-dicom", str(tracking), "-o", str(out), "--input",
+                                 str(case.input_csv), "--cache", str(cache)])
+    assert result.exit_code == 2
+    assert "kept the original patient ids" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
