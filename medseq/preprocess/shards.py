@@ -82,10 +82,19 @@ def merge_cache(cache_dir: Path) -> MergeSummary:
     Raises:
         CacheError: no shard plans; plans of different settings (named); a shard that never
             started or did not finish, or patients without a record (named). Nothing is written.
+        OutputInUseError: another run writes the cache right now (exit code 1).
     """
     cache_dir = Path(cache_dir)
     if not cache_dir.is_dir():
         raise CacheError("no such cache folder", path=cache_dir)
+    from medseq.io.writer_lock import writer_lock
+
+    # Alone: shards or an unsharded run still writing would make the index a mix of states.
+    with writer_lock(cache_dir, what="cache"):
+        return _merge_locked(cache_dir)
+
+
+def _merge_locked(cache_dir: Path) -> MergeSummary:
     manifest = derive_manifest(cache_dir)  # refuses mixed settings
     plans = read_shard_records(cache_dir)
     _check_complete(cache_dir, plans, manifest.patients)

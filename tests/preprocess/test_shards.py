@@ -18,14 +18,14 @@ from typer.testing import CliRunner
 from medseq.cli import app
 from medseq.commands._common import parse_shard, slurm_array_shard
 from medseq.contracts.cache import read_manifest
-from medseq.errors import InputDataError
+from medseq.errors import InputDataError, OutputInUseError
 from medseq.io.discover import discover
 from medseq.preprocess.config import PreprocessConfig
 from medseq.preprocess.runner import run_preprocess
 from medseq.preprocess.shards import merge_cache
 from medseq.tracking.stored import input_hash
 from tests.preprocess.conftest import cache_with_salt_of, file_hashes, manifest_content
-from tests.processes import env
+from tests.processes import env, lock_holder
 
 runner = CliRunner()
 
@@ -55,6 +55,12 @@ def assert_same_cache(cache: Path, reference: Path) -> None:
     assert _outputs(cache) == _outputs(reference)
     assert manifest_content(cache) == manifest_content(reference)
     assert _records(cache) == _records(reference)
+
+
+def _stamps(cache: Path) -> list[tuple[str, int]]:
+    """Every path's modification time, but the writer-lock records (they name the last run)."""
+    return sorted((p.name, p.stat().st_mtime_ns) for p in cache.rglob("*")
+                  if not p.name.startswith(".writer"))
 
 
 def _shards(cohort: Path, cache: Path, n: int) -> None:
@@ -129,14 +135,14 @@ def test_shards_of_different_configurations_are_refused(
     run_preprocess(found, cache, config=PreprocessConfig(), shard=(1, 2))
     other = PreprocessConfig(crop_size=16)
     run_preprocess(found, cache, config=other, shard=(2, 2))
-    before = sorted((p.name, p.stat().st_mtime_ns) for p in cache.rglob("*"))
+    before = _stamps(cache)
     result = runner.invoke(app, ["preprocess", "--merge", str(cache)])
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1
     assert "shards were made with different configurations (shard" not in result.stderr
     assert "different configurations (1/2 with config" in result.stderr
     assert "2/2 with config" in result.stderr
-    assert sorted((p.name, p.stat().st_mtime_ns) for p in cache.rglob("*")) == before
+    assert _stamps(cache) == before
 
 
 def test_shard_auto_outside_an_array_job_is_refused(phantom_cohort: Path, tmp_path: Path,
@@ -185,3 +191,13 @@ def test_readers_rebuild_the_index_when_records_are_newer(
     assert json.loads(stored)["patients"][redone]["timings"] != record["timings"]
     # Stored tracking of the cache is stale now, though manifest.json did not change.
     assert input_hash(cache) != tracked_from
+
+
+def test_a_merge_is_refused_while_another_run_writes_the_cache(
+        phantom_cohort: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    _shards(phantom_cohort, cache, 2)
+    with lock_holder(cache, what="cache"), pytest.raises(OutputInUseError, match="in use"):
+        merge_cache(cache)
+    assert not (cache / "manifest.json").exists()
+    assert merge_cache(cache).changed  # once the writer is gone
