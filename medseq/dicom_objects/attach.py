@@ -21,11 +21,9 @@ from typing import Any
 from medseq.dicom_objects.errors import AnnotationError
 from medseq.dicom_objects.grid import ImageGrid
 from medseq.dicom_objects.labels import LabelMask
-from medseq.dicom_objects.rtstruct import RTSTRUCT_SOP_CLASS, referenced_series
-from medseq.dicom_objects.seg import LABELMAP_SEG_SOP_CLASS, SEG_SOP_CLASS
+from medseq.dicom_objects.rtstruct import referenced_series
+from medseq.io.dicom_fields import ANNOTATION_KINDS
 from medseq.io.volume import Volume
-
-KINDS = {SEG_SOP_CLASS: "SEG", LABELMAP_SEG_SOP_CLASS: "SEG", RTSTRUCT_SOP_CLASS: "RTSTRUCT"}
 
 
 @dataclass(frozen=True)
@@ -68,7 +66,7 @@ def read_annotation_object(path: Path) -> AnnotationObject | None:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception:  # not DICOM, or broken: discovery reports such files already
         return None
-    kind = KINDS.get(str(ds.get("SOPClassUID", "")))
+    kind = ANNOTATION_KINDS.get(str(ds.get("SOPClassUID", "")))
     if kind is None:
         return None
     if kind == "SEG":

@@ -23,8 +23,7 @@ from medseq.dicom_objects.errors import AnnotationError
 from medseq.dicom_objects.grid import ImageGrid, lps_to_voxels
 from medseq.dicom_objects.labels import LabelMask, MaskLabel, combine, select
 from medseq.dicom_objects.rasterize import fill_even_odd
-
-RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+from medseq.io.dicom_fields import RTSTRUCT_SOP_CLASS
 
 
 def read_rtstruct(path: Path, grid: ImageGrid, *, roi: re.Pattern[str] | None = None

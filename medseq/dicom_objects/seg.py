@@ -22,9 +22,6 @@ from medseq.dicom_objects.grid import ImageGrid, functional_group, plane_pixel_m
 from medseq.dicom_objects.labels import LabelMask, MaskLabel, combine, select
 from medseq.errors import MissingDependencyError
 
-SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
-LABELMAP_SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.7"
-
 
 def read_seg(path: Path, grid: ImageGrid, *, roi: re.Pattern[str] | None = None) -> LabelMask:
     """Read the segments of the SEG at ``path`` that ``roi`` selects onto ``grid``.

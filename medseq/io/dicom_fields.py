@@ -11,6 +11,14 @@ from medseq.io.header_record import HeaderRecord
 if TYPE_CHECKING:
     from pydicom import Dataset
 
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+LABELMAP_SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.7"
+RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+ANNOTATION_KINDS: dict[str, str] = {
+    SEG_SOP_CLASS: "SEG", LABELMAP_SEG_SOP_CLASS: "SEG", RTSTRUCT_SOP_CLASS: "RTSTRUCT"}
+"""SOP classes discovery keeps as lesion masks of the series they reference
+(:mod:`medseq.dicom_objects.attach`), not as skipped non-images, and what each is."""
+
 Header: TypeAlias = "HeaderRecord | Dataset"
 """A file's header fields (a plain record; a Dataset for enhanced multi-frame files)."""
 Item: TypeAlias = "tuple[Path, Header]"

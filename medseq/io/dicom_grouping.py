@@ -17,7 +17,7 @@ from pathlib import Path
 
 from medseq.errors import DicomError, InputDataError, LayoutError
 from medseq.io.cohort import MaskSource, Patient, SkipKind, Skipped, Timepoint
-from medseq.io.dicom_fields import Item, common_folder, header_text, sop_class
+from medseq.io.dicom_fields import ANNOTATION_KINDS, Item, common_folder, header_text, sop_class
 from medseq.io.dicom_series_choice import (
     NoImageSeriesError,
     SeriesChoice,
@@ -27,13 +27,7 @@ from medseq.io.dicom_series_choice import (
 from medseq.io.dicom_tree import Progress, index_headers
 from medseq.io.timeline import in_date_order
 
-ANNOTATION_SOP_CLASSES: frozenset[str] = frozenset({
-    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
-    "1.2.840.10008.5.1.4.1.1.66.7",  # Label Map Segmentation
-    "1.2.840.10008.5.1.4.1.1.481.3",  # RT Structure Set
-})
-"""SOP classes discovery keeps as lesion masks of the series they reference
-(:mod:`medseq.dicom_objects.attach`), not as skipped non-images."""
+
 @dataclass
 class DicomResult:
     """Patients found in a DICOM tree, and what was left out."""
@@ -58,7 +52,7 @@ def discover_dicom(path: Path, *, series: str | None = None,
         lambda: defaultdict(lambda: defaultdict(list)))
     annotations: list[tuple[Path, str | None]] = []
     for file, ds in index.headers:
-        if sop_class(ds) in ANNOTATION_SOP_CLASSES:  # a mask for the series it references
+        if sop_class(ds) in ANNOTATION_KINDS:  # a mask for the series it references
             annotations.append((file, header_text(ds, "PatientID") or None))
             continue
         missing = [key for key in ("StudyInstanceUID", "SeriesInstanceUID")
