@@ -12,7 +12,7 @@ from medseq.console import emit_json, stderr, stdout_console
 from medseq.errors import UsageError
 
 if TYPE_CHECKING:
-    from medseq.contracts.evaluation import ClassifierMetrics, ConfusionRecord, EvaluationDocument
+    from medseq.contracts.evaluation import ConfusionRecord, EvaluationDocument
 
 
 @reports_errors
@@ -76,7 +76,7 @@ def print_tables(doc: EvaluationDocument) -> None:
     table.add_column("model", justify="right")
     table.add_column("size-only baseline", justify="right")
     model, base = pooled.model, pooled.baseline
-    table.add_row("AUC (95% CI)", _auc(model), _auc(base))
+    table.add_row("AUC (95% CI)", model.auc_text(), base.auc_text())
     table.add_row("balanced accuracy", _num(model.balanced_accuracy),
                   _num(base.balanced_accuracy))
     table.add_row("sensitivity", _num(model.sensitivity), _num(base.sensitivity))
@@ -104,13 +104,6 @@ def print_tables(doc: EvaluationDocument) -> None:
 
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
-
-
-def _auc(m: ClassifierMetrics) -> str:
-    if m.auc is None or m.auc_ci is None:
-        return "n/a"
-    lo, hi = m.auc_ci
-    return f"{m.auc:.3f} ({lo:.3f}-{hi:.3f})"
 
 
 def _cm(cm: ConfusionRecord) -> str:

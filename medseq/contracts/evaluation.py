@@ -80,6 +80,13 @@ class ClassifierMetrics(Record):
     calibration: CalibrationRecord
     confusion: ConfusionRecord
 
+    def auc_text(self) -> str:
+        """``0.812 (0.701-0.905)``: the AUC with its 95% CI, or ``n/a``."""
+        if self.auc is None or self.auc_ci is None:
+            return "n/a"
+        lo, hi = self.auc_ci
+        return f"{self.auc:.3f} ({lo:.3f}-{hi:.3f})"
+
 
 class Comparison(Record):
     """DeLong test of model AUC minus baseline AUC (all None with one class only)."""

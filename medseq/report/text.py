@@ -110,12 +110,6 @@ def metrics_rows(evaluation: EvaluationDocument) -> list[tuple[str, str, str]]:
     pooled = evaluation.pooled
     model, base = pooled.model, pooled.baseline
 
-    def auc(m: ClassifierMetrics) -> str:
-        if m.auc is None or m.auc_ci is None:
-            return "n/a"
-        lo, hi = m.auc_ci
-        return f"{m.auc:.3f} ({lo:.3f}-{hi:.3f})"
-
     def cm(m: ClassifierMetrics) -> str:
         c = m.confusion
         return f"TP {c.tp} / FP {c.fp} / TN {c.tn} / FN {c.fn}"
@@ -123,7 +117,7 @@ def metrics_rows(evaluation: EvaluationDocument) -> list[tuple[str, str, str]]:
     comparison = pooled.comparison
     p = comparison.p_value
     rows = [
-        ("AUC (95% CI)", auc(model), auc(base)),
+        ("AUC (95% CI)", model.auc_text(), base.auc_text()),
         ("balanced accuracy", number(model.balanced_accuracy), number(base.balanced_accuracy)),
         ("sensitivity", number(model.sensitivity), number(base.sensitivity)),
         ("specificity", number(model.specificity), number(base.specificity)),
