@@ -218,12 +218,6 @@ def _loss() -> Callable[[Any, Any], Any]:
 
 
 def _determinism(config: TrackerConfig) -> None:
-    import os
+    from medseq.training.run import set_determinism
 
-    import torch
-
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    if config.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    set_determinism(threads=config.threads, deterministic=config.deterministic)

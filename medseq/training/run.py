@@ -89,7 +89,7 @@ def train_run(
     dist = init_from_env(device.type)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
-    _set_determinism(config)
+    set_determinism(threads=config.threads, deterministic=config.deterministic)
     try:
         # One writer per run folder (rank 0 writes for all ranks): a second train or --resume
         # into it is refused while this one runs.
@@ -343,10 +343,11 @@ def _title(spec: FoldSpec, folds: int) -> str:
     return "final model" if spec.name == FINAL else f"fold {int(spec.name) + 1}/{folds}"
 
 
-def _set_determinism(config: TrainConfig) -> None:
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    if config.deterministic:
+def set_determinism(*, threads: int | None, deterministic: bool) -> None:
+    """Thread count and deterministic kernels: the rules ``train`` and ``train-tracker`` share."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if deterministic:
         # cuBLAS needs this for deterministic matmuls; harmless elsewhere.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
