@@ -86,6 +86,17 @@ def default_pixels(shape: tuple[int, int, int], *, signed: bool = True, seed: in
     return values.astype(np.int16 if signed else np.uint16)
 
 
+def make_colour(ds: Dataset) -> None:
+    """Turn a written slice into an 8-bit RGB image (what medseq refuses from headers)."""
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "RGB"
+    ds.PlanarConfiguration = 0
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = np.zeros((int(ds.Rows), int(ds.Columns), 3), np.uint8).tobytes()
+
+
 def slice_positions(*, count: int, spacing: float, orientation: Sequence[float],
                     origin: Sequence[float], offsets: Sequence[float] | None = None,
                     tilt_degrees: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 
 from medseq.errors import DicomError, ExitCode
 from medseq.io.dicom import load_series, read_header
-from tests.dicom_factory import default_pixels, write_series
+from tests.dicom_factory import default_pixels, make_colour, write_series
 
 SHAPE = (10, 8, 6)
 
@@ -175,16 +175,7 @@ def test_truncated_compressed_pixels(tmp_path: Path) -> None:
 
 
 def test_colour_image_refused(tmp_path: Path) -> None:
-    def rgb(ds: Dataset) -> None:
-        ds.SamplesPerPixel = 3
-        ds.PhotometricInterpretation = "RGB"
-        ds.PlanarConfiguration = 0
-        ds.BitsAllocated = ds.BitsStored = 8
-        ds.HighBit = 7
-        ds.PixelRepresentation = 0
-        ds.PixelData = np.zeros((SHAPE[1], SHAPE[0], 3), np.uint8).tobytes()
-
-    write_series(tmp_path, shape=(*SHAPE[:2], 1), edit=lambda k, ds: rgb(ds))
+    write_series(tmp_path, shape=(*SHAPE[:2], 1), edit=lambda k, ds: make_colour(ds))
     assert "colour image" in str(load_error(tmp_path))
 
 

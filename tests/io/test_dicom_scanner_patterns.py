@@ -23,7 +23,7 @@ from medseq.io.cohort import Cohort, SkipKind
 from medseq.io.dicom import load_series, read_header, series_geometry
 from medseq.io.discover import discover
 from medseq.io.load import load_image
-from tests.dicom_factory import default_pixels, write_enhanced, write_series
+from tests.dicom_factory import default_pixels, make_colour, write_enhanced, write_series
 
 SHAPE = (10, 8, 4)
 
@@ -173,16 +173,7 @@ def test_raw_data_object_in_an_image_series_is_left_out(tmp_path: Path) -> None:
 
 
 def test_colour_series_is_refused_by_scan(tmp_path: Path) -> None:
-    def rgb(k: int, ds: Dataset) -> None:
-        ds.SamplesPerPixel = 3
-        ds.PhotometricInterpretation = "RGB"
-        ds.PlanarConfiguration = 0
-        ds.BitsAllocated = ds.BitsStored = 8
-        ds.HighBit = 7
-        ds.PixelRepresentation = 0
-        ds.PixelData = np.zeros((SHAPE[1], SHAPE[0], 3), np.uint8).tobytes()
-
-    write_series(tmp_path, shape=SHAPE, edit=rgb)
+    write_series(tmp_path, shape=SHAPE, edit=lambda k, ds: make_colour(ds))
     assert "is a colour image (SamplesPerPixel=3)" in patient_reason(scan(tmp_path))
 
 
