@@ -66,9 +66,10 @@ class RunDocument(Document):
 class ModelConfig(Record):
     """What the network looks like; saved in ``model.json`` so a model rebuilds itself."""
 
-    encoder: Literal["small", "resnet10", "resnet18"] = "small"
+    encoder: Literal["small", "resnet10", "resnet18", "flatten"] = "small"
     """``small``: a 4-block 3D CNN (~0.2 M parameters) that trains on CPUs; the MONAI ResNets
-    belong on a GPU."""
+    belong on a GPU; ``flatten``: no CNN, the raw (downsampled) crop voxels go straight into the
+    recurrent cell, as the project's seed reference (a Keras SimpleRNN over images) does."""
     widths: list[int] = Field(default_factory=lambda: [8, 16, 32, 64], min_length=1)
     """Channels of the small encoder's blocks (each block after the first halves the size)."""
     embed: int = Field(default=64, ge=4)
@@ -230,6 +231,15 @@ class Splits(RunDocument):
     labels: dict[str, int] = Field(default_factory=dict)
     folds: dict[str, int] = Field(default_factory=dict)
     """Patient id -> the cross-validation fold that holds it out."""
+    label_kind: str = "overall"
+    """What the labels mean (:data:`LABEL_KINDS`); runs written before it: ``overall``."""
+    observe: int | None = None
+    """Scans the models see (the label is about what comes after them)."""
+    times: dict[str, float] = Field(default_factory=dict)
+    """``progression`` labels: days from the last observed scan to progression or censoring
+    (``labels`` then holds the event: 1 progressed, 0 censored)."""
+    determined: dict[str, str] = Field(default_factory=dict)
+    """Patients left out because the observed scans already decide their label, with why."""
 
 
 def write_splits(run_dir: Path, splits: Splits) -> Path:
@@ -241,6 +251,15 @@ def read_splits(run_dir: Path) -> Splits:
 
 
 # ----------------------------------------------------------------------- predictions.jsonl
+
+LABEL_KINDS: tuple[str, ...] = ("best_after", "landmark", "progression", "overall", "given")
+"""What a run's label means (``splits.json``'s ``label_kind``; :mod:`medseq.training.targets`):
+``best_after``: best overall RECIST response over the scans after the observed ones;
+``landmark``: the RECIST response of the scan nearest a landmark day after the observed ones;
+``progression``: time from the last observed scan to progression (PD), censored at the last
+scan; ``overall``: best overall response over all scans (manifest or tracking);
+``given``: labels a CSV gave (their meaning is the user's)."""
+
 
 class PredictionLine(RunDocument):
     """One line of ``predictions.jsonl``: the out-of-fold prediction of one patient."""
@@ -262,6 +281,16 @@ class PredictionLine(RunDocument):
     """Forecast burden of the NEXT scan, made from each observed state (mL)."""
     probabilities: list[float] | None = None
     """Per-class probabilities (``recist`` task)."""
+    risk: float | None = None
+    """Progression risk score (``progression`` labels; higher = earlier progression); the
+    ``probability`` is then its sigmoid."""
+    time_days: float | None = None
+    """``progression`` labels: days from the last observed scan to progression or censoring."""
+    event: bool | None = None
+    """``progression`` labels: True when progression was seen, False when censored."""
+    features: dict[str, float] | None = None
+    """The classical measurement features of the observed scans
+    (:data:`medseq.models.measurements.CLASSICAL_FEATURES`), for the feature baseline."""
 
     @field_validator("burden_ml", "forecast_ml", mode="after")
     @classmethod
