@@ -236,7 +236,12 @@ def predict_patient_of(
         model, fold = run.model_for(record.patient_id)
         timings["model_load"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = predict_patient(model, crops, days)
+        ordered = sorted(record.timepoints, key=lambda tp: tp.index)
+        new_lesions = [bool(r.get("new_lesions")) for r in
+                       sorted(track_doc.get("responses", []), key=lambda r: r["timepoint"])]
+        result = predict_patient(model, crops, days,
+                                 burden_ml=[tp.lesion_volume_ml for tp in ordered],
+                                 new_lesions=new_lesions or None)
         timings["model"] = time.perf_counter() - t0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -90,6 +90,20 @@ class ModelConfig(Record):
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     in_channels: int = Field(default=2, ge=1)
     """Image and mask channel of each crop."""
+    first_block_norm: bool = False
+    """GroupNorm in the small encoder's first block. Off: the first block sees absolute HU and
+    lesion size (a normalisation there removes each crop's intensity level and scale)."""
+    measurements: bool = True
+    """Feed the lesion measurements (:mod:`medseq.models.measurements`) beside each lesion's
+    embedding and the per-scan burden features beside each timepoint's."""
+    pool_stats: bool = True
+    """Pool lesions with their sum and maximum beside the attention (or mean) average, so
+    lesion count and total burden survive pooling."""
+    bidirectional: bool = False
+    """Read the sequence both ways (retrospective analysis only: refused with early
+    prediction, since the backward pass reads later scans)."""
+    flatten_edge: int = Field(default=8, ge=1, le=32)
+    """``flatten`` encoder: crops are average-pooled to this edge and flattened."""
 
     @property
     def n_outputs(self) -> int:
@@ -106,6 +120,24 @@ CHANNELS: tuple[str, ...] = ("image", "mask")
 """The channels of a cached lesion crop, in order."""
 FEATURES: tuple[str, ...] = ("days", "days_since_previous")
 """The per-scan numbers fed beside the crops (``architecture.time`` decides their use)."""
+LESION_MEASUREMENTS: tuple[str, ...] = (
+    "present", "log_volume", "longest_diameter", "short_axis", "mean_hu", "rim_hu", "core_hu",
+    "log_volume_ratio_baseline", "log_volume_ratio_previous", "growth_per_100d",
+    "diameter_ratio_baseline", "mean_hu_change", "rim_hu_change", "core_hu_change",
+)
+"""Per lesion and scan (:mod:`medseq.models.measurements`), scaled to about unit range
+(diameters / 50 mm, HU / 100, HU changes / 10, volumes as log1p mL)."""
+SCAN_MEASUREMENTS: tuple[str, ...] = (
+    "log_burden", "log_burden_ratio_baseline", "visible_lesions", "new_lesions",
+)
+"""Per scan: total lesion volume of the whole mask (log1p mL) and its log ratio to baseline,
+target lesions visible (/ 5), and whether tracking found a new lesion."""
+CLASSICAL_FEATURES: tuple[str, ...] = (
+    "log_burden_ratio", "sod_ratio", "mean_hu_change", "rim_hu_change", "core_hu_change",
+    "log_burden_baseline", "lesion_count", "growth_per_100d",
+)
+"""Per patient, last observed scan against baseline: the classical feature model's input
+(``predictions.jsonl``'s ``features``)."""
 
 
 class ModelInputs(Record):
@@ -126,12 +158,25 @@ class ModelInputs(Record):
         default_factory=lambda: list(FEATURES))
     """The per-scan numbers beside the crops, in order (days from baseline, days since the
     previous scan)."""
+    lesion_measurements: list[str] = Field(default_factory=list)
+    """Measurements per lesion and scan, measured on the crops (empty: none are fed)."""
+    scan_measurements: list[str] = Field(default_factory=list)
+    """Measurements per scan (burden, visible lesions, new-lesion flag; empty: none)."""
+    crop_spacing_mm: float | None = None
+    """Voxel size of the cached crops, for the measurements."""
+    hu_offset: float = 0.0
+    hu_scale: float = 1.0
+    """HU = hu_offset + hu_scale x the image channel (the inverse of the CT window)."""
 
-    @field_validator("channels", "features", mode="after")
+    @field_validator("channels", "features", "lesion_measurements", "scan_measurements",
+                     mode="after")
     @classmethod
     def _as_fed(cls, values: list[str], info: ValidationInfo) -> list[str]:
-        fed = CHANNELS if info.field_name == "channels" else FEATURES
-        if tuple(values) != fed:
+        fed = {"channels": CHANNELS, "features": FEATURES,
+               "lesion_measurements": LESION_MEASUREMENTS,
+               "scan_measurements": SCAN_MEASUREMENTS}[str(info.field_name)]
+        required = info.field_name in ("channels", "features")
+        if (values or required) and tuple(values) != fed:
             raise ValueError(f"this medseq feeds {', '.join(fed)} (got {', '.join(values)})")
         return values
 
@@ -144,10 +189,12 @@ class ModelCard(RunDocument):
     """``model.json``: what a saved model is and what it expects.
 
     Version 2 gathers the inputs (``observe``, ``crop_shape``, ``input_size`` at the top level
-    in version 1) into :class:`ModelInputs`; a version-1 card is converted when read.
+    in version 1) into :class:`ModelInputs`; version 3 adds the measurement inputs and the
+    architecture switches of early prediction (``first_block_norm``, ``measurements``,
+    ``pool_stats``), which older cards had fixed. Older cards are converted when read.
     """
 
-    SCHEMA: ClassVar[int] = 2
+    SCHEMA: ClassVar[int] = 3
 
     format: int = CARD_FORMAT
     medseq_version: str = __version__
@@ -168,6 +215,8 @@ class ModelCard(RunDocument):
     fold: int | None = None
     """The cross-validation fold this model held out; None for the all-patient model."""
     epochs: int | None = None
+    label_kind: str = "overall"
+    """What the model predicts (:data:`LABEL_KINDS`); ``progression``: a risk score."""
 
     @model_validator(mode="after")
     def _channels_fit(self) -> ModelCard:
@@ -182,14 +231,21 @@ class ModelCard(RunDocument):
 
     @classmethod
     def upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
-        """A version-1 card in the version-2 shape: its input keys move into ``inputs``."""
-        if data.get("schema_version", 1) >= 2 or "inputs" in data:
-            return data
-        moved = {key: data[key] for key in _V1_INPUT_KEYS if key in data}
-        return {**{k: v for k, v in data.items() if k not in _V1_INPUT_KEYS}, "inputs": moved}
+        """An older card in the current shape: version 1's input keys move into ``inputs``;
+        before version 3 the encoder normalised its first block and no measurements were fed."""
+        version = data.get("schema_version", 1)
+        if version < 2 and "inputs" not in data:
+            moved = {key: data[key] for key in _V1_INPUT_KEYS if key in data}
+            data = {**{k: v for k, v in data.items() if k not in _V1_INPUT_KEYS},
+                    "inputs": moved}
+        if version < 3 and isinstance(data.get("architecture"), dict):
+            data = {**data, "architecture": {**_V2_ARCHITECTURE, **data["architecture"]}}
+        return data
 
 
 _V1_INPUT_KEYS = ("observe", "crop_shape", "input_size")
+_V2_ARCHITECTURE = {"first_block_norm": True, "measurements": False, "pool_stats": False}
+"""What a version-2 (or older) card's architecture was, in the keys version 3 added."""
 
 
 def card_path(path: Path) -> Path:
@@ -329,6 +385,8 @@ class EpochRow(Record):
     lr: float | None = None
     val_loss: float | None = None
     val_auc: float | None = None
+    val_response_loss: float | None = None
+    """The response objective alone on the validation patients."""
     seconds: float | None = None
 
     @field_validator("fold", mode="before")
@@ -372,6 +430,8 @@ class FoldPrediction(Record):
     observed: int
     forecast_ml: list[float]
     probabilities: list[float] | None = None
+    risk: float | None = None
+    features: dict[str, float] | None = None
 
 
 class FoldResultDocument(RunDocument):

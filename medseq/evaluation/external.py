@@ -68,7 +68,7 @@ def evaluate_external(
         except (OSError, ValueError) as err:
             raise CacheError(f"unreadable crops ({err})", path=path) from None
         days = [tp.days for tp in sorted(record.timepoints, key=lambda t: t.index)]
-        result = predict_patient(model, crops, days)
+        result = predict_patient(model, crops, days, burden_ml=burden)
         forecast = result.get("forecast_ml", [])
         pairs = tuple(
             (float(observed), float(f)) for observed, f in zip(burden[1:], forecast, strict=False)

@@ -17,20 +17,49 @@ from medseq.errors import MissingDependencyError
 def build_encoder(config: ModelConfig) -> nn.Module:
     """The encoder named by ``config.encoder``, mapping [N, C, S, S, S] to [N, config.embed]."""
     if config.encoder == "small":
-        return SmallCNN(config.in_channels, config.widths, config.embed)
+        return SmallCNN(config.in_channels, config.widths, config.embed,
+                        first_block_norm=config.first_block_norm)
+    if config.encoder == "flatten":
+        return Flatten(config.flatten_edge)
     return _monai_resnet(config)
+
+
+def embedding_size(config: ModelConfig) -> int:
+    """Width of the encoder's output for ``config``."""
+    if config.encoder == "flatten":
+        return config.in_channels * config.flatten_edge ** 3
+    return config.embed
+
+
+class Flatten(nn.Module):
+    """No CNN: each crop average-pooled to ``edge``^3 and flattened (the seed reference feeds
+    raw downsampled images straight into its recurrent cell)."""
+
+    def __init__(self, edge: int) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool3d(edge)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, C, S, S, S] -> [N, C * edge^3]."""
+        return self.pool(x).flatten(1)
 
 
 class SmallCNN(nn.Module):
     """Four (by default) conv blocks, GroupNorm (batches of a few patients are too small for
-    BatchNorm), global average pooling and a linear projection."""
+    BatchNorm), global average pooling and a linear projection.
 
-    def __init__(self, in_channels: int, widths: list[int], embed: int) -> None:
+    The first block has no normalisation unless asked: GroupNorm there would divide out each
+    crop's intensity level and contrast, and with them the HU and size cues of response.
+    """
+
+    def __init__(self, in_channels: int, widths: list[int], embed: int, *,
+                 first_block_norm: bool = False) -> None:
         super().__init__()
         blocks: list[nn.Module] = []
         channels = in_channels
         for i, width in enumerate(widths):
-            blocks.append(_block(channels, width, stride=1 if i == 0 else 2))
+            blocks.append(_block(channels, width, stride=1 if i == 0 else 2,
+                                 norm=first_block_norm or i > 0))
             channels = width
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool3d(1)
@@ -42,14 +71,18 @@ class SmallCNN(nn.Module):
         return torch.relu(self.project(features))
 
 
-def _block(cin: int, cout: int, *, stride: int) -> nn.Module:
+def _block(cin: int, cout: int, *, stride: int, norm: bool = True) -> nn.Module:
     groups = _groups(cout)
+
+    def normalise() -> nn.Module:
+        return nn.GroupNorm(groups, cout) if norm else nn.Identity()
+
     return nn.Sequential(
-        nn.Conv3d(cin, cout, 3, stride=stride, padding=1, bias=False),
-        nn.GroupNorm(groups, cout),
+        nn.Conv3d(cin, cout, 3, stride=stride, padding=1, bias=not norm),
+        normalise(),
         nn.SiLU(inplace=True),
-        nn.Conv3d(cout, cout, 3, padding=1, bias=False),
-        nn.GroupNorm(groups, cout),
+        nn.Conv3d(cout, cout, 3, padding=1, bias=not norm),
+        normalise(),
         nn.SiLU(inplace=True),
     )
 

@@ -49,20 +49,25 @@ def build_model(card: ModelCard) -> ResponseModel:
 
 
 @torch.no_grad()
-def predict_patient(model: LoadedModel, crops: np.ndarray, days: list[int]) -> dict[str, Any]:
+def predict_patient(model: LoadedModel, crops: np.ndarray, days: list[int], *,
+                    burden_ml: list[float | None] | None = None,
+                    new_lesions: list[bool] | None = None) -> dict[str, Any]:
     """Predict one patient from its crops and scan days, fed as the model card says.
 
     Args:
         model: from :func:`load_model`.
         crops: [T, L, 2, S, S, S] (float16 or float32), the cache's ``crops.npy``.
         days: days from baseline of the T timepoints.
+        burden_ml: whole-mask lesion volume per timepoint (the cache's ``lesion_volume_ml``).
+        new_lesions: per timepoint, whether tracking found a new lesion.
 
     Returns:
         ``probability`` (of response: CR or PR), ``probabilities`` (per class, RECIST task
         only), ``observed`` (scans used) and ``forecast_ml`` (predicted total lesion volume of
         the next timepoint, from each observed state).
     """
-    prepared = prepare_inputs(model.card.inputs, crops, days)
+    prepared = prepare_inputs(model.card.inputs, crops, days, burden_ml=burden_ml,
+                              new_lesions=new_lesions)
     t = prepared.observed
     module = model.module
     was_training = module.training
@@ -73,12 +78,18 @@ def predict_patient(model: LoadedModel, crops: np.ndarray, days: list[int]) -> d
         torch.tensor([t]),
         prepared.days.unsqueeze(0),
         prepared.days_since_previous.unsqueeze(0),
+        prepared.lesion_features.unsqueeze(0),
+        prepared.scan_features.unsqueeze(0),
     )
     module.train(was_training)
     result: dict[str, Any] = {
         "observed": t,
         "forecast_ml": [float(v) for v in torch.expm1(out.forecast[0]).clamp_min(0.0)],
     }
+    if prepared.classical is not None:
+        result["features"] = prepared.classical
+    if model.card.label_kind == "progression":
+        result["risk"] = float(out.logits[0, 0])
     if module.config.task == "binary":
         result["probability"] = float(torch.sigmoid(out.logits[0, 0]))
     else:

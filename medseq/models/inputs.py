@@ -15,6 +15,13 @@ import torch
 
 from medseq.contracts.run import ModelInputs
 from medseq.errors import InputDataError
+from medseq.models.measurements import (
+    CropGeometry,
+    classical_features,
+    lesion_features,
+    measure_crops,
+    timepoint_features,
+)
 from medseq.models.sequence import resize_crops
 
 
@@ -28,6 +35,12 @@ class PreparedInputs:
     """[k] days from baseline."""
     days_since_previous: torch.Tensor
     """[k] days since the previous scan (0 at baseline)."""
+    lesion_features: torch.Tensor
+    """[k, L, F] lesion measurements (F = 0 when the model reads none)."""
+    scan_features: torch.Tensor
+    """[k, G] per-scan measurements (G = 0 when the model reads none)."""
+    classical: dict[str, float] | None = None
+    """The classical feature model's inputs for the observed scans (with measurements)."""
 
     @property
     def observed(self) -> int:
@@ -40,6 +53,10 @@ def prepare_inputs(
     crops: np.ndarray,
     days: Sequence[float],
     days_since_previous: Sequence[float] | None = None,
+    *,
+    burden_ml: Sequence[float | None] | None = None,
+    new_lesions: Sequence[bool] | None = None,
+    measured: tuple[torch.Tensor, torch.Tensor, dict[str, float] | None] | None = None,
 ) -> PreparedInputs:
     """A patient's input as the model was trained on it.
 
@@ -49,6 +66,11 @@ def prepare_inputs(
             scans), the cache's ``crops.npy``.
         days: days from baseline of the T scans.
         days_since_previous: the intervals as the cache recorded them; None: from ``days``.
+        burden_ml: total lesion volume of each scan's whole mask (the cache's
+            ``lesion_volume_ml``); None: the crops' lesion volumes.
+        new_lesions: per scan, whether tracking found a new lesion; None: none.
+        measured: (lesion, scan, classical) features computed earlier for the same patient
+            (training measures each patient once).
     """
     total = len(days)
     if crops.ndim != 6 or crops.shape[0] != total or total < 1:
@@ -61,9 +83,32 @@ def prepare_inputs(
     if days_since_previous is None:
         days_since_previous = [0.0] + [float(days[i]) - float(days[i - 1])
                                        for i in range(1, total)]
-    tensor = torch.from_numpy(np.array(crops[:k], dtype=np.float32))
+    observed = np.array(crops[:k], dtype=np.float32)
+    n_lesions = observed.shape[1]
+    lesion = np.zeros((k, n_lesions, len(inputs.lesion_measurements)), dtype=np.float32)
+    scan = np.zeros((k, len(inputs.scan_measurements)), dtype=np.float32)
+    classical: dict[str, float] | None = None
+    if measured is not None:
+        lesion_t, scan_t, classical = measured
+        lesion, scan = lesion_t.numpy(), scan_t.numpy()
+    elif inputs.lesion_measurements or inputs.scan_measurements:
+        geometry = CropGeometry(spacing_mm=inputs.crop_spacing_mm or 1.0,
+                                hu_offset=inputs.hu_offset, hu_scale=inputs.hu_scale)
+        measures = measure_crops(observed, geometry)
+        seen_days = [float(d) for d in days[:k]]
+        if inputs.lesion_measurements:
+            lesion = lesion_features(measures, seen_days)
+        if inputs.scan_measurements:
+            burden = list(burden_ml[:k]) if burden_ml is not None else [None] * k
+            flags = list(new_lesions[:k]) if new_lesions is not None else None
+            scan = timepoint_features(measures, burden, flags)
+        classical = classical_features(measures, seen_days, k)
+    tensor = torch.from_numpy(observed)
     return PreparedInputs(
         crops=resize_crops(tensor, inputs.input_size),
         days=torch.tensor([float(d) for d in days[:k]]),
         days_since_previous=torch.tensor([float(d) for d in days_since_previous[:k]]),
+        lesion_features=torch.from_numpy(lesion),
+        scan_features=torch.from_numpy(scan),
+        classical=classical,
     )

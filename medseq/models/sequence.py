@@ -15,8 +15,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from medseq.contracts.run import ModelConfig
-from medseq.models.encoder import build_encoder
+from medseq.contracts.run import LESION_MEASUREMENTS, SCAN_MEASUREMENTS, ModelConfig
+from medseq.models.encoder import build_encoder, embedding_size
+
+_LESION_SCALE = 5.0
+"""Sums over lesions are divided by this (a patient has 1-5 target lesions)."""
 
 _CELLS: dict[str, type[nn.Module]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 _STEP_CELLS: dict[str, type[nn.Module]] = {
@@ -46,26 +49,38 @@ class SequenceOutput:
 
 
 class ResponseModel(nn.Module):
-    """Shared CNN encoder + lesion pooling + time-aware recurrent layer + two heads."""
+    """Shared CNN encoder + lesion measurements + lesion pooling + time-aware recurrent layer
+    + two heads."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.encoder = build_encoder(config)
-        self.pool = LesionPool(config.embed, attention=config.pooling == "attention")
+        n_lesion = len(LESION_MEASUREMENTS) if config.measurements else 0
+        n_scan = len(SCAN_MEASUREMENTS) if config.measurements else 0
+        lesion_width = embedding_size(config) + n_lesion
+        self.pool = LesionPool(lesion_width, attention=config.pooling == "attention",
+                               stats=config.pool_stats)
         n_time = 0 if config.time == "none" else 2
+        step_width = self.pool.out_width + n_scan + n_time
         if config.time == "decay":
             self.recurrent: nn.Module = DecayRecurrent(
-                config.cell, config.embed + n_time, config.hidden, config.layers, config.dropout
+                config.cell, step_width, config.hidden, config.layers, config.dropout
             )
         else:
             self.recurrent = _CELLS[config.cell](
-                config.embed + n_time, config.hidden, num_layers=config.layers, batch_first=True,
+                step_width, config.hidden, num_layers=config.layers, batch_first=True,
                 dropout=config.dropout if config.layers > 1 else 0.0,
+                bidirectional=config.bidirectional,
             )
+        state_width = config.hidden * (2 if config.bidirectional else 1)
+        # The measurements of the last observed scan reach the response head directly too (a
+        # linear path beside the recurrent state), so the change to baseline they hold need
+        # not survive the recurrent layer to be used.
+        self.skip_width = 3 * n_lesion + n_scan if config.measurements else 0
         self.dropout = nn.Dropout(config.dropout)
-        self.response_head = nn.Linear(config.hidden, config.n_outputs)
-        self.forecast_head = nn.Linear(config.hidden, 1)
+        self.response_head = nn.Linear(state_width + self.skip_width, config.n_outputs)
+        self.forecast_head = nn.Linear(state_width, 1)
 
     def forward(
         self,
@@ -74,6 +89,8 @@ class ResponseModel(nn.Module):
         lengths: torch.Tensor,
         days: torch.Tensor,
         days_since_previous: torch.Tensor,
+        lesion_features: torch.Tensor | None = None,
+        scan_features: torch.Tensor | None = None,
     ) -> SequenceOutput:
         """Predict from a padded batch.
 
@@ -83,6 +100,8 @@ class ResponseModel(nn.Module):
             lengths: [B] int64, observed timepoints per patient (>= 1).
             days: [B, T] days from baseline.
             days_since_previous: [B, T] days since the previous scan (0 at baseline).
+            lesion_features: [B, T, L, F] measurements (``config.measurements``).
+            scan_features: [B, T, G] per-scan measurements (``config.measurements``).
         """
         b, t, n_lesions = crops.shape[:3]
         steps = torch.arange(t, device=crops.device)
@@ -93,15 +112,38 @@ class ResponseModel(nn.Module):
         embedded = self.encoder(selected)
         lesions = embedded.new_zeros(b, t, n_lesions, embedded.shape[-1])
         lesions[valid] = embedded.to(lesions.dtype)
-        timepoints = self.pool(lesions, valid)
+        parts = [lesions]
+        if self.config.measurements:
+            if lesion_features is None or scan_features is None:
+                raise ValueError("this model reads lesion and scan measurements")
+            lesion_features = lesion_features.to(lesions.dtype) * valid.unsqueeze(-1)
+            parts.append(lesion_features)
+        timepoints = self.pool(torch.cat(parts, dim=-1), valid)
+        steps_in = [timepoints]
+        if self.config.measurements:
+            assert scan_features is not None
+            steps_in.append(scan_features.to(timepoints.dtype))
         dt = days_since_previous.to(timepoints.dtype)
         if self.config.time != "none":
             scale = self.config.time_scale_days
             time_features = torch.stack((days / scale, days_since_previous / scale), dim=-1)
-            timepoints = torch.cat((timepoints, time_features.to(timepoints.dtype)), dim=-1)
-        states = self._run_recurrent(timepoints, lengths, dt)
+            steps_in.append(time_features.to(timepoints.dtype))
+        states, last = self._run_recurrent(torch.cat(steps_in, dim=-1), lengths, dt)
         states = self.dropout(states)
-        last = states[torch.arange(b, device=states.device), lengths - 1]
+        last = self.dropout(last)
+        rows = torch.arange(b, device=states.device)
+        if self.skip_width:
+            assert lesion_features is not None
+            assert scan_features is not None
+            final = lesion_features[rows, lengths - 1].float()
+            final_valid = valid[rows, lengths - 1]
+            skip = torch.cat((
+                _masked_mean(final, final_valid), final.sum(dim=1) / _LESION_SCALE,
+                final.masked_fill(~final_valid.unsqueeze(-1), -1e4).amax(dim=1)
+                .clamp_min(-1e3) * final_valid.any(dim=1, keepdim=True),
+                scan_features[rows, lengths - 1].float(),
+            ), dim=-1)
+            last = torch.cat((last, skip.to(last.dtype)), dim=-1)
         return SequenceOutput(
             logits=self.response_head(last), forecast=self.forecast_head(states).squeeze(-1)
         )
@@ -116,37 +158,47 @@ class ResponseModel(nn.Module):
 
     def _run_recurrent(
         self, x: torch.Tensor, lengths: torch.Tensor, dt: torch.Tensor
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(every state [B, T, H'], the state the response head reads [B, H'])."""
         # The recurrent layer always runs in fp32 with autocast off: oneDNN has no bf16 LSTM
         # kernel on CPUs without BF16 instructions (AVX2-only x86, most ARM), and autocast would
         # cast its input and weights to bf16 there. It is a negligible share of the cost.
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = x.float()
             dt = dt.float()
+            rows = torch.arange(x.shape[0], device=x.device)
             if isinstance(self.recurrent, DecayRecurrent):
                 out: torch.Tensor = self.recurrent(x, dt, lengths)
-                return out
+                return out, out[rows, lengths - 1]
             packed = pack_padded_sequence(
                 x, lengths.cpu(), batch_first=True, enforce_sorted=False
             )
             states, _ = self.recurrent(packed)
             padded, _ = pad_packed_sequence(states, batch_first=True, total_length=x.shape[1])
-            return padded
+            if not self.config.bidirectional:
+                return padded, padded[rows, lengths - 1]
+            # Both directions' summaries: forward at the last scan, backward at the first.
+            hidden = self.config.hidden
+            last = torch.cat((padded[rows, lengths - 1, :hidden], padded[:, 0, hidden:]), dim=-1)
+            return padded, last
 
 
 class LesionPool(nn.Module):
-    """Pool the lesion embeddings of each timepoint: masked mean or masked attention."""
+    """Pool the lesion vectors of each timepoint: masked mean or masked attention, and with
+    ``stats`` also their sum (/ 5) and maximum, so lesion count and total burden survive."""
 
-    def __init__(self, embed: int, *, attention: bool) -> None:
+    def __init__(self, embed: int, *, attention: bool, stats: bool = False) -> None:
         super().__init__()
         width = max(1, embed // 2)
         self.score: nn.Module | None = (
             nn.Sequential(nn.Linear(embed, width), nn.Tanh(), nn.Linear(width, 1))
             if attention else None
         )
+        self.stats = stats
+        self.out_width = embed * (3 if stats else 1)
 
     def forward(self, lesions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """[B, T, L, E] with [B, T, L] mask -> [B, T, E]."""
+        """[B, T, L, E] with [B, T, L] mask -> [B, T, E] (or [B, T, 3E] with ``stats``)."""
         weights = valid.to(lesions.dtype)
         if self.score is not None:
             scores = self.score(lesions).squeeze(-1).float()
@@ -154,7 +206,19 @@ class LesionPool(nn.Module):
             scores = scores.masked_fill(~valid, -1e4)
             weights = torch.softmax(scores, dim=-1).to(lesions.dtype) * weights
         total = weights.sum(dim=-1, keepdim=True).clamp_min(1e-6)
-        return (lesions * weights.unsqueeze(-1)).sum(dim=-2) / total
+        pooled = (lesions * weights.unsqueeze(-1)).sum(dim=-2) / total
+        if not self.stats:
+            return pooled
+        masked = lesions * valid.unsqueeze(-1).to(lesions.dtype)
+        peak = lesions.masked_fill(~valid.unsqueeze(-1), -1e4).amax(dim=-2)
+        peak = peak.clamp_min(-1e3) * valid.any(dim=-1, keepdim=True).to(lesions.dtype)
+        return torch.cat((pooled, masked.sum(dim=-2) / _LESION_SCALE, peak), dim=-1)
+
+
+def _masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """[B, L, F] averaged over the valid lesions [B, L] -> [B, F]."""
+    weights = valid.unsqueeze(-1).to(values.dtype)
+    return (values * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 
 class DecayRecurrent(nn.Module):

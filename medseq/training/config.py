@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from medseq.contracts.run import ModelConfig, ModelInputs
+from medseq.contracts.run import LESION_MEASUREMENTS, SCAN_MEASUREMENTS, ModelConfig, ModelInputs
 
 
 class OptimiserConfig(BaseModel):
@@ -43,9 +43,10 @@ class AugmentConfig(BaseModel):
     rotate_degrees: float = Field(default=10.0, ge=0, le=45)
     """Maximum rotation about each axis."""
     rotate_probability: float = Field(default=0.5, ge=0, le=1)
-    intensity_shift: float = Field(default=0.1, ge=0)
-    """Maximum additive shift of the normalised image channel."""
-    intensity_scale: float = Field(default=0.1, ge=0)
+    intensity_shift: float = Field(default=0.006, ge=0)
+    """Maximum additive shift of the normalised image channel (0.006 is 3 HU in the default CT
+    window of 500 HU: the response cue is about 10 HU, so larger shifts drown it)."""
+    intensity_scale: float = Field(default=0.01, ge=0)
     """Maximum relative scaling of the normalised image channel."""
 
 
@@ -54,7 +55,9 @@ class EarlyStopConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    monitor: Literal["val_loss", "val_auc"] = "val_loss"
+    monitor: Literal["val_response_loss", "val_loss", "val_auc"] = "val_response_loss"
+    """``val_response_loss``: the response objective alone (the forecast head does not steer
+    model selection); ``val_loss`` adds the forecast loss; ``val_auc`` the validation AUC."""
     patience: int = Field(default=8, ge=1)
     val_fraction: float = Field(default=0.2, gt=0, lt=0.5)
     """Share of each fold's training patients held out for early stopping (stratified)."""
@@ -71,13 +74,21 @@ class TrainConfig(BaseModel):
     augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig())
     early_stopping: EarlyStopConfig = Field(default_factory=lambda: EarlyStopConfig())
     epochs: int = Field(default=40, ge=1)
+    """Epochs per fold when ``steps`` is null; the most the final model is trained for."""
+    steps: int | None = Field(default=None, ge=1)
+    """Optimiser steps per fold (the schedule spans them); overrides ``epochs`` for the folds."""
+    loss: Literal["auto", "bce", "ce", "mse", "focal"] = "auto"
+    """Response loss: ``auto`` is bce (binary task), ce (RECIST task) or the Cox partial
+    likelihood (progression labels); ``mse`` is the squared error of the sigmoid output (the
+    seed reference's Dense + mean squared error); ``focal`` the binary focal loss."""
+    focal_gamma: float = Field(default=2.0, ge=0)
     batch_size: int = Field(default=4, ge=1)
     """Patients per optimiser step and process."""
     folds: int = Field(default=5, ge=2)
     seed: int = Field(default=0, ge=0)
-    observe: int | None = Field(default=None, ge=1)
-    """Train and predict from the first k scans only; null uses every scan (``model.json``'s
-    ``inputs.observe``)."""
+    observe: int | None = Field(default=2, ge=1)
+    """Train and predict from the first k scans only (early prediction); null uses every scan
+    (``model.json``'s ``inputs.observe``)."""
     input_size: int | None = Field(default=None, ge=4)
     """Resize each cached crop to this edge length (area averaging) before the encoder; null
     keeps the cache's size. 16 costs about 1/8 of 32 (``model.json``'s ``inputs.input_size``)."""
@@ -100,7 +111,40 @@ class TrainConfig(BaseModel):
     """``torch.use_deterministic_algorithms`` (same seed -> same weights on CPU)."""
 
 
-def model_inputs(config: TrainConfig, crop_shape: list[int] | None) -> ModelInputs:
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.model.bidirectional and (self.observe is not None or _early(self)):
+            raise ValueError("model.bidirectional reads later scans: it is for retrospective "
+                             "analysis (observe: null, label.kind: overall) only")
+        if self.model.bidirectional and self.model.time == "decay":
+            raise ValueError("model.bidirectional does not combine with time: decay")
+        if self.loss == "ce" and self.model.task != "recist":
+            raise ValueError("loss ce is for the recist task; the binary task uses bce, mse "
+                             "or focal")
+        if self.loss in ("bce", "mse", "focal") and self.model.task == "recist":
+            raise ValueError(f"loss {self.loss} is binary; the recist task uses ce")
+        return self
+
+
+def _early(config: TrainConfig) -> bool:
+    label = getattr(config, "label", None)
+    return getattr(label, "kind", "overall") not in ("overall",)
+
+
+def model_inputs(config: TrainConfig, crop_shape: list[int] | None,
+                 preprocess: dict[str, Any] | None = None, modality: str = "CT"
+                 ) -> ModelInputs:
     """The input specification a run trains with and writes into every model card."""
+    measured: dict[str, Any] = {}
+    if config.model.measurements:
+        from medseq.models.measurements import geometry_from_preprocess
+
+        geometry = geometry_from_preprocess(preprocess or {}, modality)
+        measured = {
+            "lesion_measurements": list(LESION_MEASUREMENTS),
+            "scan_measurements": list(SCAN_MEASUREMENTS),
+            "crop_spacing_mm": geometry.spacing_mm,
+            "hu_offset": geometry.hu_offset, "hu_scale": geometry.hu_scale,
+        }
     return ModelInputs(observe=config.observe, crop_shape=crop_shape,
-                       input_size=config.input_size)
+                       input_size=config.input_size, **measured)

@@ -27,6 +27,7 @@ from medseq.training import checkpoint as ckpt
 from medseq.training.config import TrainConfig
 from medseq.training.dataset import Batch, CacheDataset, collate
 from medseq.training.distributed import DistInfo, barrier, mean_across
+from medseq.training.losses import cox_loss, focal_loss
 
 
 class InjectedStopError(RuntimeError):
@@ -76,6 +77,10 @@ class Context:
     on_epoch: Callable[[FoldSpec, dict[str, Any]], None]
     inputs: ModelInputs = field(default_factory=ModelInputs)
     """What the model is fed (the ``inputs`` of the model cards the run writes)."""
+    times: dict[str, float] = field(default_factory=dict)
+    """Progression labels: days to progression or censoring (``labels`` holds the event)."""
+    new_lesions: dict[str, list[bool]] = field(default_factory=dict)
+    """Per patient and scan: did tracking find a new lesion (a scan measurement)."""
     stop_after_epochs: int | None = None
     """Total epochs (over all folds) after which to raise :class:`InjectedStopError`."""
     epochs_done: int = 0
@@ -99,6 +104,7 @@ def fit(spec: FoldSpec, ctx: Context) -> FoldResult:
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
         )
     train_set = _dataset(ctx, spec.train, augment=True, stream=spec.stream)
+    val_set = _dataset(ctx, spec.val) if spec.val else None
     sampler: DistributedSampler[dict[str, Any]] = DistributedSampler(
         train_set, num_replicas=ctx.dist.world, rank=ctx.dist.rank, shuffle=True,
         seed=_seed(config.seed, spec.stream, -2) % 2**31,
@@ -109,12 +115,16 @@ def fit(spec: FoldSpec, ctx: Context) -> FoldResult:
         pin_memory=ctx.device.type == "cuda",
     )
     steps_per_epoch = max(1, len(loader))
+    epochs = spec.epochs
+    if config.steps is not None and spec.early_stopping:
+        # Training is sized in optimiser steps, so a small cohort is not under-trained.
+        epochs = max(1, math.ceil(config.steps / steps_per_epoch))
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.optimiser.lr, weight_decay=config.optimiser.weight_decay,
         betas=config.optimiser.betas,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, _schedule(config, spec.epochs * steps_per_epoch, steps_per_epoch)
+        optimiser, _schedule(config, epochs * steps_per_epoch, steps_per_epoch)
     )
     weights = _class_weights(config, [ctx.labels[p] for p in spec.train], ctx.device)
 
@@ -139,7 +149,7 @@ def fit(spec: FoldSpec, ctx: Context) -> FoldResult:
         history = list(info["history"])
 
     epoch = start
-    for epoch in range(start, spec.epochs):
+    for epoch in range(start, epochs):
         if spec.early_stopping and bad_epochs >= config.early_stopping.patience:
             break
         began = time.perf_counter()
@@ -153,9 +163,10 @@ def fit(spec: FoldSpec, ctx: Context) -> FoldResult:
             "lr": scheduler.get_last_lr()[0],
         }
         improved = True
-        if spec.val:
-            evaluation = evaluate(model, _dataset(ctx, spec.val), weights, ctx)
-            row.update(val_loss=round(evaluation.loss, 6), val_auc=evaluation.auc)
+        if val_set is not None:
+            evaluation = evaluate(model, val_set, weights, ctx)
+            row.update(val_loss=round(evaluation.loss, 6), val_auc=evaluation.auc,
+                       val_response_loss=round(evaluation.response_loss, 6))
             metric = _monitored(config, evaluation)
             improved = metric < best_metric
             if improved:
@@ -200,6 +211,8 @@ class Evaluation:
     loss: float
     auc: float | None
     predictions: dict[str, dict[str, Any]]
+    response_loss: float = math.nan
+    """The response objective alone (what early stopping watches by default)."""
 
 
 @torch.no_grad()
@@ -211,16 +224,21 @@ def evaluate(
     model.eval()
     loader = DataLoader(dataset, batch_size=ctx.config.batch_size, shuffle=False,
                         collate_fn=collate, num_workers=0)
-    total, count = 0.0, 0
+    total, response_total, count = 0.0, 0.0, 0
     predictions: dict[str, dict[str, Any]] = {}
+    logits_all: list[torch.Tensor] = []
+    batches: list[Batch] = []
     for batch in loader:
         batch = _to(batch, ctx.device)
         with _autocast(ctx):
             out = _forward(model, batch)
-            loss = compute_loss(out, batch, weights, ctx.config)
+            response, forecast_loss = loss_terms(out, batch, weights, ctx.config)
         n = int(batch["label"].shape[0])
-        total += float(loss) * n
+        total += float(response + ctx.config.forecast_weight * forecast_loss) * n
+        response_total += float(response) * n
         count += n
+        logits_all.append(out.logits.float())
+        batches.append(batch)
         probabilities = _probabilities(out.logits.float(), ctx.config.model.task)
         forecast = torch.expm1(out.forecast.float()).clamp_min(0.0)
         for row, index in enumerate(batch["index"].tolist()):
@@ -233,31 +251,78 @@ def evaluate(
             }
             if probabilities.shape[1] > 1:
                 entry["probabilities"] = [float(p) for p in probabilities[row, 1:]]
+            if is_progression(ctx.config):
+                entry["risk"] = round(float(out.logits[row, 0]), 6)
+            classical = dataset.classical(index)
+            if classical is not None:
+                entry["features"] = {k: round(float(v), 6) for k, v in classical.items()}
             predictions[record.patient_id] = entry
     model.train(was_training)
+    if is_progression(ctx.config) and logits_all:
+        # The Cox loss compares patients with each other: over the whole set, not per batch.
+        joined = {key: torch.cat([b[key] for b in batches]) for key in ("label", "time")}
+        response_total = float(cox_loss(torch.cat(logits_all)[:, 0], joined["time"],
+                                        joined["label"] > 0)) * max(count, 1)
     labels = [_responder(ctx.labels[p], ctx.config.model.task) for p in predictions]
     scores = [predictions[p]["probability"] for p in predictions]
     return Evaluation(loss=total / max(count, 1), auc=roc_auc(labels, scores),
-                      predictions=predictions)
+                      predictions=predictions, response_loss=response_total / max(count, 1))
 
 
 def compute_loss(
     out: SequenceOutput, batch: Batch, weights: torch.Tensor | None, config: TrainConfig
 ) -> torch.Tensor:
     """Response loss (class-weighted) + ``forecast_weight`` x masked MSE of log1p burden."""
+    response, forecast = loss_terms(out, batch, weights, config)
+    return response + config.forecast_weight * forecast
+
+
+def loss_terms(
+    out: SequenceOutput, batch: Batch, weights: torch.Tensor | None, config: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(response loss, forecast loss): the response objective of ``config.loss`` and the
+    masked MSE of the next scan's log1p burden."""
     logits = out.logits.float()
     labels = batch["label"]
-    if config.model.task == "binary":
-        pos_weight = weights[1] / weights[0] if weights is not None else None
-        response = functional.binary_cross_entropy_with_logits(
-            logits[:, 0], labels.float(), pos_weight=pos_weight
-        )
-    else:
+    kind = loss_kind(config)
+    if kind == "cox":
+        response = cox_loss(logits[:, 0], batch["time"], labels > 0)
+    elif kind == "ce":
         response = functional.cross_entropy(logits, labels, weight=weights)
+    else:
+        target = labels.float()
+        pos_weight = weights[1] / weights[0] if weights is not None else None
+        if kind == "bce":
+            response = functional.binary_cross_entropy_with_logits(
+                logits[:, 0], target, pos_weight=pos_weight)
+        elif kind == "focal":
+            response = focal_loss(logits[:, 0], target, gamma=config.focal_gamma,
+                                  pos_weight=pos_weight)
+        else:  # mse on the sigmoid output, class-weighted like the others
+            error = (torch.sigmoid(logits[:, 0]) - target) ** 2
+            if weights is not None:
+                error = error * weights[labels.clamp(0, 1)]
+            response = error.mean()
     mask = batch["forecast_mask"].float()
     error = (out.forecast.float() - batch["forecast_target"]) ** 2 * mask
     forecast = error.sum() / mask.sum().clamp_min(1.0)
-    return response + config.forecast_weight * forecast
+    return response, forecast
+
+
+def loss_kind(config: TrainConfig) -> str:
+    """The response loss ``config`` trains with: ``auto`` is cox for progression labels, ce
+    for the RECIST task, bce otherwise."""
+    if is_progression(config):
+        return "cox"
+    if config.loss != "auto":
+        return config.loss
+    return "ce" if config.model.task == "recist" else "bce"
+
+
+def is_progression(config: TrainConfig) -> bool:
+    """Whether ``config`` trains on time to progression (a risk score, not a probability)."""
+    label = getattr(config, "label", None)
+    return getattr(label, "kind", "overall") == "progression"
 
 
 def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
@@ -297,7 +362,7 @@ def _train_epoch(
 def _forward(module: nn.Module, batch: Batch) -> SequenceOutput:
     out: SequenceOutput = module(
         batch["crops"], batch["lesion_mask"], batch["lengths"], batch["days"],
-        batch["days_since_previous"],
+        batch["days_since_previous"], batch["lesion_features"], batch["scan_features"],
     )
     return out
 
@@ -307,7 +372,7 @@ def _dataset(ctx: Context, patients: list[str], *, augment: bool = False,
     return CacheDataset(
         ctx.cache_dir, [ctx.records[p] for p in patients], ctx.labels,
         inputs=ctx.inputs, augment=ctx.config.augment if augment else None,
-        seed=ctx.config.seed, stream=stream,
+        seed=ctx.config.seed, stream=stream, times=ctx.times, new_lesions=ctx.new_lesions,
     )
 
 
@@ -365,9 +430,12 @@ def _schedule(config: TrainConfig, total_steps: int, steps_per_epoch: int
 
 
 def _monitored(config: TrainConfig, evaluation: Evaluation) -> float:
-    if config.early_stopping.monitor == "val_auc" and evaluation.auc is not None:
+    monitor = config.early_stopping.monitor
+    if monitor == "val_auc" and evaluation.auc is not None and not is_progression(config):
         return -evaluation.auc
-    return evaluation.loss
+    if monitor == "val_loss":
+        return evaluation.loss
+    return evaluation.response_loss
 
 
 def _mean_log_burden(records: Sequence[PatientRecord]) -> float:

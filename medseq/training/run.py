@@ -140,11 +140,15 @@ def _run(
         raise CacheError(f"{len(missing)} patients of splits.json are not in the cache "
                          f"(first: {missing[0]})", path=cache_dir)
     records = {p: manifest.patients[p] for p in labels}
-    inputs = model_inputs(config, _crop_shape(cache_dir, records[next(iter(records))]))
+    first = records[next(iter(records))]
+    inputs = model_inputs(config, _crop_shape(cache_dir, first), manifest.config,
+                          first.modality)
     ctx = Context(
         config=config, cache_dir=cache_dir, run_dir=run_dir, records=records, labels=labels,
         device=device, dist=dist, on_epoch=lambda spec, row: None, inputs=inputs,
-        stop_after_epochs=stop_after_epochs,
+        stop_after_epochs=stop_after_epochs, times=dict(splits.times),
+        new_lesions=_new_lesion_flags(cache_dir, list(records)) if inputs.scan_measurements
+        else {},
     )
     with reporter:
         if not resume:
@@ -184,11 +188,12 @@ def _run(
             result = fit(spec, ctx)
             if dist.is_main:
                 _save_fold(run_dir, result, _card(config, manifest, inputs, train, k,
-                                                  result.best_epoch))
+                                                  result.best_epoch, splits.label_kind))
                 ckpt.clear_checkpoint(run_dir)
             barrier(dist)
             results[str(k)] = result
-        oof = _write_predictions(run_dir, results, fold_of, labels, records, config, dist)
+        oof = _write_predictions(run_dir, results, fold_of, labels, records, config, dist,
+                                 dict(splits.times))
         best_epochs = [results[str(k)].best_epoch for k in range(config.folds)]
         reporter.message(
             "cross-validated AUC (out-of-fold): "
@@ -205,7 +210,8 @@ def _run(
                 result = fit(spec, ctx)
                 if dist.is_main:
                     save_model(run_dir, result.state, _card(config, manifest, inputs,
-                                                            sorted(labels), None, final_epochs))
+                                                            sorted(labels), None, final_epochs,
+                                                            splits.label_kind))
                     ckpt.clear_checkpoint(run_dir)
                 barrier(dist)
             reporter.message(f"final model: {final_epochs} epochs on all {len(labels)} patients")
@@ -283,6 +289,7 @@ def _save_fold(run_dir: Path, result: FoldResult, card: ModelCard) -> None:
 def _write_predictions(
     run_dir: Path, results: dict[str, FoldResult], fold_of: dict[str, int],
     labels: dict[str, int], records: dict[str, Any], config: TrainConfig, dist: DistInfo,
+    times: dict[str, float],
 ) -> float | None:
     lines: list[PredictionLine] = []
     y: list[int] = []
@@ -303,8 +310,12 @@ def _write_predictions(
             "burden_ml": [tp.lesion_volume_ml for tp in record.timepoints],
             "forecast_ml": predicted["forecast_ml"],
         }
-        if "probabilities" in predicted:
-            entry["probabilities"] = predicted["probabilities"]
+        for key in ("probabilities", "risk", "features"):
+            if key in predicted:
+                entry[key] = predicted[key]
+        if pid in times:
+            entry["time_days"] = times[pid]
+            entry["event"] = bool(labels[pid])
         lines.append(PredictionLine.model_validate(entry))
         y.append(responder)
         scores.append(float(predicted["probability"]))
@@ -314,7 +325,7 @@ def _write_predictions(
 
 
 def _card(config: TrainConfig, manifest: CacheManifest, inputs: ModelInputs,
-          train: list[str], fold: int | None, epochs: int) -> ModelCard:
+          train: list[str], fold: int | None, epochs: int, label_kind: str) -> ModelCard:
     return ModelCard(
         architecture=config.model, label_names=config.model.label_names,
         config_hash=config_hash(config), inputs=inputs, preprocess_config=manifest.config,
@@ -322,7 +333,21 @@ def _card(config: TrainConfig, manifest: CacheManifest, inputs: ModelInputs,
         epochs=epochs,
         # predict re-preprocesses on the training cohort's grid (issue 7: same crops, same p)
         preprocess_fingerprint=manifest.fingerprint,
+        label_kind=label_kind,
     )
+
+
+def _new_lesion_flags(cache_dir: Path, patients: list[str]) -> dict[str, list[bool]]:
+    """Per patient and scan: did tracking (the cache's stored tracks) find a new lesion."""
+    from medseq.tracking.stored import tracks_for_cache
+
+    wanted = set(patients)
+    flags: dict[str, list[bool]] = {}
+    for patient in tracks_for_cache(cache_dir).patients:
+        if patient.patient_id in wanted:
+            rows = sorted(patient.responses, key=lambda r: r.timepoint)
+            flags[patient.patient_id] = [bool(r.new_lesions) for r in rows]
+    return flags
 
 
 def _crop_shape(cache_dir: Path, record: Any) -> list[int]:
