@@ -63,6 +63,22 @@ class EarlyStopConfig(BaseModel):
     """Share of each fold's training patients held out for early stopping (stratified)."""
 
 
+class LabelConfig(BaseModel):
+    """What the label means (``docs/train.md`` "Labels for early prediction")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["best_after", "landmark", "progression", "overall"] = "best_after"
+    """``best_after``: best RECIST response over the scans after the observed ones;
+    ``landmark``: the response of the scan nearest ``landmark_days``; ``progression``: time
+    from the last observed scan to progression (censored at the last scan); ``overall``: best
+    response over all scans (labels a CSV gives are used whatever the kind)."""
+    landmark_days: float = Field(default=180.0, gt=0)
+    """``landmark``: the day from baseline whose response is the label."""
+    landmark_window_days: float = Field(default=45.0, gt=0)
+    """``landmark``: how far from ``landmark_days`` the landmark scan may lie."""
+
+
 class TrainConfig(BaseModel):
     """Everything ``medseq train`` does; ``medseq train --print-config`` shows the defaults."""
 
@@ -89,6 +105,8 @@ class TrainConfig(BaseModel):
     observe: int | None = Field(default=2, ge=1)
     """Train and predict from the first k scans only (early prediction); null uses every scan
     (``model.json``'s ``inputs.observe``)."""
+    label: LabelConfig = Field(default_factory=lambda: LabelConfig())
+    """What the label means; the early kinds need ``observe``."""
     input_size: int | None = Field(default=None, ge=4)
     """Resize each cached crop to this edge length (area averaging) before the encoder; null
     keeps the cache's size. 16 costs about 1/8 of 32 (``model.json``'s ``inputs.input_size``)."""
@@ -127,8 +145,7 @@ class TrainConfig(BaseModel):
 
 
 def _early(config: TrainConfig) -> bool:
-    label = getattr(config, "label", None)
-    return getattr(label, "kind", "overall") not in ("overall",)
+    return config.label.kind != "overall"
 
 
 def model_inputs(config: TrainConfig, crop_shape: list[int] | None,

@@ -1,14 +1,17 @@
 """Training labels: from a CSV, from the cache manifest, or from RECIST tracking.
 
-Responder = best overall response CR or PR over ALL of a patient's scans (the rule of
-:mod:`medseq.tracking.outcome`, on the cache's stored tracking), while the model may see only the
-first k (``observe``). Patients without crops, masks or a label
-are excluded with a plain count of why.
+With an early label kind (:mod:`medseq.training.targets`) the label is about the scans after
+the first k the model sees, from the cache's stored tracking; patients whose observed scans
+already decide it are left out (``determined``). With kind ``overall``: responder = best overall
+response CR or PR over ALL of a patient's scans (the rule of :mod:`medseq.tracking.outcome`), or
+the manifest's label. A labels CSV wins over both (kind ``given``). Patients without crops,
+masks or a label are excluded with a plain count of why.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +21,7 @@ from medseq.contracts.cache import CacheManifest, PatientRecord
 from medseq.contracts.run import RECIST_CLASSES
 from medseq.csv_cells import unescape_cell
 from medseq.errors import CacheError, InputDataError
+from medseq.training.targets import EARLY_KINDS, Exclusion, LabelSpec, early_target
 
 _RECIST_INDEX = {name: i for i, name in enumerate(RECIST_CLASSES)}
 _TRUE = {"1", "true", "yes", "responder", "cr", "pr"}
@@ -33,25 +37,52 @@ class LabelSet:
     source: str
     """``csv:<path>``, ``manifest`` or ``tracking``."""
     excluded: dict[str, str] = field(default_factory=dict)
-    """Patient id -> reason."""
+    """Patient id -> reason (the ``determined`` ones too)."""
+    kind: str = "overall"
+    """What the labels mean (:data:`medseq.contracts.run.LABEL_KINDS`)."""
+    observe: int | None = None
+    """The scans the early kinds' labels come after."""
+    times: dict[str, float] = field(default_factory=dict)
+    """``progression``: days from the last observed scan to progression or censoring."""
+    determined: dict[str, str] = field(default_factory=dict)
+    """Patients whose observed scans already decide the label -> why."""
 
     def exclusion_summary(self) -> str:
-        """``"excluded 3: 2 no lesion crops, 1 no label"`` or an empty string."""
+        """``"excluded 3: 2 no lesion crops, 1 no label"`` or an empty string; the determined
+        ones counted together (``"31 response already seen in the first 2 scans"``)."""
         if not self.excluded:
             return ""
-        counts = Counter(self.excluded.values())
+        counts = Counter(self._summary_reason(pid, reason)
+                         for pid, reason in self.excluded.items())
         parts = ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
         return f"excluded {len(self.excluded)}: {parts}"
 
+    def _summary_reason(self, pid: str, reason: str) -> str:
+        if pid not in self.determined:
+            return reason
+        return _BY_SCAN.sub(f"in the first {self.observe} scans", reason)
+
+
+_BY_SCAN = re.compile(r"by scan \d+")
+
 
 def resolve_labels(
-    cache_dir: Path, manifest: CacheManifest, *, task: str, labels_csv: Path | None = None
+    cache_dir: Path, manifest: CacheManifest, *, task: str, labels_csv: Path | None = None,
+    spec: LabelSpec | None = None,
 ) -> LabelSet:
     """Labels for every usable patient of the cache.
 
-    Order of sources: ``labels_csv`` if given; else the manifest's ``label`` (from the input
-    manifest) when any patient has one; else the best overall RECIST response from tracking.
+    Order of sources: ``labels_csv`` if given (kind ``given``); else, for an early kind of
+    ``spec``, :func:`~medseq.training.targets.early_target` on the cache's stored tracking;
+    else (kind ``overall``, also when ``spec`` is None) the manifest's ``label`` when any
+    patient has one, else the best overall RECIST response from tracking.
+
+    Raises:
+        ValueError: an early kind without ``spec.observe`` (see ``early_target``).
     """
+    early = spec is not None and spec.kind in EARLY_KINDS and labels_csv is None
+    if early and spec is not None and spec.observe is None:
+        raise ValueError(f"label kind {spec.kind} needs observe (the scans the model sees)")
     excluded: dict[str, str] = {}
     usable: list[PatientRecord] = []
     for pid, record in sorted(manifest.patients.items()):
@@ -61,9 +92,16 @@ def resolve_labels(
             excluded[pid] = "no lesion crops"
         else:
             usable.append(record)
+    kind = "overall"
+    times: dict[str, float] = {}
+    determined: dict[str, str] = {}
     if labels_csv is not None:
         found = _labels_from_csv(labels_csv, manifest, cache_dir, task=task)
-        source = f"csv:{labels_csv}"
+        source, kind = f"csv:{labels_csv}", "given"
+    elif early and spec is not None:
+        found = _early_labels(cache_dir, usable, spec, task=task, excluded=excluded,
+                              times=times, determined=determined)
+        source, kind = "tracking", spec.kind
     elif task == "binary" and any(r.label is not None for r in usable):
         found = {r.patient_id: int(r.label) for r in usable if r.label is not None}
         source = "manifest"
@@ -79,7 +117,9 @@ def resolve_labels(
             labels[pid] = found[pid]
         else:
             excluded[pid] = "no label"
-    return LabelSet(labels=labels, source=source, excluded=dict(sorted(excluded.items())))
+    return LabelSet(labels=labels, source=source, excluded=dict(sorted(excluded.items())),
+                    kind=kind, observe=spec.observe if spec is not None else None,
+                    times=times, determined=dict(sorted(determined.items())))
 
 
 def _labels_from_csv(
@@ -145,4 +185,31 @@ def _labels_from_tracking(
     labels, without = tracking_labels(tracks_for_cache(Path(cache_dir)),
                                       [r.patient_id for r in usable], task=task)
     excluded.update(without)
+    return labels
+
+
+def _early_labels(
+    cache_dir: Path, usable: list[PatientRecord], spec: LabelSpec, *, task: str,
+    excluded: dict[str, str], times: dict[str, float], determined: dict[str, str],
+) -> dict[str, int]:
+    """:func:`~medseq.training.targets.early_target` on the cache's stored tracking."""
+    from medseq.tracking.stored import tracks_for_cache
+
+    by_id = {patient.patient_id: patient for patient in tracks_for_cache(Path(cache_dir)).patients}
+    labels: dict[str, int] = {}
+    for record in usable:
+        pid = record.patient_id
+        patient = by_id.get(pid)
+        if patient is None:
+            excluded[pid] = "not tracked"
+            continue
+        target = early_target(patient, spec, task=task)
+        if isinstance(target, Exclusion):
+            excluded[pid] = target.reason
+            if target.determined:
+                determined[pid] = target.reason
+            continue
+        labels[pid] = target.label
+        if target.time_days is not None:
+            times[pid] = target.time_days
     return labels

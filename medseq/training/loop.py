@@ -321,8 +321,7 @@ def loss_kind(config: TrainConfig) -> str:
 
 def is_progression(config: TrainConfig) -> bool:
     """Whether ``config`` trains on time to progression (a risk score, not a probability)."""
-    label = getattr(config, "label", None)
-    return getattr(label, "kind", "overall") == "progression"
+    return config.label.kind == "progression"
 
 
 def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:

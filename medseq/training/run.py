@@ -46,6 +46,7 @@ from medseq.training.labels import resolve_labels
 from medseq.training.loop import Context, FoldResult, FoldSpec, fit, roc_auc
 from medseq.training.progress import Reporter
 from medseq.training.splits import stratified_folds, stratified_holdout
+from medseq.training.targets import EARLY_KINDS, LabelSpec
 
 FINAL = "all"
 
@@ -224,7 +225,8 @@ def _run(
 
 def _new_splits(cache_dir: Path, manifest: CacheManifest, config: TrainConfig,
                 labels_csv: Path | None) -> Splits:
-    found = resolve_labels(cache_dir, manifest, task=config.model.task, labels_csv=labels_csv)
+    found = resolve_labels(cache_dir, manifest, task=config.model.task, labels_csv=labels_csv,
+                           spec=_label_spec(config, labels_csv))
     if not found.labels:
         raise InputDataError(
             "no patient can be trained on: " + (found.exclusion_summary() or "the cache is empty"),
@@ -233,8 +235,10 @@ def _new_splits(cache_dir: Path, manifest: CacheManifest, config: TrainConfig,
     responders = [int(v in (1,) if config.model.task == "binary" else v in (0, 1))
                   for v in found.labels.values()]
     if len(set(responders)) < 2:
-        kind = "responders" if responders[0] else "non-responders"
-        raise InputDataError(f"all {len(responders)} labelled patients are {kind}; "
+        names = (("progressed", "censored") if found.kind == "progression"
+                 else ("responders", "non-responders"))
+        raise InputDataError(f"all {len(responders)} labelled patients are "
+                             f"{names[0] if responders[0] else names[1]}; "
                              "training needs both", path=cache_dir)
     folds = stratified_folds(found.labels, config.folds, config.seed)
     return Splits(
@@ -248,7 +252,25 @@ def _new_splits(cache_dir: Path, manifest: CacheManifest, config: TrainConfig,
         excluded=found.excluded,
         labels=found.labels,
         folds=folds,
+        label_kind=found.kind,
+        observe=config.observe,
+        times=found.times,
+        determined=found.determined,
     )
+
+
+def _label_spec(config: TrainConfig, labels_csv: Path | None) -> LabelSpec:
+    """The label the settings ask for; an early kind without ``observe`` is a usage error."""
+    label = config.label
+    if labels_csv is None and label.kind in EARLY_KINDS:
+        if config.observe is None:
+            raise UsageError(f"label.kind {label.kind} predicts what comes after the first k "
+                             "scans: set observe (e.g. observe: 2) or label.kind: overall")
+        if label.kind == "progression" and config.model.task != "binary":
+            raise UsageError("label.kind progression needs model.task binary "
+                             f"(got {config.model.task})")
+    return LabelSpec(kind=label.kind, observe=config.observe, landmark_days=label.landmark_days,
+                     landmark_window_days=label.landmark_window_days)
 
 
 def _completed_results(run_dir: Path, folds: int) -> dict[str, FoldResult]:

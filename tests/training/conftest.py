@@ -22,6 +22,8 @@ def tiny_config(**settings: object) -> TrainConfig:
         "model": {"widths": [4, 8, 16], "embed": 16, "hidden": 16},
         "epochs": 3, "folds": 2, "batch_size": 4, "threads": 2,
         "early_stopping": {"patience": 2},
+        # The fake cache's labels are the manifest's (kind overall); it has no tracking.
+        "label": {"kind": "overall"},
     }
     base.update(settings)
     return TrainConfig.model_validate(base)

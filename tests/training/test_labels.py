@@ -12,7 +12,9 @@ from medseq.errors import InputDataError
 from medseq.tracking.outputs import tracks_document
 from medseq.tracking.stored import input_hash, store_tracks
 from medseq.training.labels import resolve_labels
+from medseq.training.targets import LabelSpec
 from tests.training.fake_cache import write_fake_cache
+from tests.training.test_targets import CR, NEW, PD, PR, SD, course
 
 
 def test_manifest_labels_and_exclusions(fake_cache: Path) -> None:
@@ -90,3 +92,46 @@ def test_default_labels_come_from_tracking_over_all_scans(
 
 def _no_tracking(*args: object, **kwargs: object) -> None:
     raise AssertionError("tracking recomputed although the cache stores it")
+
+
+def test_early_labels_come_from_the_scans_after_the_observed_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = write_fake_cache(tmp_path / "cache", n_patients=5, size=8)  # manifest labels too
+    courses = [
+        ((0, None), (60, SD), (120, PR)),             # responds after the first 2 scans
+        ((0, None), (60, PR), (120, CR)),             # already responded: determined
+        ((0, None), (60, NEW), (120, SD)),            # already progressed: determined
+        ((0, None), (60, SD), (120, SD), (200, PD)),  # progresses later
+        ((0, None), (60, SD)),                        # nothing after the observed scans
+    ]
+    document = tracks_document(
+        [course(*scans, pid=f"P{i:03d}") for i, scans in enumerate(courses)],
+        input_hash=input_hash(cache))
+    assert store_tracks(cache, document)
+    monkeypatch.setattr("medseq.tracking.pipeline.track_cache", _no_tracking)
+    manifest = read_manifest(cache)
+    found = resolve_labels(cache, manifest, task="binary", spec=LabelSpec("best_after", 2))
+    assert (found.kind, found.source) == ("best_after", "tracking")
+    assert found.labels == {"P000": 1, "P003": 0}
+    assert found.determined == {"P001": "response already seen by scan 1",
+                                "P002": "progression already seen by scan 1"}
+    assert found.excluded == {**found.determined, "P004": "no scan after the first 2"}
+    assert found.exclusion_summary() == (
+        "excluded 3: 1 response already seen in the first 2 scans, "
+        "1 progression already seen in the first 2 scans, 1 no scan after the first 2")
+    progression = resolve_labels(cache, manifest, task="binary",
+                                 spec=LabelSpec("progression", 2))
+    assert progression.labels == {"P000": 0, "P001": 0, "P003": 1}
+    assert progression.times == {"P000": 60.0, "P001": 60.0, "P003": 140.0}
+    assert progression.determined == {"P002": "progression already seen by scan 1"}
+    # Kind overall keeps the manifest's labels; a CSV's labels are the user's ("given").
+    overall = resolve_labels(cache, manifest, task="binary", spec=LabelSpec("overall", 2))
+    assert (overall.kind, overall.source, overall.determined) == ("overall", "manifest", {})
+    csv = tmp_path / "labels.csv"
+    csv.write_text("patient_id,label\nP001,1\n")
+    given = resolve_labels(cache, manifest, task="binary", labels_csv=csv,
+                           spec=LabelSpec("best_after", 2))
+    assert (given.kind, given.labels) == ("given", {"P001": 1})
+    with pytest.raises(ValueError, match="needs observe"):
+        resolve_labels(cache, manifest, task="binary", spec=LabelSpec("landmark", None))
