@@ -65,7 +65,7 @@ def write_fake_run(
     write_card(run_dir, ModelCard(
         format=1, medseq_version="0.1.0", config_hash="sha256:abc",
         architecture=ModelConfig(encoder="small", embed=64, pooling="attention", cell="lstm",
-                                 hidden=64, time="concat", task="binary"),
+                                 hidden=64, time="concat", task="binary", measurements=False),
         label_names=["non-responder", "responder"], inputs=ModelInputs(observe=2),
         preprocess_config_hash="sha256:cfg"))
     (run_dir / "config.yaml").write_text(f"cache: {cache}\nseed: 0\nfolds: {n_folds}\n")

@@ -223,6 +223,9 @@ class ModelCard(RunDocument):
         if len(self.inputs.channels) != self.architecture.in_channels:
             raise ValueError(f"inputs.channels has {len(self.inputs.channels)} channels, "
                              f"architecture.in_channels {self.architecture.in_channels}")
+        if self.architecture.measurements != bool(self.inputs.lesion_measurements):
+            raise ValueError("architecture.measurements and inputs.lesion_measurements "
+                             "disagree: the model would be fed other inputs than it reads")
         shape = self.inputs.crop_shape
         if shape and shape[0] != len(self.inputs.channels):
             raise ValueError(f"inputs.crop_shape {shape} does not hold "

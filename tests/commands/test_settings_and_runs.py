@@ -54,7 +54,7 @@ def _external(tmp_path: Path, *, card_config: dict, card_hash: str) -> tuple[Pat
     run = tmp_path / "run"
     write_fake_run(run, n_patients=10)
     torch.manual_seed(0)
-    config = ModelConfig(widths=[4, 8], embed=8, hidden=8)
+    config = ModelConfig(widths=[4, 8], embed=8, hidden=8, measurements=False)
     card = ModelCard(architecture=config, label_names=config.label_names,
                      preprocess_config=card_config, preprocess_config_hash=card_hash)
     save_model(run, ResponseModel(config).state_dict(), card)

@@ -33,7 +33,7 @@ def test_external_evaluation_scores_every_labelled_patient(tmp_path: Path) -> No
     run = tmp_path / "run"
     write_fake_run(run, n_patients=20)
     torch.manual_seed(0)
-    config = ModelConfig(widths=[4, 8], embed=8, hidden=8)
+    config = ModelConfig(widths=[4, 8], embed=8, hidden=8, measurements=False)
     card = ModelCard(architecture=config, label_names=config.label_names)
     save_model(run, ResponseModel(config).state_dict(), card)
 

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _saved(tmp_path: Path, **settings: object) -> tuple[Path, ModelCard]:
+    settings.setdefault("measurements", False)
     config = ModelConfig(widths=[4, 8], embed=8, hidden=8, **settings)  # type: ignore[arg-type]
     card = ModelCard(architecture=config, label_names=config.label_names,
                      inputs=ModelInputs(observe=2, crop_shape=[2, 8, 8, 8]),

@@ -38,6 +38,7 @@ def _batch(patients: list[torch.Tensor], days: list[list[float]]) -> tuple[torch
 
 def _model(**settings: object) -> ResponseModel:
     torch.manual_seed(0)
+    settings.setdefault("measurements", False)
     config = ModelConfig(widths=[4, 8], embed=8, hidden=8, dropout=0.0, **settings)  # type: ignore[arg-type]
     return ResponseModel(config).eval()
 
