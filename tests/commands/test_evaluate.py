@@ -21,7 +21,9 @@ def test_evaluate_writes_evaluation_json_and_prints_it(tmp_path: Path) -> None:
     on_disk = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     assert doc == on_disk
     assert doc["n_patients"] == len(rows)
-    assert set(doc["pooled"]) == {"model", "baseline", "comparison", "forecast"}
+    assert set(doc["pooled"]) == {"model", "baseline", "comparison", "forecast", "feature_model",
+                                  "comparisons", "survival"}
+    assert doc["pooled"]["feature_model"] is None  # no features in these predictions
     assert doc["pooled"]["comparison"]["test"] == "DeLong"
     assert not list((tmp_path / "run").glob(".*tmp*"))
 
