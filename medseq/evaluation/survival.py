@@ -74,9 +74,8 @@ def censoring_survival(time: ArrayLike, event: ArrayLike) -> Callable[[FloatArra
     """
     t = np.asarray(time, dtype=np.float64)
     censored = ~np.asarray(event).astype(bool)
-    times = np.unique(t[censored])
-    at_risk = np.array([(t >= u).sum() for u in times], dtype=np.float64)
-    drops = np.array([(censored & (t == u)).sum() for u in times], dtype=np.float64)
+    times, drops = np.unique(t[censored], return_counts=True)
+    at_risk = t.size - np.searchsorted(np.sort(t), times, side="left")
     steps = np.cumprod(1.0 - drops / at_risk) if times.size else np.array([])
 
     def before(x: FloatArray) -> FloatArray:
