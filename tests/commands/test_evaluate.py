@@ -57,7 +57,8 @@ def test_evaluate_shows_every_baseline_the_task_and_the_tests(tmp_path: Path) ->
                  "label progression, observed first 2 scans; 1 excluded as already decided",
                  "C-index (95% CI)", "time-dependent AUC at", "AUC feature"):
         assert text in out, text
-    assert "Verdict: the model" in out and "classical feature model" in out
+    assert "Verdict: the model" in out
+    assert "classical feature model" in out
     doc = json.loads((tmp_path / "run" / "evaluation.json").read_text())  # what --json prints
     assert doc["task"] == {"label_kind": "progression", "observe": 2, "n_determined": 1}
     assert doc["pooled"]["feature_model"] is not None

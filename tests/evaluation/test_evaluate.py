@@ -132,7 +132,8 @@ def test_feature_model_sits_beside_size_only_on_the_same_folds(tmp_path: Path) -
     assert feature["auc"] == pytest.approx(roc_auc_score(y, oof))
     assert [p["feature_probability"] for p in doc["patients"]] == pytest.approx(list(oof))
     assert feature["brier"] == pytest.approx(np.mean((oof - y) ** 2))
-    assert feature["balanced_accuracy"] is not None and feature["auc_ci"] is not None
+    assert feature["balanced_accuracy"] is not None
+    assert feature["auc_ci"] is not None
     pairs = [(c["first"], c["second"]) for c in doc["pooled"]["comparisons"]]
     assert pairs == [("model", "size-only"), ("model", "feature model"),
                      ("feature model", "size-only")]
@@ -158,7 +159,8 @@ def test_progression_runs_report_c_index_and_time_dependent_auc(tmp_path: Path) 
     size = [relative_volume_change(r["burden_ml"]) for r in rows]
     at = float(np.median(t[e]))
     assert s["at_days"] == at
-    assert s["n"] == 30 and s["n_events"] == 15
+    assert s["n"] == 30
+    assert s["n_events"] == 15
     assert s["model"]["c_index"] == pytest.approx(
         survival.concordance_index(t, e, [r["risk"] for r in rows]))
     assert s["baseline"]["c_index"] == pytest.approx(survival.concordance_index(t, e, size))

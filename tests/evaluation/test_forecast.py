@@ -23,14 +23,16 @@ def test_mae_persistence_and_wilcoxon_by_hand() -> None:
         [ForecastPair(3.0, 5.0, 3.5)],  # model 2, persistence 0.5
     ]
     f = forecast_vs_persistence(patients, n_resamples=200, seed=1)
-    assert f.n_pairs == 4 and f.n_patients == 3
+    assert f.n_pairs == 4
+    assert f.n_patients == 3
     assert f.mae_ml == pytest.approx((0.5 + 0.5 + 0 + 2) / 4)
     assert f.persistence is not None
     assert f.persistence.mae_ml == pytest.approx((2 + 2 + 1 + 0.5) / 4)
     expected = wilcoxon([0.5 - 2.0, 0 - 1.0, 2.0 - 0.5]).pvalue
     assert f.persistence.p_value == pytest.approx(expected)
     assert f.persistence.beats is False  # lower MAE, but not significant with 3 patients
-    assert f.mae_ci is not None and f.mae_ci[0] <= f.mae_ml <= f.mae_ci[1]
+    assert f.mae_ci is not None
+    assert f.mae_ci[0] <= f.mae_ml <= f.mae_ci[1]
 
 
 def test_a_good_forecast_beats_persistence_and_a_noisy_one_does_not() -> None:
@@ -43,11 +45,15 @@ def test_a_good_forecast_beats_persistence_and_a_noisy_one_does_not() -> None:
         bad.append([ForecastPair(v1, v1 * (1 + rng.normal(0, 1.5)), v0)])
     won = forecast_vs_persistence(good, n_resamples=100)
     lost = forecast_vs_persistence(bad, n_resamples=100)
-    assert won.persistence is not None and won.persistence.beats is True
-    assert lost.persistence is not None and lost.persistence.beats is False
+    assert won.persistence is not None
+    assert won.persistence.beats is True
+    assert lost.persistence is not None
+    assert lost.persistence.beats is False
 
 
 def test_no_pairs() -> None:
     f = forecast_vs_persistence([[], []], n_resamples=100)
-    assert f.mae_ml is None and f.n_pairs == 0
-    assert f.persistence is not None and f.persistence.beats is None
+    assert f.mae_ml is None
+    assert f.n_pairs == 0
+    assert f.persistence is not None
+    assert f.persistence.beats is None

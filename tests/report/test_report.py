@@ -262,15 +262,18 @@ def test_report_shows_the_forecast_only_where_it_beats_persistence(
     assert forecast["persistence (last burden carried forward)"].startswith(
         f"{persistence.mae_ml:.2f} (")
     header = re.search(r'<table id="metrics-table">\s*<tr>(.*?)</tr>', html)
-    assert header is not None and "classical feature model" in header.group(1)
+    assert header is not None
+    assert "classical feature model" in header.group(1)
     assert len(drawn) == 2
     both = f"MAE {doc.pooled.forecast.mae_ml:.2f} mL against {persistence.mae_ml:.2f} mL"
     if noise < 1:
         assert persistence.beats is True
         assert all(drawn)  # forecasts drawn
-        assert "The forecast beats persistence" in html and both in html
+        assert "The forecast beats persistence" in html
+        assert both in html
     else:
         assert persistence.beats is False
         assert drawn == [[], []]  # no forecast drawn anywhere
-        assert "The forecast does not beat persistence" in html and both in html
+        assert "The forecast does not beat persistence" in html
+        assert both in html
         assert "not shown: the forecast does not beat persistence" in html
