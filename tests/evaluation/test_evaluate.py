@@ -207,3 +207,19 @@ def test_verdict_says_how_the_model_compares_with_the_feature_model() -> None:
         base, feature_comparison={"auc_difference": -0.02, "p_value": 0.6})
     assert "it beats the classical feature model" in verdict(
         base, feature_comparison={"auc_difference": 0.1, "p_value": 0.001})
+
+
+def test_full_feature_baseline_is_fitted_on_every_usable_training_patient(tmp_path: Path
+                                                                          ) -> None:
+    from medseq.errors import InputDataError
+    from medseq.evaluation.evaluate import fit_full_feature_baseline
+    from medseq.evaluation.rundir import read_predictions
+
+    write_fake_run(tmp_path / "run", n_patients=20, features=True)
+    model = fit_full_feature_baseline(read_predictions(tmp_path / "run"))
+    assert model.n_train == 20
+    assert list(model.coefficients) == ["lesion_count", "log_burden_ratio", "mean_hu_change",
+                                        "rim_hu_change"]
+    write_fake_run(tmp_path / "plain", n_patients=6)
+    with pytest.raises(InputDataError, match="feature baseline cannot be fitted"):
+        fit_full_feature_baseline(read_predictions(tmp_path / "plain"))
