@@ -125,6 +125,8 @@ def _table(rows: list[dict[str, Any]], cache: Path) -> str:
 
 
 def _call(command: list[str], env: dict[str, str] | None = None) -> None:
+    # This checkout's medseq, whatever is installed.
+    env = {**(env or os.environ), "PYTHONPATH": str(ROOT)}
     result = subprocess.run(command, env=env, check=False)
     if result.returncode != 0:
         sys.exit(f"failed ({result.returncode}): {' '.join(command)}")

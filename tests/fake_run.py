@@ -31,9 +31,21 @@ def write_fake_run(
     seed: int = 0,
     model_strength: float = 2.0,
     cache: Path | None = None,
+    forecast_noise: float = 0.1,
+    features: bool = False,
+    progression: bool = False,
+    determined: dict[str, str] | None = None,
 ) -> list[dict]:
-    """Write predictions.jsonl, splits.json, model.json, config.yaml; return the rows."""
+    """Write predictions.jsonl, splits.json, model.json, config.yaml; return the rows.
+
+    ``forecast_noise``: relative error of the forecast (1.0 makes it lose to persistence);
+    ``features``: classical measurement features on every line (one informative HU change,
+    missing values, and a key only half the lines carry); ``progression``: ``progression``
+    labels (event = label, a follow-up time, the model's risk); ``determined``: patients
+    ``splits.json`` lists as already decided by the observed scans.
+    """
     rng = np.random.default_rng(seed)
+    extra = np.random.default_rng(seed + 1000)  # features and times: the other draws unchanged
     run_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     folds: dict[str, int] = {}
@@ -57,11 +69,25 @@ def write_fake_run(
             "observed": 3,
             "days": [0, 60, 120],
             "burden_ml": burden,
-            "forecast_ml": [v * (1 + rng.normal(0, 0.1)) for v in (v1, v2, v2)],
+            "forecast_ml": [v * (1 + rng.normal(0, forecast_noise)) for v in (v1, v2, v2)],
         })
+        if features:
+            rows[-1]["features"] = {
+                "log_burden_ratio": float(np.log(v1 / v0)),
+                "mean_hu_change": float(-8.0 * label + extra.normal(0, 4.0)),
+                "rim_hu_change": float("nan") if i % 7 == 3 else float(extra.normal(0, 5.0)),
+                "lesion_count": float(1 + i % 4),
+                **({"core_hu_change": 1.0} if i % 2 else {}),
+            }
+        if progression:
+            rows[-1].update(time_days=float(np.round(extra.uniform(30, 400))),
+                            event=bool(label), risk=float(logit))
     (run_dir / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     write_splits(run_dir, Splits(seed=0, folds_count=n_folds, folds=folds,
-                                 cache=str(cache) if cache else None))
+                                 cache=str(cache) if cache else None,
+                                 label_kind="progression" if progression else "overall",
+                                 observe=2 if progression or features else None,
+                                 determined=determined or {}))
     write_card(run_dir, ModelCard(
         format=1, medseq_version="0.1.0", config_hash="sha256:abc",
         architecture=ModelConfig(encoder="small", embed=64, pooling="attention", cell="lstm",

@@ -1,4 +1,4 @@
-"""`medseq evaluate`: patient-level metrics of a training run beside the size-only baseline."""
+"""`medseq evaluate`: patient-level metrics of a training run beside every baseline."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ from medseq.console import emit_json, stderr, stdout_console
 from medseq.errors import UsageError
 
 if TYPE_CHECKING:
-    from medseq.contracts.evaluation import ConfusionRecord, EvaluationDocument
+    from rich.table import Table
+
+    from medseq.contracts.evaluation import (
+        Comparison,
+        ConfusionRecord,
+        EvaluationDocument,
+        NamedComparison,
+        SurvivalMetrics,
+    )
 
 
 @reports_errors
@@ -28,11 +36,13 @@ def command(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
 ) -> None:
-    """Patient-level metrics of a run beside the size-only baseline, with a DeLong test.
+    """Patient-level metrics of a run beside every baseline, with DeLong tests.
 
     AUC with bootstrap 95% CI, balanced accuracy, sensitivity, specificity, Brier score,
-    calibration and confusion matrix, per fold and pooled, on the same patients as the
-    size-only baseline; plus the forecast MAE in mL.
+    calibration and confusion matrix, per fold and pooled, beside the size-only baseline and
+    (when the predictions carry measurement features) the classical feature model, on the same
+    patients and folds; the forecast MAE in mL beside persistence; C-index and time-dependent
+    AUC for time-to-progression labels.
 
     Writes RUN/evaluation.json (RUN/evaluation-external-NAME.json with --data) and a table on
     stdout.
@@ -65,45 +75,134 @@ def command(
 
 
 def print_tables(doc: EvaluationDocument) -> None:
-    """The evaluation as two rich tables (pooled, per fold) and the verdict, on stdout."""
+    """The evaluation as rich tables (classifiers, comparisons, forecast, survival, per fold)
+    and the verdict, on stdout."""
     from rich.table import Table
 
     console = stdout_console()
     pooled = doc.pooled
-    table = Table(title=f"{doc.cohort.value}: {doc.n_patients} patients, "
-                        f"{doc.n_responders} responders")
+    positives = ("progressed" if doc.task and doc.task.label_kind == "progression"
+                 else "responders")
+    title = f"{doc.cohort.value}: {doc.n_patients} patients, {doc.n_responders} {positives}"
+    if doc.task is not None:
+        observe = f"first {doc.task.observe} scans" if doc.task.observe else "all scans"
+        title += (f"\nlabel {doc.task.label_kind}, observed {observe}; "
+                  f"{doc.task.n_determined} excluded as already decided by the observed scans")
+    table = Table(title=title)
     table.add_column("metric")
-    table.add_column("model", justify="right")
-    table.add_column("size-only baseline", justify="right")
-    model, base = pooled.model, pooled.baseline
-    table.add_row("AUC (95% CI)", model.auc_text(), base.auc_text())
-    table.add_row("balanced accuracy", _num(model.balanced_accuracy),
-                  _num(base.balanced_accuracy))
-    table.add_row("sensitivity", _num(model.sensitivity), _num(base.sensitivity))
-    table.add_row("specificity", _num(model.specificity), _num(base.specificity))
-    table.add_row("Brier score", _num(model.brier), _num(base.brier))
-    table.add_row("calibration slope", _num(model.calibration.slope),
-                  _num(base.calibration.slope))
-    table.add_row("calibration intercept", _num(model.calibration.intercept),
-                  _num(base.calibration.intercept))
-    table.add_row("confusion TP/FP/TN/FN", _cm(model.confusion), _cm(base.confusion))
-    table.add_row("forecast MAE (mL)", _num(pooled.forecast.mae_ml), "")
+    columns = [("model", pooled.model), ("size-only baseline", pooled.baseline)]
+    if pooled.feature_model is not None:
+        columns.append(("feature model", pooled.feature_model))
+    for name, _ in columns:
+        table.add_column(name, justify="right")
+    rows = [
+        ("AUC (95% CI)", lambda m: m.auc_text()),
+        ("balanced accuracy", lambda m: _num(m.balanced_accuracy)),
+        ("sensitivity", lambda m: _num(m.sensitivity)),
+        ("specificity", lambda m: _num(m.specificity)),
+        ("Brier score", lambda m: _num(m.brier)),
+        ("calibration slope", lambda m: _num(m.calibration.slope)),
+        ("calibration intercept", lambda m: _num(m.calibration.intercept)),
+        ("confusion TP/FP/TN/FN", lambda m: _cm(m.confusion)),
+    ]
+    for label, cell in rows:
+        table.add_row(label, *(cell(m) for _, m in columns))
     console.print(table)
+    comparisons = Table(title="DeLong tests (AUC of the first minus the second, same patients)")
+    for col in ("comparison", "AUC difference", "std. error", "p"):
+        comparisons.add_column(col, justify="left" if col == "comparison" else "right")
+    for c in pooled.comparisons or [_as_named(pooled.comparison)]:
+        comparisons.add_row(f"{c.first} vs {c.second}", _num(c.auc_difference),
+                            _num(c.std_error), _p(c.p_value))
+    console.print(comparisons)
+    console.print(forecast_table(doc))
+    if pooled.survival is not None:
+        console.print(survival_table(pooled.survival))
     if doc.folds:
-        folds = Table(title="per fold (out-of-fold)")
-        for col in ("fold", "n", "resp.", "AUC model", "AUC base", "Brier model",
-                    "MAE mL"):
-            folds.add_column(col, justify="right")
-        for f in doc.folds:
-            folds.add_row(str(f.fold), str(f.n_patients), str(f.n_responders),
-                          _num(f.model.auc), _num(f.baseline.auc),
-                          _num(f.model.brier), _num(f.forecast.mae_ml))
-        console.print(folds)
+        console.print(fold_table(doc))
     console.print(f"Verdict: {doc.verdict}")
+
+
+def forecast_table(doc: EvaluationDocument) -> Table:
+    """The next-scan forecast beside persistence, with the paired test."""
+    from rich.table import Table
+
+    f = doc.pooled.forecast
+    table = Table(title=f"next-scan burden forecast ({f.n_pairs} scan pairs)")
+    for col in ("forecast", "MAE mL (95% CI)"):
+        table.add_column(col, justify="left" if col == "forecast" else "right")
+    table.add_row("model", _mae(f.mae_ml, f.mae_ci))
+    persistence = f.persistence
+    if persistence is not None:
+        table.add_row("persistence (last burden carried forward)",
+                      _mae(persistence.mae_ml, persistence.mae_ci))
+        beats = {True: "yes", False: "no", None: "n/a"}[persistence.beats]
+        table.caption = (f"model beats persistence: {beats} ({persistence.test}, "
+                         f"p={_p(persistence.p_value)})")
+    return table
+
+
+def survival_table(s: SurvivalMetrics) -> Table:
+    """C-index and time-dependent AUC of each risk score (``progression`` labels)."""
+    from rich.table import Table
+
+    at = "n/a" if s.at_days is None else f"{s.at_days:g} days"
+    table = Table(title=f"time to progression: {s.n} patients, {s.n_events} progressed")
+    for col in ("risk", "C-index (95% CI)", f"time-dependent AUC at {at} (95% CI)"):
+        table.add_column(col, justify="left" if col == "risk" else "right")
+    for name, score in (("model", s.model), ("size-only (relative burden change)", s.baseline),
+                        ("feature model", s.feature_model)):
+        if score is not None:
+            table.add_row(name, _ci(score.c_index, score.c_index_ci),
+                          _ci(score.td_auc, score.td_auc_ci))
+    return table
+
+
+def fold_table(doc: EvaluationDocument) -> Table:
+    """One row per fold."""
+    from rich.table import Table
+
+    features = any(f.feature_model is not None for f in doc.folds)
+    table = Table(title="per fold (out-of-fold)")
+    cols = ["fold", "n", "resp.", "AUC model", "AUC size", *(["AUC feature"] if features else []),
+            "Brier model", "MAE mL", "MAE persist."]
+    for col in cols:
+        table.add_column(col, justify="right")
+    for f in doc.folds:
+        persistence = f.forecast.persistence
+        table.add_row(str(f.fold), str(f.n_patients), str(f.n_responders), _num(f.model.auc),
+                      _num(f.baseline.auc),
+                      *([_num(f.feature_model.auc if f.feature_model else None)]
+                        if features else []),
+                      _num(f.model.brier), _num(f.forecast.mae_ml),
+                      _num(persistence.mae_ml if persistence else None))
+    return table
+
+
+def _as_named(comparison: Comparison) -> NamedComparison:
+    from medseq.contracts.evaluation import NamedComparison
+
+    return NamedComparison(first="model", second="size-only", **comparison.model_dump())
 
 
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def _p(p: float | None) -> str:
+    return "n/a" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _ci(value: float | None, ci: tuple[float, float] | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+
+
+def _mae(value: float | None, ci: tuple[float, float] | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}" + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")
 
 
 def _cm(cm: ConfusionRecord) -> str:

@@ -37,6 +37,10 @@ class SettingsRecord(Record):
     calibration_bins: int
     baseline: str
     """What the size-only baseline is, in words."""
+    feature_baseline: str | None = None
+    """What the classical feature baseline is, in words (None when the run has no features)."""
+    forecast_test: str | None = None
+    """How the forecast is compared with persistence, in words."""
 
 
 class CalibrationBinRecord(Record):
@@ -98,20 +102,84 @@ class Comparison(Record):
     p_value: float | None = None
 
 
+class NamedComparison(Comparison):
+    """DeLong test of the AUC of ``first`` minus that of ``second`` on the same patients.
+
+    Names: ``model``, ``size-only``, ``feature model``.
+    """
+
+    first: str
+    second: str
+
+
+class PersistenceRecord(Record):
+    """Persistence, the forecast baseline: the last observed burden carried forward.
+
+    ``p_value`` is the two-sided Wilcoxon signed-rank test of the per-patient differences of
+    mean absolute error (model minus persistence); ``beats`` is True when the model's MAE is
+    lower with p below 0.05, None when the test cannot be computed.
+    """
+
+    mae_ml: float | None
+    mae_ci: tuple[float, float] | None = None
+    test: str = "Wilcoxon signed-rank, per-patient mean absolute error"
+    p_value: float | None = None
+    beats: bool | None = None
+
+
 class ForecastMetrics(Record):
-    """Mean absolute error of the next-scan burden forecast."""
+    """Mean absolute error of the next-scan burden forecast, beside persistence."""
 
     mae_ml: float | None
     n_pairs: int
+    mae_ci: tuple[float, float] | None = None
+    """Patient-level bootstrap CI."""
+    n_patients: int | None = None
+    """Patients holding at least one forecast pair."""
+    persistence: PersistenceRecord | None = None
+    """None in documents written before persistence was reported."""
+
+
+class SurvivalScore(Record):
+    """Discrimination of one risk score for time to progression."""
+
+    c_index: float | None
+    c_index_ci: tuple[float, float] | None = None
+    td_auc: float | None = None
+    """Uno's cumulative/dynamic AUC at :attr:`SurvivalMetrics.at_days`."""
+    td_auc_ci: tuple[float, float] | None = None
+
+
+class SurvivalMetrics(Record):
+    """``progression`` labels: C-index and time-dependent AUC of every risk score."""
+
+    n: int
+    n_events: int
+    at_days: float | None
+    """Where the time-dependent AUC is taken: the median time of the observed progressions."""
+    model: SurvivalScore
+    """Risk: the model's ``risk`` (its logit of the probability where absent)."""
+    baseline: SurvivalScore
+    """Risk: the relative burden change between the first two scans (no fit)."""
+    feature_model: SurvivalScore | None = None
+    """Risk: the linear score of the out-of-fold feature logistic regression on the event."""
 
 
 class Pooled(Record):
-    """Model and baseline on every evaluated patient, their comparison and the forecast."""
+    """Model and baselines on every evaluated patient, their comparisons and the forecast."""
 
     model: ClassifierMetrics
     baseline: ClassifierMetrics
     comparison: Comparison
+    """Model against the size-only baseline."""
     forecast: ForecastMetrics
+    feature_model: ClassifierMetrics | None = None
+    """The classical feature baseline (None when the run's predictions carry no features)."""
+    comparisons: list[NamedComparison] = Field(default_factory=list)
+    """Every pairwise DeLong test: model vs size-only, and with features model vs feature
+    model and feature model vs size-only."""
+    survival: SurvivalMetrics | None = None
+    """``progression`` labels only."""
 
 
 class FoldMetrics(Record):
@@ -123,6 +191,7 @@ class FoldMetrics(Record):
     model: ClassifierMetrics
     baseline: ClassifierMetrics
     forecast: ForecastMetrics
+    feature_model: ClassifierMetrics | None = None
 
 
 class ScoredRow(Record):
@@ -134,6 +203,20 @@ class ScoredRow(Record):
     probability: float
     baseline_probability: float
     size_change: float
+    feature_probability: float | None = None
+    """Out-of-fold probability of the feature baseline (None without features)."""
+
+
+class TaskRecord(Record):
+    """What the label means and who was left out because it was already decided."""
+
+    label_kind: str
+    """``splits.json``'s ``label_kind`` (``best_after``, ``landmark``, ``progression``,
+    ``overall``, ``given``)."""
+    observe: int | None = None
+    """Scans the models see (None: all)."""
+    n_determined: int = 0
+    """Patients left out because the observed scans already decide their label."""
 
 
 class Exclusion(Record):
@@ -175,7 +258,7 @@ class EvaluationDocument(Document):
 
     SCHEMA: ClassVar[int] = 1
     REGENERATE: ClassVar[str] = "run medseq evaluate RUN to write it again"
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("data", "inputs_sha256", "baseline_model")
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("data", "inputs_sha256", "baseline_model", "task")
     """Keys left out of the file when None (they belong to one cohort kind only)."""
 
     medseq_version: str
@@ -187,6 +270,8 @@ class EvaluationDocument(Document):
     inputs_sha256: str | None = None
     """Cross-validation: hash of the run files it was computed from (see
     ``medseq.evaluation.evaluate.run_inputs_hash``); None in documents written before it."""
+    task: TaskRecord | None = None
+    """Label kind, scans observed, patients already decided (None in older documents)."""
     n_patients: int
     n_responders: int
     settings: SettingsRecord

@@ -31,7 +31,7 @@ class BaselineModel:
 
     def predict(self, features: Sequence[float]) -> list[float]:
         """Responder probability for each relative volume change."""
-        return [_sigmoid(self.intercept + self.coef * f) for f in features]
+        return [sigmoid(self.intercept + self.coef * f) for f in features]
 
     def as_dict(self) -> dict[str, float | int]:
         """JSON form."""
@@ -98,7 +98,8 @@ def out_of_fold_baseline(
     return probs, models
 
 
-def _sigmoid(x: float) -> float:
+def sigmoid(x: float) -> float:
+    """The logistic function, without overflow."""
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
     e = math.exp(x)

@@ -1,15 +1,20 @@
-"""Evaluate a training run: the model beside the size-only baseline, per fold and pooled.
+"""Evaluate a training run: the model beside every baseline, per fold and pooled.
 
 Everything is patient-level and out-of-fold: the model's probabilities are those
 ``predictions.jsonl`` recorded for each patient by the fold model that never saw it, and the
-baseline is refitted on the same folds. The verdict sentence says plainly whether the model beats
-the baseline; a model that does not must say so.
+baselines are refitted on the same folds and scored on the same patients and scans: size-only
+(:mod:`~medseq.evaluation.baseline`), the classical feature model when the predictions carry
+measurement features (:mod:`~medseq.evaluation.feature_baseline`), and persistence for the
+forecast (:mod:`~medseq.evaluation.forecast`). ``progression`` labels add the C-index and the
+time-dependent AUC (:mod:`~medseq.evaluation.survival`). The verdict sentence says plainly
+whether the model beats size-only and how it compares with the feature model.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,36 +34,55 @@ from medseq.contracts.evaluation import (
     FoldMetrics,
     ForecastMetrics,
     ModelProvenance,
+    NamedComparison,
     Pooled,
     ScoredRow,
     SettingsRecord,
+    SurvivalMetrics,
+    SurvivalScore,
+    TaskRecord,
 )
 from medseq.errors import CacheError, InputDataError
-from medseq.evaluation import metrics
+from medseq.evaluation import metrics, survival
 from medseq.evaluation.baseline import (
     BaselineModel,
     fit_baseline,
     out_of_fold_baseline,
     relative_volume_change,
 )
+from medseq.evaluation.feature_baseline import (
+    C as FEATURE_C,
+)
+from medseq.evaluation.feature_baseline import (
+    FeatureModel,
+    common_feature_names,
+    fit_feature_model,
+    out_of_fold_feature_model,
+)
+from medseq.evaluation.forecast import TEST as FORECAST_TEST
+from medseq.evaluation.forecast import forecast_vs_persistence
 from medseq.evaluation.rundir import (
     MODEL_JSON_NAME,
     PREDICTIONS_NAME,
     SPLITS_NAME,
+    ForecastPair,
     PatientPrediction,
     read_card,
     read_predictions,
-    read_splits,
     read_splits_document,
     require_run,
+)
+from medseq.evaluation.verdict import (
+    FEATURE_MODEL,
+    MODEL,
+    SIZE_ONLY,
+    verdict,
 )
 
 THRESHOLD = 0.5
 """Probability at or above which a patient is called a responder."""
-ALPHA = 0.05
-"""Significance level of the verdict's DeLong test."""
-MIN_PER_CLASS = 10
-"""Fewer patients than this in either class make the verdict say it is not reliable."""
+PROGRESSION = "progression"
+"""The label kind whose label is an event with a time (C-index, time-dependent AUC)."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +106,15 @@ class ScoredPatient:
     probability: float
     baseline_probability: float
     size_change: float
-    forecast_pairs: tuple[tuple[float, float], ...] = ()
+    forecast_pairs: tuple[ForecastPair, ...] = ()
+    feature_probability: float | None = None
+    """Out-of-fold probability of the feature baseline (None without features)."""
+    feature_score: float | None = None
+    """Its linear score (log-odds): the feature baseline's risk for progression labels."""
+    risk: float | None = None
+    """``progression`` labels: the model's risk score."""
+    time_days: float | None = None
+    event: bool | None = None
 
 
 def evaluate_run(run_dir: Path, settings: EvaluationSettings | None = None
@@ -92,17 +124,22 @@ def evaluate_run(run_dir: Path, settings: EvaluationSettings | None = None
     run_dir = require_run(run_dir)
     inputs = run_inputs_hash(run_dir)
     predictions = read_predictions(run_dir)
-    splits = read_splits(run_dir)
-    scored, excluded = score_cross_validation(predictions, splits)
+    splits = read_splits_document(run_dir)
+    scored, excluded = score_cross_validation(predictions, splits.folds,
+                                              determined=splits.determined, times=splits.times)
     if not scored:
         raise InputDataError(f"none of the run's {len(predictions)} patients can be evaluated "
                              f"({_reasons(excluded)}); evaluation needs patients with a label "
                              "(labels.csv, the manifest's label column, or a RECIST response "
                              "from tracking) and two scans", path=run_dir)
-    doc = evaluation_document(scored, settings, cohort=Cohort.CROSS_VALIDATION)
+    provenance = model_provenance(run_dir)
+    task = TaskRecord(label_kind=splits.label_kind,
+                      observe=splits.observe if splits.observe is not None else provenance.observe,
+                      n_determined=len(splits.determined))
+    doc = evaluation_document(scored, settings, cohort=Cohort.CROSS_VALIDATION, task=task)
     doc.inputs_sha256 = inputs
     doc.excluded = excluded
-    doc.model = model_provenance(run_dir)
+    doc.model = provenance
     return doc
 
 
@@ -127,13 +164,20 @@ def run_inputs_hash(run_dir: Path) -> str:
 
 
 def score_cross_validation(
-    predictions: Sequence[PatientPrediction], splits: Mapping[str, int]
+    predictions: Sequence[PatientPrediction], splits: Mapping[str, int], *,
+    determined: Mapping[str, str] | None = None, times: Mapping[str, float] | None = None,
 ) -> tuple[list[ScoredPatient], list[Exclusion]]:
-    """Pair every labelled patient's out-of-fold probability with the baseline's.
+    """Pair every labelled patient's out-of-fold probability with the baselines'.
 
-    Patients without a label or without two scans (no size change) are left out of both, and
-    listed with the reason, so model and baseline always see the same patients.
+    Patients without a label, without two scans (no size change) or whose label the observed
+    scans already decide (``determined``, from ``splits.json``) are left out of all, and listed
+    with the reason, so model and baselines always see the same patients. The feature baseline is
+    fitted when every such patient carries measurement features (on the names all carry).
+    ``times`` (``splits.json``) gives the follow-up of ``progression`` labels where a line has
+    none.
     """
+    determined = determined or {}
+    times = times or {}
     excluded: list[Exclusion] = []
     usable: list[PatientPrediction] = []
     features: dict[str, float] = {}
@@ -141,6 +185,9 @@ def score_cross_validation(
         change = relative_volume_change(p.burden_ml)
         if p.label is None:
             excluded.append(Exclusion(patient_id=p.patient_id, reason="no label"))
+        elif p.patient_id in determined:
+            excluded.append(Exclusion(patient_id=p.patient_id,
+                                      reason="label already decided by the observed scans"))
         elif change is None:
             excluded.append(Exclusion(patient_id=p.patient_id, reason="fewer than two scans"))
         else:
@@ -149,6 +196,12 @@ def score_cross_validation(
     folds = {p.patient_id: _fold_of(p, splits) for p in usable}
     labels = {p.patient_id: int(p.label) for p in usable if p.label is not None}
     base_probs, _ = out_of_fold_baseline(features, labels, folds)
+    names = common_feature_names([p.features for p in usable])
+    feature_probs: dict[str, float] = {}
+    feature_scores: dict[str, float] = {}
+    if names:
+        feature_probs, feature_scores, _ = out_of_fold_feature_model(
+            {p.patient_id: p.features or {} for p in usable}, labels, folds, names)
     scored = [
         ScoredPatient(
             patient_id=p.patient_id,
@@ -158,6 +211,11 @@ def score_cross_validation(
             baseline_probability=base_probs[p.patient_id],
             size_change=features[p.patient_id],
             forecast_pairs=tuple(p.forecast_pairs()),
+            feature_probability=feature_probs.get(p.patient_id),
+            feature_score=feature_scores.get(p.patient_id),
+            risk=p.risk,
+            time_days=p.time_days if p.time_days is not None else times.get(p.patient_id),
+            event=p.event if p.event is not None else bool(labels[p.patient_id]),
         )
         for p in usable
     ]
@@ -182,16 +240,42 @@ def fit_full_baseline(predictions: Sequence[PatientPrediction], *, run_dir: Path
     return fit_baseline([c for c, _ in pairs], [y for _, y in pairs])
 
 
+def fit_full_feature_baseline(predictions: Sequence[PatientPrediction], *,
+                              run_dir: Path | None = None) -> FeatureModel:
+    """The feature baseline fitted on every labelled training patient with two scans (the
+    patients :func:`fit_full_baseline` uses), on the feature names they all carry.
+
+    Raises:
+        InputDataError: no such patient, or they carry no common feature.
+    """
+    usable = [p for p in predictions
+              if p.label is not None and relative_volume_change(p.burden_ml) is not None]
+    names = common_feature_names([p.features for p in usable])
+    if not names:
+        raise InputDataError("no labelled patient of the run with two scans, or they carry no "
+                             "common measurement feature, so the feature baseline cannot be "
+                             "fitted", path=run_dir)
+    return fit_feature_model([p.features or {} for p in usable],
+                             [int(p.label) for p in usable if p.label is not None], names)
+
+
 def evaluation_document(
-    scored: Sequence[ScoredPatient], settings: EvaluationSettings, *, cohort: Cohort
+    scored: Sequence[ScoredPatient], settings: EvaluationSettings, *, cohort: Cohort,
+    task: TaskRecord | None = None,
 ) -> EvaluationDocument:
-    """Metrics per fold and pooled, DeLong comparison, verdict and per-patient rows."""
+    """Metrics per fold and pooled, DeLong comparisons, verdict and per-patient rows."""
     if not scored:
         raise ValueError("no patient can be evaluated (none has a label and two scans)")
     labels = [s.label for s in scored]
     model_p = [s.probability for s in scored]
     base_p = [s.baseline_probability for s in scored]
+    with_features = all(s.feature_probability is not None for s in scored)
+    feature_p = [float(s.feature_probability or 0.0) for s in scored]
     comparison = compare(labels, model_p, base_p)
+    comparisons = [_named(comparison, MODEL, SIZE_ONLY)]
+    if with_features:
+        comparisons += [_named(compare(labels, model_p, feature_p), MODEL, FEATURE_MODEL),
+                        _named(compare(labels, feature_p, base_p), FEATURE_MODEL, SIZE_ONLY)]
     folds = []
     for fold in sorted({s.fold for s in scored if s.fold is not None}):
         part = [s for s in scored if s.fold == fold]
@@ -202,12 +286,18 @@ def evaluation_document(
             n_responders=int(sum(y)),
             model=classifier_metrics(y, [s.probability for s in part], settings),
             baseline=classifier_metrics(y, [s.baseline_probability for s in part], settings),
-            forecast=forecast_metrics(part),
+            forecast=forecast_metrics(part, settings),
+            feature_model=classifier_metrics(
+                y, [float(s.feature_probability or 0.0) for s in part], settings)
+            if with_features else None,
         ))
+    survival_block = (survival_metrics(scored, settings)
+                      if task is not None and task.label_kind == PROGRESSION else None)
     return EvaluationDocument(
         medseq_version=__version__,
         created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         cohort=cohort,
+        task=task,
         n_patients=len(scored),
         n_responders=int(sum(labels)),
         settings=SettingsRecord(
@@ -218,15 +308,27 @@ def evaluation_document(
             calibration_bins=settings.n_bins,
             baseline="logistic regression on (v1 - v0) / v0, total lesion volume of the first "
                      "two scans, fitted on the same folds",
+            feature_baseline=(f"logistic regression (L2, C={FEATURE_C:g}, fixed in advance) on "
+                              "the standardised measurement features of the observed scans "
+                              "(missing values: training median), fitted on the same folds"
+                              if with_features else None),
+            forecast_test=f"persistence (last burden carried forward) on the same pairs; "
+                          f"{FORECAST_TEST}, two-sided",
         ),
         pooled=Pooled(
             model=classifier_metrics(labels, model_p, settings),
             baseline=classifier_metrics(labels, base_p, settings),
             comparison=comparison,
-            forecast=forecast_metrics(scored),
+            forecast=forecast_metrics(scored, settings),
+            feature_model=classifier_metrics(labels, feature_p, settings)
+            if with_features else None,
+            comparisons=comparisons,
+            survival=survival_block,
         ),
         folds=folds,
-        verdict=verdict(comparison, n_patients=len(scored), n_responders=int(sum(labels))),
+        verdict=verdict(comparison, n_patients=len(scored), n_responders=int(sum(labels)),
+                        feature_comparison=comparisons[1] if with_features else None,
+                        progression=survival_block),
         patients=[
             ScoredRow(
                 patient_id=s.patient_id,
@@ -235,6 +337,7 @@ def evaluation_document(
                 probability=s.probability,
                 baseline_probability=s.baseline_probability,
                 size_change=s.size_change,
+                feature_probability=s.feature_probability,
             )
             for s in scored
         ],
@@ -287,48 +390,60 @@ def compare(
                       p_value=res.p_value)
 
 
-def forecast_metrics(scored: Sequence[ScoredPatient]) -> ForecastMetrics:
-    """MAE (mL) of the next-scan burden forecast over every (scan t -> t+1) pair."""
-    pairs = [pair for s in scored for pair in s.forecast_pairs]
-    mae = metrics.mean_absolute_error([o for o, _ in pairs], [f for _, f in pairs])
-    return ForecastMetrics(mae_ml=mae, n_pairs=len(pairs))
+def forecast_metrics(scored: Sequence[ScoredPatient],
+                     settings: EvaluationSettings | None = None) -> ForecastMetrics:
+    """MAE (mL) of the next-scan burden forecast over every (scan t -> t+1) pair, beside
+    persistence on the same pairs (:func:`medseq.evaluation.forecast.forecast_vs_persistence`)."""
+    settings = settings or EvaluationSettings()
+    return forecast_vs_persistence([s.forecast_pairs for s in scored],
+                                   n_resamples=settings.n_bootstrap, level=settings.level,
+                                   seed=settings.seed)
 
 
-def verdict(
-    comparison: Comparison | Mapping[str, Any],
-    *,
-    alpha: float = ALPHA,
-    n_patients: int | None = None,
-    n_responders: int | None = None,
-) -> str:
-    """One honest sentence comparing the model with the size-only baseline.
+def survival_metrics(scored: Sequence[ScoredPatient],
+                     settings: EvaluationSettings) -> SurvivalMetrics | None:
+    """C-index and time-dependent AUC (at the median progression time) of the model's risk,
+    the size-only risk (relative burden change, no fit) and the feature model's linear score,
+    on the patients with a follow-up time; None when none has one."""
+    rows = [s for s in scored if s.time_days is not None and s.event is not None]
+    if not rows:
+        return None
+    time = [float(s.time_days or 0.0) for s in rows]
+    event = [bool(s.event) for s in rows]
+    at = survival.median_event_time(time, event)
+    model_risk = ([float(s.risk) for s in rows if s.risk is not None]
+                  if all(s.risk is not None for s in rows)
+                  else [_logit(s.probability) for s in rows])
+    with_features = all(s.feature_score is not None for s in rows)
+    return SurvivalMetrics(
+        n=len(rows), n_events=int(sum(event)), at_days=at,
+        model=survival_score(time, event, model_risk, at, settings),
+        baseline=survival_score(time, event, [s.size_change for s in rows], at, settings),
+        feature_model=survival_score(time, event, [float(s.feature_score or 0.0) for s in rows],
+                                     at, settings) if with_features else None,
+    )
 
-    With fewer than :data:`MIN_PER_CLASS` patients in either class the DeLong test's normal
-    approximation is not to be trusted, and the sentence says so.
-    """
-    if not isinstance(comparison, Comparison):
-        comparison = Comparison.model_validate(comparison)
-    diff = comparison.auc_difference
-    p = comparison.p_value
-    if diff is None:
-        return "cannot compare with the size-only baseline: the cohort holds only one class"
-    p_text = "not computable" if p is None else _p(p)
-    if p is not None and p < alpha and diff > 0:
-        sentence = (f"the model beats the size-only baseline (AUC difference {diff:+.3f}, "
-                    f"DeLong p={p_text})")
-    elif p is not None and p < alpha and diff < 0:
-        sentence = (f"the model is worse than the size-only baseline (AUC difference "
-                    f"{diff:+.3f}, DeLong p={p_text})")
-    else:
-        sentence = (f"the model does not beat the size-only baseline (AUC difference "
-                    f"{diff:+.3f}, DeLong p={p_text})")
-    if n_patients is not None and n_responders is not None:
-        smaller = min(n_responders, n_patients - n_responders)
-        if smaller < MIN_PER_CLASS:
-            sentence += (f"; but with {n_patients} patients ({n_responders} responders) this "
-                         "comparison is not reliable: the test needs at least "
-                         f"{MIN_PER_CLASS} patients in each class")
-    return sentence
+
+def survival_score(time: Sequence[float], event: Sequence[bool], risk: Sequence[float],
+                   at_days: float | None, settings: EvaluationSettings) -> SurvivalScore:
+    """C-index and time-dependent AUC of one risk with patient-bootstrap CIs (None where
+    undefined)."""
+    def td_auc(t: Any, e: Any, r: Any) -> float:
+        if at_days is None:
+            raise ValueError("no progression")
+        return survival.cumulative_dynamic_auc(t, e, r, at_days)
+
+    values: dict[str, Any] = {}
+    for key, statistic in (("c_index", survival.concordance_index), ("td_auc", td_auc)):
+        try:
+            values[key] = statistic(time, event, risk)
+        except ValueError:
+            values[key] = None
+            continue
+        values[f"{key}_ci"] = survival.bootstrap_ci(
+            statistic, time, event, risk, n_resamples=settings.n_bootstrap,
+            level=settings.level, seed=settings.seed)
+    return SurvivalScore.model_validate(values)
 
 
 def model_provenance(run_dir: Path) -> ModelProvenance:
@@ -350,6 +465,15 @@ def model_provenance(run_dir: Path) -> ModelProvenance:
     return validate(ModelProvenance, out, path=Path(run_dir) / MODEL_JSON_NAME)
 
 
+def _named(comparison: Comparison, first: str, second: str) -> NamedComparison:
+    return NamedComparison(first=first, second=second, **comparison.model_dump())
+
+
+def _logit(p: float) -> float:
+    q = min(max(p, 1e-6), 1.0 - 1e-6)
+    return math.log(q / (1.0 - q))
+
+
 def _reasons(excluded: Sequence[Exclusion]) -> str:
     """``6 no label, 1 fewer than two scans``: why patients were left out, counted."""
     counts: dict[str, int] = {}
@@ -364,7 +488,3 @@ def _fold_of(p: PatientPrediction, splits: Mapping[str, int]) -> int:
     if p.fold is not None:
         return p.fold
     raise CacheError(f"patient {p.patient_id} is in no fold of {SPLITS_NAME}")
-
-
-def _p(p: float) -> str:
-    return "<0.001" if p < 0.001 else f"{p:.3f}"

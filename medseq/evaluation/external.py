@@ -24,7 +24,7 @@ from medseq.evaluation.evaluate import (
     fit_full_baseline,
     model_provenance,
 )
-from medseq.evaluation.rundir import read_predictions, require_run
+from medseq.evaluation.rundir import forecast_pairs, read_predictions, require_run
 
 
 def evaluate_external(
@@ -70,10 +70,7 @@ def evaluate_external(
         days = [tp.days for tp in sorted(record.timepoints, key=lambda t: t.index)]
         result = predict_patient(model, crops, days, burden_ml=burden)
         forecast = result.get("forecast_ml", [])
-        pairs = tuple(
-            (float(observed), float(f)) for observed, f in zip(burden[1:], forecast, strict=False)
-            if observed is not None
-        )
+        pairs = tuple(forecast_pairs(burden, forecast))
         scored.append(ScoredPatient(
             patient_id=pid, fold=None, label=labels[pid],
             probability=float(result["probability"]),

@@ -8,9 +8,10 @@ naming the file.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from medseq.contracts import run as contract
 from medseq.contracts.cache import MANIFEST_NAME
@@ -33,6 +34,17 @@ __all__ = ["CONFIG_NAME", "EVALUATION_NAME", "METRICS_NAME", "MODEL_JSON_NAME",
            "PREDICTIONS_NAME", "SPLITS_NAME"]
 
 
+class ForecastPair(NamedTuple):
+    """One next-scan forecast: made at scan t (burden ``previous``), for scan t+1 (``observed``).
+
+    ``previous`` is also the persistence forecast: the last volume carried forward.
+    """
+
+    observed: float
+    forecast: float
+    previous: float
+
+
 @dataclass(frozen=True)
 class PatientPrediction:
     """One line of ``predictions.jsonl`` as evaluation sees it: ``label`` is the responder."""
@@ -47,6 +59,14 @@ class PatientPrediction:
     forecast_ml: tuple[float | None, ...] = ()
     """Forecast burden of the NEXT scan, made from each scan's state (mL)."""
     observed: int | None = None
+    features: dict[str, float] | None = None
+    """Classical measurement features of the observed scans (the feature baseline's input)."""
+    risk: float | None = None
+    """``progression`` labels: the model's risk score (higher = earlier progression)."""
+    time_days: float | None = None
+    """``progression`` labels: days from the last observed scan to progression or censoring."""
+    event: bool | None = None
+    """``progression`` labels: progression seen (True) or censored (False)."""
 
     @classmethod
     def of(cls, line: PredictionLine) -> PatientPrediction:
@@ -58,17 +78,28 @@ class PatientPrediction:
             probability=line.probability, days=tuple(line.days),
             burden_ml=tuple(line.burden_ml), forecast_ml=tuple(line.forecast_ml),
             observed=line.observed,
+            features=dict(line.features) if line.features is not None else None,
+            risk=line.risk, time_days=line.time_days, event=line.event,
         )
 
-    def forecast_pairs(self) -> list[tuple[float, float]]:
-        """(observed, forecast) pairs: forecast from scan t against the burden seen at t+1."""
-        pairs = []
-        for t, forecast in enumerate(self.forecast_ml):
-            if t + 1 < len(self.burden_ml):
-                observed = self.burden_ml[t + 1]
-                if _finite(observed) and _finite(forecast):
-                    pairs.append((float(observed), float(forecast)))  # type: ignore[arg-type]
-        return pairs
+    def forecast_pairs(self) -> list[ForecastPair]:
+        """The forecast from each scan t against the burden seen at t+1, where the burden at t,
+        the forecast and the burden at t+1 are all known (so model and persistence are scored
+        on the same pairs)."""
+        return forecast_pairs(self.burden_ml, self.forecast_ml)
+
+
+def forecast_pairs(burden_ml: Sequence[float | None],
+                   forecast_ml: Sequence[float | None]) -> list[ForecastPair]:
+    """:class:`ForecastPair` of every scan t whose burden, forecast and next burden are known."""
+    pairs = []
+    for t, forecast in enumerate(forecast_ml):
+        if t + 1 < len(burden_ml):
+            previous, observed = burden_ml[t], burden_ml[t + 1]
+            if (previous is not None and observed is not None and forecast is not None
+                    and _finite(previous) and _finite(observed) and _finite(forecast)):
+                pairs.append(ForecastPair(float(observed), float(forecast), float(previous)))
+    return pairs
 
 
 def require_run(run_dir: Path) -> Path:

@@ -30,7 +30,9 @@ def build_report(run_dir: Path, options: ReportOptions | None = None) -> str:
     inputs = load_inputs(run_dir, options)
     display = id_mapper(inputs, keep_ids=options.keep_ids)
     selected = select_patients(options, inputs)
-    sections = [patient_section(pid, inputs, display, keep_ids=options.keep_ids)
+    show_forecast = text.forecast_beats_persistence(inputs.evaluation)
+    sections = [patient_section(pid, inputs, display, keep_ids=options.keep_ids,
+                                show_forecast=show_forecast)
                 for pid in selected]
     context = {
         "title": "medseq response report",
@@ -40,7 +42,13 @@ def build_report(run_dir: Path, options: ReportOptions | None = None) -> str:
         "evaluation": inputs.evaluation,
         "cohort": text.cohort(inputs),
         "methods": text.methods(inputs, keep_ids=options.keep_ids),
+        "metrics_header": text.metrics_header(inputs.evaluation),
         "metrics_rows": text.metrics_rows(inputs.evaluation),
+        "forecast_rows": text.forecast_rows(inputs.evaluation),
+        "forecast_sentence": text.forecast_sentence(inputs.evaluation),
+        "survival": inputs.evaluation.pooled.survival,
+        "survival_rows": text.survival_rows(inputs.evaluation),
+        "fold_header": text.fold_header(inputs.evaluation),
         "fold_rows": text.fold_rows(inputs.evaluation),
         "performance_figures": performance_figures(inputs.evaluation, options),
         "response_figures": response_figures(inputs.tracks, display),

@@ -193,7 +193,7 @@ def trajectory_figure(
     ax.set_ylabel("volume (mL)")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7, loc="best", ncol=2)
-    ax.set_title("Lesion volumes and forecast")
+    ax.set_title("Lesion volumes and forecast" if forecast_ml else "Lesion volumes")
     return _png(fig)
 
 

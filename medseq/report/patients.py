@@ -19,8 +19,9 @@ MONTAGE_LESIONS = 5
 
 
 def patient_section(pid: str, inputs: RunInputs, display: Callable[[str], str], *,
-                    keep_ids: bool) -> PatientSection:
-    """The section of patient ``pid`` (cache id), shown as ``display(pid)``."""
+                    keep_ids: bool, show_forecast: bool = True) -> PatientSection:
+    """The section of patient ``pid`` (cache id), shown as ``display(pid)``; the forecast is
+    left out of it unless ``show_forecast`` (it beats persistence)."""
     prediction = inputs.predictions.get(pid)
     track = inputs.tracks.get(pid)
     manifest, cache_dir = inputs.manifest, inputs.cache_dir
@@ -28,7 +29,9 @@ def patient_section(pid: str, inputs: RunInputs, display: Callable[[str], str], 
     record = manifest.patients.get(pid) if manifest is not None else None
     shown = display(pid)
     forecast = "n/a"
-    if prediction is not None and prediction.forecast_ml:
+    if not show_forecast:
+        forecast = "not shown: the forecast does not beat persistence (see Performance)"
+    elif prediction is not None and prediction.forecast_ml:
         last = prediction.forecast_ml[-1]
         if last is not None:
             forecast = f"{last:.2f} mL (total lesion volume)"
@@ -48,7 +51,7 @@ def patient_section(pid: str, inputs: RunInputs, display: Callable[[str], str], 
         section.recist_rows = recist_rows(track)
     days = _days(prediction, record)
     if days:
-        section.figures.append(_trajectory(days, prediction, track))
+        section.figures.append(_trajectory(days, prediction, track, show_forecast))
     if record is not None and cache_dir is not None and track is not None and track.get(
             "tracked"):
         montage = _montage(cache_dir, record, track)
@@ -78,7 +81,7 @@ def _days(prediction: PatientPrediction | None, record: PatientRecord | None) ->
 
 
 def _trajectory(days: Sequence[int], prediction: PatientPrediction | None,
-                track: Mapping[str, Any] | None) -> Figure:
+                track: Mapping[str, Any] | None, show_forecast: bool) -> Figure:
     per_track: dict[str, dict[int, float]] = {}
     timepoint_days: dict[int, int] = {}
     if track is not None:
@@ -98,11 +101,14 @@ def _trajectory(days: Sequence[int], prediction: PatientPrediction | None,
     elif track is not None:
         by_day = {r["days"]: r.get("total_volume_ml") for r in track.get("responses", [])}
         total = [by_day.get(d) for d in days]
-    forecast = list(prediction.forecast_ml) if prediction is not None else []
+    forecast = (list(prediction.forecast_ml)
+                if prediction is not None and show_forecast else [])
     png = figures.trajectory_figure(days, lesion_volumes, total or [None] * len(days), forecast)
-    return figure("trajectory", "Lesion trajectories", "Volume of each tracked lesion (the five "
-                  "largest) and the total burden; orange diamonds: the model's forecast of the "
-                  "next scan's total burden, made at each scan.", png)
+    caption = ("Volume of each tracked lesion (the five largest) and the total burden"
+               + ("; orange diamonds: the model's forecast of the next scan's total burden, made "
+                  "at each scan." if forecast else
+                  " (the forecast is not drawn: it does not beat persistence)."))
+    return figure("trajectory", "Lesion trajectories", caption, png)
 
 
 def _montage(cache_dir: Path, record: PatientRecord, track: Mapping[str, Any]) -> Figure | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from medseq import __version__
-from medseq.contracts.evaluation import ClassifierMetrics, EvaluationDocument
+from medseq.contracts.evaluation import ClassifierMetrics, EvaluationDocument, NamedComparison
 from medseq.contracts.run import ModelConfig
 from medseq.report.inputs import RunInputs
 
@@ -53,6 +53,7 @@ def cohort(inputs: RunInputs) -> dict[str, Any]:
         "followup": _summary(follow, " days"),
         "lesions": _summary(lesions, "") if lesions else "n/a (no tracking)",
         "modality": modality,
+        "task": task_text(evaluation),
         "bor": ", ".join(f"{k} {bor[k]}" for k in ("CR", "PR", "SD", "PD", "NE") if bor[k])
         or "n/a (no tracking)",
     }
@@ -95,8 +96,12 @@ def methods(inputs: RunInputs, *, keep_ids: bool) -> list[tuple[str, str]]:
          "and intercept by logistic recalibration; confusion matrix; forecast MAE of the next "
          "scan's total lesion volume (mL)."),
         ("Comparator", "Size-only baseline: logistic regression on the relative change of the "
-         "total lesion volume between the first two scans, fitted on the same folds; the AUC "
-         "difference is tested with DeLong's test."),
+         "total lesion volume between the first two scans, fitted on the same folds"
+         + ("; classical feature model: " + settings.feature_baseline
+            if settings.feature_baseline else "")
+         + "; every AUC difference is tested with DeLong's test. The forecast is compared with "
+         "persistence (the last burden carried forward) on the same scan pairs"
+         + (f" ({settings.forecast_test})" if settings.forecast_test else "") + "."),
         ("Limitations", "The outcome is derived from the same scans the model sees (from the "
          "second scan on), as in the size-only baseline; cross-validation estimates internal "
          "validity only, so an external cohort (medseq evaluate RUN --data CACHE) is needed "
@@ -105,43 +110,135 @@ def methods(inputs: RunInputs, *, keep_ids: bool) -> list[tuple[str, str]]:
     return rows
 
 
-def metrics_rows(evaluation: EvaluationDocument) -> list[tuple[str, str, str]]:
-    """The pooled metrics table: model beside the size-only baseline."""
+def metrics_header(evaluation: EvaluationDocument) -> list[str]:
+    """Column names of the pooled metrics table: the feature model only where it was fitted."""
+    feature = ["classical feature model"] if evaluation.pooled.feature_model is not None else []
+    return ["metric", "model", "size-only baseline", *feature]
+
+
+def metrics_rows(evaluation: EvaluationDocument) -> list[list[str]]:
+    """The pooled metrics table: the model beside every baseline, then the DeLong tests."""
     pooled = evaluation.pooled
-    model, base = pooled.model, pooled.baseline
+    columns = [pooled.model, pooled.baseline]
+    if pooled.feature_model is not None:
+        columns.append(pooled.feature_model)
+    blanks = [""] * (len(columns) - 1)
 
     def cm(m: ClassifierMetrics) -> str:
         c = m.confusion
         return f"TP {c.tp} / FP {c.fp} / TN {c.tn} / FN {c.fn}"
 
-    comparison = pooled.comparison
-    p = comparison.p_value
     rows = [
-        ("AUC (95% CI)", model.auc_text(), base.auc_text()),
-        ("balanced accuracy", number(model.balanced_accuracy), number(base.balanced_accuracy)),
-        ("sensitivity", number(model.sensitivity), number(base.sensitivity)),
-        ("specificity", number(model.specificity), number(base.specificity)),
-        ("Brier score (lower is better)", number(model.brier), number(base.brier)),
-        ("calibration slope (ideal 1)", number(model.calibration.slope),
-         number(base.calibration.slope)),
-        ("calibration intercept (ideal 0)", number(model.calibration.intercept),
-         number(base.calibration.intercept)),
-        ("confusion matrix", cm(model), cm(base)),
-        ("AUC difference, DeLong p", f"{number(comparison.auc_difference)}, "
-         f"p = {'n/a' if p is None else p_value(p)}", ""),
-        ("forecast MAE, next scan (mL)", number(pooled.forecast.mae_ml), "n/a"),
+        ["AUC (95% CI)", *(m.auc_text() for m in columns)],
+        ["balanced accuracy", *(number(m.balanced_accuracy) for m in columns)],
+        ["sensitivity", *(number(m.sensitivity) for m in columns)],
+        ["specificity", *(number(m.specificity) for m in columns)],
+        ["Brier score (lower is better)", *(number(m.brier) for m in columns)],
+        ["calibration slope (ideal 1)", *(number(m.calibration.slope) for m in columns)],
+        ["calibration intercept (ideal 0)", *(number(m.calibration.intercept) for m in columns)],
+        ["confusion matrix", *(cm(m) for m in columns)],
     ]
+    comparisons = pooled.comparisons or [NamedComparison(first="model", second="size-only",
+                                                         **pooled.comparison.model_dump())]
+    for c in comparisons:
+        p = c.p_value
+        rows.append([f"AUC difference {c.first} - {c.second}, DeLong p",
+                     f"{number(c.auc_difference)}, p = {'n/a' if p is None else p_value(p)}",
+                     *blanks])
+    rows.append(["forecast MAE, next scan (mL)", number(pooled.forecast.mae_ml), "n/a",
+                 *blanks[1:]])
     return rows
+
+
+def forecast_rows(evaluation: EvaluationDocument) -> list[list[str]]:
+    """The forecast table: the model's next-scan forecast beside persistence."""
+    f = evaluation.pooled.forecast
+    rows = [["model forecast", mae_text(f.mae_ml, f.mae_ci)]]
+    if f.persistence is not None:
+        rows.append(["persistence (last burden carried forward)",
+                     mae_text(f.persistence.mae_ml, f.persistence.mae_ci)])
+    return rows
+
+
+def forecast_beats_persistence(evaluation: EvaluationDocument) -> bool:
+    """Whether the report may show the forecast: only where it beats persistence."""
+    persistence = evaluation.pooled.forecast.persistence
+    return persistence is not None and persistence.beats is True
+
+
+def forecast_sentence(evaluation: EvaluationDocument) -> str:
+    """Whether the forecast beats persistence, with both MAEs, in one sentence."""
+    f = evaluation.pooled.forecast
+    persistence = f.persistence
+    if persistence is None:
+        return ("The forecast was not compared with persistence (this evaluation.json predates "
+                "that comparison; run medseq evaluate again), so it is not shown.")
+    if f.mae_ml is None or persistence.mae_ml is None:
+        return "No scan pair has a forecast to compare with persistence, so none is shown."
+    both = (f"MAE {f.mae_ml:.2f} mL against {persistence.mae_ml:.2f} mL for carrying the last "
+            f"burden forward, {persistence.test} p = "
+            f"{'n/a' if persistence.p_value is None else p_value(persistence.p_value)}")
+    if persistence.beats:
+        return f"The forecast beats persistence ({both})."
+    return (f"The forecast does not beat persistence ({both}), so the forecast plots are not "
+            "shown.")
+
+
+def survival_rows(evaluation: EvaluationDocument) -> list[list[str]]:
+    """C-index and time-dependent AUC per risk score (``progression`` labels; else none)."""
+    s = evaluation.pooled.survival
+    if s is None:
+        return []
+    return [[name, _ci_text(score.c_index, score.c_index_ci),
+             _ci_text(score.td_auc, score.td_auc_ci)]
+            for name, score in (("model", s.model),
+                                ("size-only (relative burden change)", s.baseline),
+                                ("classical feature model", s.feature_model))
+            if score is not None]
+
+
+def task_text(evaluation: EvaluationDocument) -> str:
+    """Label kind, scans observed and patients already decided, in words."""
+    task = evaluation.task
+    if task is None:
+        return "n/a (evaluation.json predates it)"
+    observe = f"the first {task.observe} scans" if task.observe else "all scans"
+    return (f"{task.label_kind}, from {observe}; {task.n_determined} patients excluded because "
+            "the observed scans already decide their label")
 
 
 def fold_rows(evaluation: EvaluationDocument) -> list[list[str]]:
     """One row per cross-validation fold."""
+    features = any(f.feature_model is not None for f in evaluation.folds)
     return [
         [str(f.fold), str(f.n_patients), str(f.n_responders), number(f.model.auc),
-         number(f.baseline.auc), number(f.model.brier), number(f.baseline.brier),
-         number(f.forecast.mae_ml)]
+         number(f.baseline.auc),
+         *([number(f.feature_model.auc if f.feature_model else None)] if features else []),
+         number(f.model.brier), number(f.baseline.brier), number(f.forecast.mae_ml),
+         number(f.forecast.persistence.mae_ml if f.forecast.persistence else None)]
         for f in evaluation.folds
     ]
+
+
+def fold_header(evaluation: EvaluationDocument) -> list[str]:
+    """Column names of the per-fold table."""
+    features = any(f.feature_model is not None for f in evaluation.folds)
+    return ["fold", "patients", "responders", "AUC model", "AUC size-only",
+            *(["AUC feature model"] if features else []), "Brier model", "Brier size-only",
+            "forecast MAE (mL)", "persistence MAE (mL)"]
+
+
+def mae_text(value: float | None, ci: tuple[float, float] | None) -> str:
+    """``1.23 (0.98-1.51)`` mL, or ``n/a``."""
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}" + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")
+
+
+def _ci_text(value: float | None, ci: tuple[float, float] | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
 
 
 def provenance(inputs: RunInputs, *, keep_ids: bool) -> list[tuple[str, str]]:

@@ -230,3 +230,50 @@ def test_report_reads_a_current_evaluation_and_recomputes_a_stale_one(tmp_path: 
     fresh = load_evaluation(run)
     assert fresh.settings.bootstrap_seed == 0
     assert fresh.scored("p000").probability == 0.123  # type: ignore[union-attr]
+
+
+def _trajectory_forecasts(monkeypatch: pytest.MonkeyPatch) -> list[list]:
+    """Record the forecast each trajectory figure is asked to draw."""
+    from medseq.report import figures
+
+    drawn: list[list] = []
+
+    def record(days: object, lesions: object, total: object, forecast: list) -> bytes:
+        drawn.append(list(forecast))
+        return PNG_MAGIC + b"stub"
+
+    monkeypatch.setattr(figures, "trajectory_figure", record)
+    return drawn
+
+
+@pytest.mark.parametrize("noise", [0.1, 1.5])
+def test_report_shows_the_forecast_only_where_it_beats_persistence(
+        tmp_path: Path, unrendered: None, monkeypatch: pytest.MonkeyPatch, noise: float) -> None:
+    run = tmp_path / "run"
+    write_fake_run(run, n_patients=30, forecast_noise=noise, features=True)
+    write_fake_evaluation(run, n_bootstrap=100)
+    doc = read_evaluation(run / EVALUATION_NAME)
+    persistence = doc.pooled.forecast.persistence
+    assert persistence is not None
+    drawn = _trajectory_forecasts(monkeypatch)
+    html = build_report(run, ReportOptions(max_patients=2, band_resamples=100))
+    tables = parse(html).tables
+    forecast = {row[0]: row[1] for row in tables["forecast-table"] if row}
+    assert forecast["persistence (last burden carried forward)"].startswith(
+        f"{persistence.mae_ml:.2f} (")
+    header = re.search(r'<table id="metrics-table">\s*<tr>(.*?)</tr>', html)
+    assert header is not None
+    assert "classical feature model" in header.group(1)
+    assert len(drawn) == 2
+    both = f"MAE {doc.pooled.forecast.mae_ml:.2f} mL against {persistence.mae_ml:.2f} mL"
+    if noise < 1:
+        assert persistence.beats is True
+        assert all(drawn)  # forecasts drawn
+        assert "The forecast beats persistence" in html
+        assert both in html
+    else:
+        assert persistence.beats is False
+        assert drawn == [[], []]  # no forecast drawn anywhere
+        assert "The forecast does not beat persistence" in html
+        assert both in html
+        assert "not shown: the forecast does not beat persistence" in html
