@@ -33,8 +33,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from medseq.contracts.evaluation import EvaluationDocument  # noqa: E402
+from medseq.contracts.evaluation import Comparison  # noqa: E402
 from medseq.evaluation.evaluate import evaluate_run  # noqa: E402
+from medseq.evaluation.verdict import FEATURE_MODEL, MODEL  # noqa: E402
 from medseq.tracking.stored import tracks_for_cache  # noqa: E402
 
 MODELS = {"model": ROOT / "configs" / "early_prediction.yaml",
@@ -111,17 +112,94 @@ def _score(work: Path, seed: int) -> dict[str, Any]:
     """One seed's figures, from ``medseq evaluate``'s document of each run."""
     model = evaluate_run(work / f"model_seed{seed}")
     reference = evaluate_run(work / f"reference_seed{seed}")
-    return {"seed": seed, **_figures(model, "model"), **_figures(reference, "reference")}
+    pooled, ref = model.pooled, reference.pooled
+    named = {(c.first, c.second): c for c in pooled.comparisons}
+    feature = pooled.feature_model
+    versus_feature = named.get((MODEL, FEATURE_MODEL))
+    persistence = pooled.forecast.persistence
+    task = model.task
+    return {
+        "seed": seed,
+        "patients": model.n_patients,
+        "responders": model.n_responders,
+        "determined": task.n_determined if task else None,
+        "label_kind": task.label_kind if task else None,
+        "model": _auc(pooled.model.auc, pooled.model.auc_ci),
+        "size_only": _auc(pooled.baseline.auc, pooled.baseline.auc_ci),
+        "feature_model": _auc(feature.auc, feature.auc_ci) if feature else None,
+        "reference": _auc(ref.model.auc, ref.model.auc_ci),
+        "model_vs_size_only": _diff(pooled.comparison),
+        "model_vs_feature_model": _diff(versus_feature) if versus_feature else None,
+        "reference_vs_size_only": _diff(ref.comparison),
+        "same_patients": [p.patient_id for p in model.patients]
+        == [p.patient_id for p in reference.patients],
+        "forecast_mae_ml": pooled.forecast.mae_ml,
+        "persistence_mae_ml": persistence.mae_ml if persistence else None,
+        "forecast_p": persistence.p_value if persistence else None,
+        "forecast_beats_persistence": persistence.beats if persistence else None,
+    }
 
 
-def _figures(doc: EvaluationDocument, prefix: str) -> dict[str, Any]:
-    data = doc.model_dump(mode="json")
-    return {f"{prefix}_evaluation": data}
+def _auc(value: float | None, ci: tuple[float, float] | None) -> dict[str, Any]:
+    return {"auc": value, "ci": list(ci) if ci else None}
+
+
+def _diff(comparison: Comparison) -> dict[str, Any]:
+    return {"difference": comparison.auc_difference, "p": comparison.p_value}
 
 
 def _table(rows: list[dict[str, Any]], cache: Path) -> str:
-    lines = [f"early prediction at observe 2 on {cache}", json.dumps(rows)[:200]]
+    first = rows[0]
+    lines = [
+        f"Early prediction, observe 2, label {first['label_kind']}: {first['patients']} "
+        f"patients ({first['responders']} responders; {first['determined']} left out because "
+        f"the first two scans already decide the label), {cache}",
+        "",
+        "| seed | model | size-only | feature model | seed reference | model - size-only "
+        "(DeLong p) | model - feature model (p) | forecast MAE mL (persistence, p) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['seed']} | {_fmt(row['model'])} | {_fmt(row['size_only'])} | "
+            f"{_fmt(row['feature_model'])} | {_fmt(row['reference'])} | "
+            f"{_fmt_diff(row['model_vs_size_only'])} | "
+            f"{_fmt_diff(row['model_vs_feature_model'])} | "
+            f"{_num(row['forecast_mae_ml'], 2)} ({_num(row['persistence_mae_ml'], 2)}, "
+            f"{_p(row['forecast_p'])}) |")
+    for key, name in (("model", "model"), ("size_only", "size-only"),
+                      ("feature_model", "feature model"), ("reference", "seed reference")):
+        values = [row[key]["auc"] for row in rows if row[key] and row[key]["auc"] is not None]
+        if values:
+            lines.append(f"mean AUC over {len(values)} seeds, {name}: "
+                         f"{statistics.fmean(values):.3f}")
+    if not all(row["same_patients"] for row in rows):
+        lines.append("WARNING: the model and the seed reference were scored on different "
+                     "patients")
     return "\n".join(lines)
+
+
+def _fmt(entry: dict[str, Any] | None) -> str:
+    if not entry or entry["auc"] is None:
+        return "n/a"
+    ci = entry["ci"]
+    return f"{entry['auc']:.3f} ({ci[0]:.3f}-{ci[1]:.3f})" if ci else f"{entry['auc']:.3f}"
+
+
+def _fmt_diff(entry: dict[str, Any] | None) -> str:
+    if not entry or entry["difference"] is None:
+        return "n/a"
+    return f"{entry['difference']:+.3f} ({_p(entry['p'])})"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "p n/a"
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def _call(command: list[str], env: dict[str, str] | None = None) -> None:
