@@ -39,14 +39,23 @@ say "4/6 evaluate against the size-only baseline -> $RUN/evaluation.json"
 $MEDSEQ evaluate "$RUN"
 
 say "5/6 predict one patient of the cohort -> $OUT/prediction.json"
-# A one-patient manifest (absolute paths) for the first patient of the sample data.
-python3 - "$DATA/manifest.csv" "$OUT/one_patient.csv" <<'PY'
-import csv, os, sys
-src, dst = sys.argv[1], sys.argv[2]
+# A one-patient manifest (absolute paths) for the first patient of the sample data that the
+# run trained on (early prediction leaves out patients whose first scans already decide the
+# label); the run's pseudonym key maps the sample data's ids to the run's.
+python3 - "$DATA/manifest.csv" "$OUT/one_patient.csv" "$RUN" <<'PY'
+import csv, hashlib, hmac, json, os, sys
+src, dst, run = sys.argv[1], sys.argv[2], sys.argv[3]
 base = os.path.dirname(os.path.abspath(src))
 with open(src, newline="", encoding="utf-8-sig") as f:
     rows = list(csv.DictReader(f))
-first = rows[0]["patient_id"]
+with open(os.path.join(run, "salt.key"), encoding="ascii") as f:
+    key = bytes.fromhex(f.read().strip())
+with open(os.path.join(run, "splits.json"), encoding="utf-8") as f:
+    trained = json.load(f)["labels"]
+def pseudonym(pid):
+    return "P" + hmac.new(key, pid.encode("utf-8"), hashlib.sha256).hexdigest()[:10]
+ids = list(dict.fromkeys(row["patient_id"] for row in rows))
+first = next((pid for pid in ids if pseudonym(pid) in trained), ids[0])
 with open(dst, "w", newline="", encoding="utf-8") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
     writer.writeheader()

@@ -213,7 +213,7 @@ def test_json_documents_follow_their_schemas(demo: tuple[Path, str]) -> None:
                  *lines, *(json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines())]
     assert all(doc["schema_version"] == 1 for doc in documents)
     # model.json: version 2 (the model's inputs gathered in one record)
-    assert json.loads((run / "model.json").read_text())["schema_version"] == 2
+    assert json.loads((run / "model.json").read_text())["schema_version"] == 3
     assert {p["patient_id"] for p in tracks["patients"]} == set(manifest["patients"])
     with open(out / "tracking" / "response.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))

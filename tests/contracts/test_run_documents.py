@@ -41,8 +41,8 @@ def _splits() -> Splits:
 def test_every_run_document_round_trips(tmp_path: Path) -> None:
     write_splits(tmp_path, _splits())
     assert read_splits(tmp_path) == _splits()
-    card = ModelCard(architecture=ModelConfig(hidden=8), label_names=["a", "b"],
-                     inputs=ModelInputs(observe=2))
+    card = ModelCard(architecture=ModelConfig(hidden=8, measurements=False),
+                     label_names=["a", "b"], inputs=ModelInputs(observe=2))
     write_card(tmp_path, card)
     assert read_card(tmp_path) == card
     assert read_card(tmp_path / "model.safetensors") == card  # beside the weights file
@@ -94,8 +94,9 @@ def test_documents_without_schema_version_read_as_version_1(tmp_path: Path) -> N
     assert read_predictions(tmp_path)[0].patient_id == "A"
 
 
-def test_a_version_1_model_card_is_read_in_the_version_2_shape(tmp_path: Path) -> None:
-    """Version 1 kept the inputs at the top level; they move into ``inputs`` when read."""
+def test_a_version_1_model_card_is_read_in_the_current_shape(tmp_path: Path) -> None:
+    """Version 1 kept the inputs at the top level; they move into ``inputs`` when read, and the
+    architecture is the one it had (first block normalised, no measurements)."""
     v1 = {"schema_version": 1, "format": 1, "architecture": {"hidden": 8},
           "label_names": ["non-responder", "responder"], "observe": 2,
           "crop_shape": [2, 8, 8, 8], "input_size": 4, "epochs": 3}
@@ -107,28 +108,36 @@ def test_a_version_1_model_card_is_read_in_the_version_2_shape(tmp_path: Path) -
     assert card.inputs.features == ["days", "days_since_previous"]
     assert card.epochs == 3
     assert card.architecture.hidden == 8
+    assert card.architecture.first_block_norm
+    assert not card.architecture.measurements
+    assert not card.architecture.pool_stats
     write_card(tmp_path / "again", card)
     written = json.loads((tmp_path / "again" / "model.json").read_text())
-    assert written["schema_version"] == 2
+    assert written["schema_version"] == 3
     assert written["inputs"]["observe"] == 2
     assert not {"observe", "crop_shape", "input_size"} & set(written)
     del v1["schema_version"]  # before versioning: the version-1 shape
     (tmp_path / "model.json").write_text(json.dumps(v1))
     assert read_card(tmp_path).inputs.input_size == 4
+    v2 = {**written, "schema_version": 2,
+          "architecture": {k: v for k, v in written["architecture"].items()
+                           if k not in ("first_block_norm", "measurements", "pool_stats")}}
+    (tmp_path / "model.json").write_text(json.dumps(v2))
+    assert read_card(tmp_path).architecture.first_block_norm  # version 2 had it built in
 
 
 def test_model_cards_of_unknown_versions_or_inconsistent_inputs_are_refused(
     tmp_path: Path
 ) -> None:
-    card = ModelCard(architecture=ModelConfig(), label_names=[])
+    card = ModelCard(architecture=ModelConfig(measurements=False), label_names=[])
     write_card(tmp_path, card)
     data = json.loads((tmp_path / "model.json").read_text())
-    assert data["schema_version"] == 2
-    (tmp_path / "model.json").write_text(json.dumps({**data, "schema_version": 3}))
+    assert data["schema_version"] == 3
+    (tmp_path / "model.json").write_text(json.dumps({**data, "schema_version": 4}))
     with pytest.raises(CacheError) as info:
         read_card(tmp_path)
-    assert str(info.value) == (f"{tmp_path / 'model.json'}: schema version 3 is newer than "
-                               "this medseq reads (2); upgrade medseq")
+    assert str(info.value) == (f"{tmp_path / 'model.json'}: schema version 4 is newer than "
+                               "this medseq reads (3); upgrade medseq")
     for inputs, message in [({"crop_shape": [1, 8, 8, 8]}, "does not hold 2 channels"),
                             ({"channels": ["mask", "image"]}, "this medseq feeds image, mask"),
                             ({"features": ["days"]}, "feeds days, days_since_previous")]:

@@ -19,11 +19,13 @@ def fake_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_config(**settings: object) -> TrainConfig:
     """A model and schedule small enough for a few seconds per run on 2 cores."""
     base: dict[str, object] = {
-        "model": {"widths": [4, 8, 16], "embed": 16, "hidden": 16},
+        # The fake cache has no tracking, so no new-lesion flags: measurements are tested on
+        # generated data (tests/test_pipeline.py, tests/training/test_early.py).
+        "model": {"widths": [4, 8, 16], "embed": 16, "hidden": 16, "measurements": False},
         "epochs": 3, "folds": 2, "batch_size": 4, "threads": 2,
         "early_stopping": {"patience": 2},
         # The fake cache's labels are the manifest's (kind overall); it has no tracking.
-        "label": {"kind": "overall"},
+        "label": {"kind": "overall"}, "observe": None,
     }
     base.update(settings)
     return TrainConfig.model_validate(base)

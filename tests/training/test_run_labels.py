@@ -17,7 +17,7 @@ from tests.training.test_targets import NEW, PD, PR, SD, course
 
 
 @pytest.mark.parametrize(("settings", "match"), [
-    ({"label": {"kind": "best_after"}}, "label.kind best_after .* set observe"),
+    ({"observe": None, "label": {"kind": "best_after"}}, "label.kind best_after .* set observe"),
     ({"observe": 2, "label": {"kind": "progression"}, "model": {"task": "recist"}},
      "progression needs model.task binary"),
 ])
