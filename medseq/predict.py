@@ -255,6 +255,7 @@ def predict_patient_of(
     if observed < len(days):
         warnings.append(f"the model uses the first {observed} of {len(days)} scans")
     probability = float(result["probability"])
+    kind = model.card.label_kind
     forecast = [float(v) for v in result.get("forecast_ml", [])]
     return PatientPredictionDocument.model_validate({
         "patient_id": patient.patient_id if keep_ids else record.patient_id,
@@ -271,7 +272,10 @@ def predict_patient_of(
         "best_overall_response": track_doc.get("best_overall_response"),
         "prediction": {
             "probability": probability,
-            "class": "responder" if probability >= THRESHOLD else "non-responder",
+            "class": _class_name(probability, kind),
+            "label_kind": kind,
+            "risk": result.get("risk"),
+            "features": result.get("features"),
             "threshold": THRESHOLD,
             "probabilities": result.get("probabilities"),
             "observed_scans": observed,
@@ -351,3 +355,10 @@ def _remove_abandoned_workdirs() -> None:
         with contextlib.suppress(OSError):
             if entry.is_dir(follow_symlinks=False) and entry.stat().st_uid == os.getuid():
                 shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _class_name(probability: float, kind: str) -> str:
+    """The class a probability falls in at ``THRESHOLD`` for a model predicting ``kind``."""
+    if kind == "progression":
+        return "progression" if probability >= THRESHOLD else "no-progression"
+    return "responder" if probability >= THRESHOLD else "non-responder"

@@ -172,8 +172,13 @@ def print_summary(doc: dict[str, Any]) -> None:
     console.print(f"[bold]Patient {doc['patient_id']}[/bold] ({doc['modality']}, "
                   f"{len(doc['timepoints'])} scans, days "
                   f"{', '.join(str(tp['days']) for tp in doc['timepoints'])})")
-    console.print(f"Predicted response: [bold]{pred['class']}[/bold] "
-                  f"(probability {pred['probability']:.3f}, threshold {pred['threshold']})")
+    what = {"best_after": "Predicted response after the observed scans",
+            "landmark": "Predicted response at the landmark",
+            "progression": "Predicted progression"}.get(pred.get("label_kind", ""),
+                                                         "Predicted response")
+    console.print(f"{what}: [bold]{pred['class']}[/bold] "
+                  f"(probability {pred['probability']:.3f}, threshold {pred['threshold']}; "
+                  f"from the first {pred['observed_scans']} scans)")
     if pred["forecast_next_ml"] is not None:
         console.print(f"Forecast lesion burden at the next scan: {pred['forecast_next_ml']:.2f} mL")
     table = Table(title="RECIST 1.1 per scan")

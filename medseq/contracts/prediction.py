@@ -27,6 +27,9 @@ class ResponseClass(str, Enum):
 
     RESPONDER = "responder"
     NON_RESPONDER = "non-responder"
+    PROGRESSION = "progression"
+    """Progression models (``label_kind: progression``): progression risk at or above it."""
+    NO_PROGRESSION = "no-progression"
 
 
 class TimepointSummary(Record):
@@ -45,7 +48,15 @@ class PredictionResult(Record):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     probability: float = Field(ge=0.0, le=1.0)
-    """Probability of response (CR or PR)."""
+    """Probability of response (CR or PR) after the observed scans; for progression models the
+    sigmoid of the risk score."""
+    label_kind: str = "overall"
+    """What the model predicts (``model.json`` ``label_kind``: ``best_after`` is the best
+    response after the observed scans)."""
+    risk: float | None = None
+    """Progression models: the risk score (higher = earlier progression)."""
+    features: dict[str, float] | None = None
+    """The measurement summary of the observed scans (the classical feature model's inputs)."""
     response_class: ResponseClass = Field(alias="class")
     threshold: float
     probabilities: list[float] | None = None

@@ -168,7 +168,7 @@ def test_every_run_document_has_a_schema_version_and_older_ones_still_read(
     files = [run / "splits.json", run / "model.json", run / "folds" / "0" / "model.json",
              run / "folds" / "0" / "result.json"]
     for path in files:
-        version = 2 if path.name == "model.json" else 1  # model.json: inputs gathered (v2)
+        version = 3 if path.name == "model.json" else 1  # model.json: v3 (early prediction)
         assert json.loads(path.read_text())["schema_version"] == version, path
     for name in ("metrics.jsonl", "predictions.jsonl"):
         lines = (run / name).read_text().splitlines()
@@ -189,6 +189,9 @@ def test_every_run_document_has_a_schema_version_and_older_ones_still_read(
         if path.name == "model.json":
             doc.update(doc.pop("inputs"))
             del doc["channels"], doc["features"]
+            for key in ("lesion_measurements", "scan_measurements", "crop_spacing_mm",
+                        "hu_offset", "hu_scale", "label_kind"):  # added by version 3
+                del doc[key]
         path.write_text(json.dumps(doc))
     for name in ("metrics.jsonl", "predictions.jsonl"):
         rows = [json.loads(x) for x in (run / name).read_text().splitlines()]
