@@ -138,7 +138,8 @@ def _steps(model: ResponseModel, optimiser: torch.optim.Optimizer, batches: obje
         optimiser.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(batch["crops"], batch["lesion_mask"], batch["lengths"], batch["days"],
-                        batch["days_since_previous"])
+                        batch["days_since_previous"], batch["lesion_features"],
+                        batch["scan_features"])
             loss = compute_loss(out, batch, None, config)
         loss.backward()
         optimiser.step()
