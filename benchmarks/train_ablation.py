@@ -67,11 +67,17 @@ def main() -> None:
 
 
 def _config(variant: dict[str, Any], args: argparse.Namespace) -> TrainConfig:
+    # The study of docs/results.md "Before early prediction": labels over all scans and the
+    # architecture of that time (no measurements, first block normalised, loss-monitored
+    # early stopping). Augmentation is today's (rotated masks are no longer re-binarised).
     base: dict[str, Any] = {
-        "model": {"widths": [8, 16, 32], "embed": 32, "hidden": 32},
+        "model": {"widths": [8, 16, 32], "embed": 32, "hidden": 32, "measurements": False,
+                  "pool_stats": False, "first_block_norm": True},
+        "label": {"kind": "overall"},
         "epochs": args.epochs, "folds": args.folds, "seed": args.seed,
         "input_size": args.input_size, "batch_size": 8, "final_model": False,
-        "early_stopping": {"patience": 4},
+        "early_stopping": {"patience": 4, "monitor": "val_loss"},
+        "augment": {"intensity_shift": 0.1, "intensity_scale": 0.1},
     }
     for key, value in variant.items():
         if isinstance(value, dict):
