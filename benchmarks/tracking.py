@@ -203,7 +203,10 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _recist_agreement(results: list[Any], truth: dict[str, Any]) -> dict[str, Any]:
+    """Share of follow-ups whose category equals the truth-mask one, and the confusion
+    ("truth->method": count), which says where they differ."""
     equal = total = 0
+    confusion: dict[str, int] = {}
     for result in results:
         reference = truth.get(result.patient_id)
         if reference is None or not reference.tracked:
@@ -213,7 +216,14 @@ def _recist_agreement(results: list[Any], truth: dict[str, Any]) -> dict[str, An
             if row.timepoint and row.timepoint in true_by_tp:
                 total += 1
                 equal += row.response == true_by_tp[row.timepoint]
-    return {"follow_ups": total, "equal_pct": 100 * equal / max(total, 1)}
+                key = f"{_category(true_by_tp[row.timepoint])}->{_category(row.response)}"
+                confusion[key] = confusion.get(key, 0) + 1
+    return {"follow_ups": total, "equal_pct": 100 * equal / max(total, 1),
+            "confusion": dict(sorted(confusion.items()))}
+
+
+def _category(response: Any) -> str:
+    return "none" if response is None else str(getattr(response, "value", response))
 
 
 def _new_lesions(filled: Path, truth: dict[str, PatientData]) -> dict[str, Any]:
@@ -248,6 +258,9 @@ def _print(report: dict[str, Any]) -> None:
               f"{cell(m['median_dice'], 3)} | {cell(m['median_volume_error_ml'])} | "
               f"{cell(m['median_diameter_error_mm'], 1)} | {m['vanished_called_empty']}/"
               f"{m['vanished']} | {cell(m['recist_agreement']['equal_pct'], 1)} |")
+    for method, m in report["methods"].items():
+        pairs = ", ".join(f"{k} {v}" for k, v in m["recist_agreement"]["confusion"].items())
+        print(f"RECIST truth->{method}: {pairs}")
     new = report["new_lesions"]
     print(f"new lesions (tracker): {new['new_lesions']} true, sensitivity "
           f"{cell(new['sensitivity_pct'], 1)} %, {cell(new['fp_per_scan'])} false positives "

@@ -47,6 +47,8 @@ def command(
 
     summary = train_tracker(cache, output, config, resume=resume, log=log)
     dice = f"{summary.val_dice:.3f}" if summary.val_dice is not None else "n/a"
+    threshold = (f"{summary.detect_threshold:.3f}" if summary.detect_threshold is not None
+                 else "none (detector off)")
     stderr.print(f"done: {summary.patients} training patients, held-out median Dice {dice}, "
-                 f"detection threshold {summary.detect_threshold:.3f}, "
+                 f"detection threshold {threshold}, "
                  f"{summary.seconds:.0f} s; tracker in {output}", markup=False, highlight=False)

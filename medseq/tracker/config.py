@@ -65,7 +65,9 @@ class TrackerCard(BaseModel):
     preprocess_config_hash: str | None = None
     spacing_mm: list[float] | None = None
     """The cache grid's spacing (the crops are cut at it)."""
-    detect_threshold: float = 0.5
+    detect_threshold: float | None = 0.5
+    """Score at or above which a detector proposal is a new lesion; None: the detector is off
+    (no threshold met ``detect_max_fp_per_scan`` on the held-out patients)."""
     train_patients: list[str] = Field(default_factory=list)
     val_patients: list[str] = Field(default_factory=list)
     steps_done: int = 0

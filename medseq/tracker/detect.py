@@ -115,13 +115,16 @@ def _accumulate(total: np.ndarray, weight: np.ndarray, block: np.ndarray,
 
 
 def choose_threshold(scored: Sequence[tuple[float, bool]], scans: int, max_fp_per_scan: float
-                     ) -> float:
+                     ) -> float | None:
     """The lowest score threshold whose false positives per scan stay within the limit.
 
-    ``scored``: (score, is a true new lesion) for every candidate of the held-out scans.
+    ``scored``: (score, is a true new lesion) for every candidate of the held-out scans. None
+    when no threshold qualifies: there were no candidates at all (the unprompted network
+    proposed nothing), or the top-scoring ones already exceed the limit. The detector is then
+    off (a number such as 1.0 would still pass a saturated probability).
     """
     allowed = max_fp_per_scan * max(scans, 1)
-    best = 1.0
+    best = None
     for threshold in sorted({s for s, _ in scored}, reverse=True):
         false_positives = sum(1 for s, true in scored if s >= threshold and not true)
         if false_positives > allowed:

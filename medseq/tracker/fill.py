@@ -209,8 +209,8 @@ def follow_up_labels(tracker: object, patient_id: str, timepoint: int, image: np
         sources.append(LesionSource(patient_id, timepoint, n if outcome.status == FOUND else 0,
                                     SOURCE_TRACKER, round(outcome.confidence, 4),
                                     outcome.status, where))
-    if detect:
-        threshold = tracker.card.detect_threshold  # type: ignore[attr-defined]
+    threshold = tracker.card.detect_threshold  # type: ignore[attr-defined]
+    if detect and threshold is not None:
         tracked = [o.mask for o in outcomes if o.mask is not None]
         candidates = detect_new(tracker, image, body, spacing, tracked=tracked,  # type: ignore[arg-type]
                                 baseline=lesions, min_score=threshold)

@@ -35,7 +35,7 @@ class TrainSummary:
     val_patients: int
     steps: int
     val_dice: float | None
-    detect_threshold: float
+    detect_threshold: float | None
     seconds: float
 
 
@@ -148,6 +148,11 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
     metrics, threshold = evaluate_held_out(tracker, held_out, config)
     card.detect_threshold = threshold
     card.metrics.update(metrics)
+    if threshold is None:
+        say(f"detector off: {metrics['detect_candidates']} proposals on the held-out scans "
+            f"({metrics['detect_true_candidates']} true), no score threshold keeps false "
+            f"positives within {config.detect_max_fp_per_scan} per scan; new lesions will not "
+            "be reported")
     save_tracker(run_dir, network.state_dict(), card)
     write_text_atomic(run_dir / "metrics.json", json.dumps(card.metrics, indent=1) + "\n")
     clear_checkpoint(run_dir)
@@ -157,8 +162,9 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
 
 
 def evaluate_held_out(tracker: Any, patients: Sequence[PatientData], config: TrackerConfig
-                      ) -> tuple[dict[str, Any], float]:
-    """Median follow-up Dice and the detection threshold on held-out patients."""
+                      ) -> tuple[dict[str, Any], float | None]:
+    """Median follow-up Dice and the detection threshold (None: detector off) on held-out
+    patients."""
     from medseq.tracker.detect import choose_threshold, detect_new
     from medseq.tracker.segment import track_lesions
 
@@ -186,7 +192,8 @@ def evaluate_held_out(tracker: Any, patients: Sequence[PatientData], config: Tra
     threshold = choose_threshold(scored, scans, config.detect_max_fp_per_scan)
     metrics = {"val_median_dice": float(np.median(dices)) if dices else None,
                "val_lesions": len(dices), "val_scans": scans, "val_new_lesions": truths,
-               "detect_threshold": threshold}
+               "detect_threshold": threshold, "detect_candidates": len(scored),
+               "detect_true_candidates": sum(true for _, true in scored)}
     return metrics, threshold
 
 

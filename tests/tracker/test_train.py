@@ -39,7 +39,10 @@ def test_train_writes_safetensors_and_card_deterministically(cache: Path,
     tracker = Tracker.load(tmp_path / "a")
     assert tracker.card.val_patients == ["P000"] or tracker.card.val_patients == ["P001"]
     assert tracker.card.preprocess_config_hash == "sha256:tiny"
-    assert 0 < tracker.card.detect_threshold <= 1
+    threshold = tracker.card.detect_threshold
+    assert threshold is None or 0 < threshold <= 1
+    assert tracker.card.metrics["detect_candidates"] >= tracker.card.metrics[
+        "detect_true_candidates"] >= 0
 
 
 def test_resume_repeats_an_unbroken_run(cache: Path, tmp_path: Path,
