@@ -176,9 +176,10 @@ def print_summary(doc: dict[str, Any]) -> None:
             "landmark": "Predicted response at the landmark",
             "progression": "Predicted progression"}.get(pred.get("label_kind", ""),
                                                          "Predicted response")
+    seen = pred.get("observed_scans")
     console.print(f"{what}: [bold]{pred['class']}[/bold] "
-                  f"(probability {pred['probability']:.3f}, threshold {pred['threshold']}; "
-                  f"from the first {pred['observed_scans']} scans)")
+                  f"(probability {pred['probability']:.3f}, threshold {pred['threshold']}"
+                  + (f"; from the first {seen} scans)" if seen else ")"))
     if pred["forecast_next_ml"] is not None:
         console.print(f"Forecast lesion burden at the next scan: {pred['forecast_next_ml']:.2f} mL")
     table = Table(title="RECIST 1.1 per scan")

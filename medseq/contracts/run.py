@@ -185,6 +185,17 @@ class ModelInputs(Record):
         return min(scans, self.observe) if self.observe else scans
 
 
+class LabelRecord(Record):
+    """The label a model was trained on (``model.json``'s ``label``)."""
+
+    kind: str = "overall"
+    """:data:`LABEL_KINDS`; ``given`` for labels from a CSV."""
+    landmark_days: float | None = None
+    """``landmark``: the day whose response is the label."""
+    landmark_window_days: float | None = None
+    """``landmark``: how far from that day the scan may lie."""
+
+
 class ModelCard(RunDocument):
     """``model.json``: what a saved model is and what it expects.
 
@@ -215,8 +226,13 @@ class ModelCard(RunDocument):
     fold: int | None = None
     """The cross-validation fold this model held out; None for the all-patient model."""
     epochs: int | None = None
-    label_kind: str = "overall"
+    label: LabelRecord = Field(default_factory=lambda: LabelRecord())
     """What the model predicts (:data:`LABEL_KINDS`); ``progression``: a risk score."""
+
+    @property
+    def label_kind(self) -> str:
+        """``label.kind``."""
+        return self.label.kind
 
     @model_validator(mode="after")
     def _channels_fit(self) -> ModelCard:

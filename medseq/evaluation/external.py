@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medseq.contracts.evaluation import BaselineFit, Cohort, EvaluationDocument, Exclusion
+from medseq.contracts.run import ModelCard
 from medseq.errors import CacheError, InputDataError
 from medseq.evaluation.baseline import relative_volume_change
 from medseq.evaluation.evaluate import (
@@ -25,6 +26,8 @@ from medseq.evaluation.evaluate import (
     model_provenance,
 )
 from medseq.evaluation.rundir import forecast_pairs, read_predictions, require_run
+from medseq.training.targets import EARLY_KINDS, LabelSpec, early_target
+from medseq.training.targets import Exclusion as Undecided
 
 
 def evaluate_external(
@@ -47,8 +50,8 @@ def evaluate_external(
     manifest = read_manifest(cache_dir)
     _check_settings(run_dir, cache_dir, manifest)
     records = manifest.ok_patients()
-    labels, excluded = _labels(cache_dir, records)
     model = load_model(run_dir)
+    labels, excluded = _labels(cache_dir, records, model.card)
     scored: list[ScoredPatient] = []
     for n, record in enumerate(records, start=1):
         pid = record.patient_id
@@ -107,10 +110,15 @@ def _check_settings(run_dir: Path, cache_dir: Path, manifest: Any) -> None:
                      f"settings (model.json preprocess_config in {run_dir})", path=cache_dir)
 
 
-def _labels(cache_dir: Path, records: list[Any]) -> tuple[dict[str, int], list[dict[str, str]]]:
-    """Manifest labels when any patient has one, else the label rule on the cache's tracking
-    (:mod:`medseq.tracking.outcome`)."""
+def _labels(cache_dir: Path, records: list[Any], card: ModelCard
+            ) -> tuple[dict[str, int], list[dict[str, str]]]:
+    """The label the model was trained on: for an early-prediction model the same rule on the
+    cache's tracking (:func:`medseq.training.targets.early_target`, patients whose observed
+    scans decide it left out); otherwise manifest labels when any patient has one, else the
+    label rule on the cache's tracking (:mod:`medseq.tracking.outcome`)."""
     excluded: list[dict[str, str]] = []
+    if card.label.kind in EARLY_KINDS:
+        return _early_labels(cache_dir, records, card)
     if any(r.label is not None for r in records):
         labels = {r.patient_id: int(r.label) for r in records if r.label is not None}
         excluded += [{"patient_id": r.patient_id, "reason": "no label"}
@@ -122,4 +130,28 @@ def _labels(cache_dir: Path, records: list[Any]) -> tuple[dict[str, int], list[d
     labels, without = tracking_labels(tracks_for_cache(Path(cache_dir)),
                                       [r.patient_id for r in records])
     excluded += [{"patient_id": pid, "reason": reason} for pid, reason in without.items()]
+    return labels, excluded
+
+
+def _early_labels(cache_dir: Path, records: list[Any], card: ModelCard
+                  ) -> tuple[dict[str, int], list[dict[str, str]]]:
+    from medseq.tracking.stored import tracks_for_cache
+
+    label = card.label
+    spec = LabelSpec(kind=label.kind, observe=card.inputs.observe,
+                     landmark_days=label.landmark_days or 180.0,
+                     landmark_window_days=label.landmark_window_days or 45.0)
+    by_id = {p.patient_id: p for p in tracks_for_cache(Path(cache_dir)).patients}
+    labels: dict[str, int] = {}
+    excluded: list[dict[str, str]] = []
+    for record in records:
+        patient = by_id.get(record.patient_id)
+        if patient is None:
+            excluded.append({"patient_id": record.patient_id, "reason": "not tracked"})
+            continue
+        target = early_target(patient, spec, task=card.architecture.task)
+        if isinstance(target, Undecided):
+            excluded.append({"patient_id": record.patient_id, "reason": target.reason})
+        else:
+            labels[record.patient_id] = target.label
     return labels, excluded

@@ -11,7 +11,7 @@ from typing import Any
 
 from medseq import __version__
 from medseq.contracts.evaluation import ClassifierMetrics, EvaluationDocument, NamedComparison
-from medseq.contracts.run import ModelConfig
+from medseq.contracts.run import ModelCard, ModelConfig
 from medseq.report.inputs import RunInputs
 
 
@@ -74,17 +74,23 @@ def methods(inputs: RunInputs, *, keep_ids: bool) -> list[tuple[str, str]]:
          f"({_cache_text(inputs.cache_dir)}); "
          f"{'original' if keep_ids else 'pseudonymised'} patient ids, days from baseline."),
         ("Preprocessing", _preprocess_text(pre, fingerprint)),
-        ("Outcome", "Responder = best overall response CR or PR under RECIST 1.1 over all of a "
-         "patient's scans (targets: up to 5 largest measurable lesions at baseline; PR <= -30% "
-         "sum of diameters from baseline; PD >= +20% and +5 mm from the nadir or a new lesion)."),
+        ("Outcome", _outcome_text(card, observe) + " RECIST 1.1: targets are up to 5 largest "
+         "measurable lesions at baseline; PR <= -30% sum of diameters from baseline; PD >= +20% "
+         "and +5 mm from the nadir or a new lesion."),
         ("Predictors", "Lesion-centred crops (image and mask) of "
          + (f"the first {observe} scans" if observe else "all scans")
-         + " with days since baseline and since the previous scan."),
+         + (", the lesion measurements beside them (volume, diameters, rim and core HU and "
+            "their changes) and per-scan burden, lesion count and new-lesion flag"
+            if card is not None and card.architecture.measurements else "")
+         + ", with days since baseline and since the previous scan."),
         ("Model", _model_text(card.architecture if card is not None else None)),
         ("Training", _training_text(config)),
         ("Sample size", f"{evaluation.n_patients} patients evaluated, "
          f"{evaluation.n_responders} responders; "
-         f"{len(evaluation.excluded)} excluded (no label or fewer than two scans)."),
+         f"{len(evaluation.excluded)} excluded (no label or fewer than two scans)"
+         + (f", of whom {evaluation.task.n_determined} because the observed scans already "
+            "decide their label" if evaluation.task is not None and evaluation.task.n_determined
+            else "") + "."),
         ("Validation", f"{n_folds}-fold patient-level cross-validation (stratified by outcome"
          + (f", seed {config.get('seed')}" if config.get("seed") is not None else "")
          + "); every metric is computed out-of-fold, so no patient is scored by a model "
@@ -322,3 +328,24 @@ def _summary(values: Sequence[float], unit: str) -> str:
 def _cache_text(cache_dir: Path | None) -> str:
     """Name the cache folder (never its full path: that can hold identifiers)."""
     return f"cache folder '{cache_dir.name}'" if cache_dir else "cache not found"
+
+
+def _outcome_text(card: ModelCard | None, observe: int | None) -> str:
+    """What the label means, from the model card's ``label``."""
+    label = card.label if card is not None else None
+    after = f"the first {observe} scans" if observe else "the observed scans"
+    if label is None or label.kind in ("overall", "given"):
+        text = ("Responder = best overall response CR or PR over all of a patient's scans."
+                if label is None or label.kind == "overall" else
+                "Labels as given by the user's labels CSV.")
+        return text
+    if label.kind == "best_after":
+        return (f"Responder = best overall response CR or PR over the scans after {after}; "
+                "patients whose observed scans already show a response or progression are "
+                "left out.")
+    if label.kind == "landmark":
+        return (f"Responder = response CR or PR at the scan after {after} nearest day "
+                f"{label.landmark_days:g} (within {label.landmark_window_days:g} days); "
+                "progression before it counts as PD.")
+    return (f"Time from the last of {after} to progression (PD), censored at the last scan; "
+            "patients who progressed within the observed scans are left out.")

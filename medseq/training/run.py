@@ -22,6 +22,7 @@ from medseq.contracts.run import (
     EpochRow,
     FoldPrediction,
     FoldResultDocument,
+    LabelRecord,
     ModelCard,
     ModelInputs,
     PredictionLine,
@@ -348,6 +349,7 @@ def _write_predictions(
 
 def _card(config: TrainConfig, manifest: CacheManifest, inputs: ModelInputs,
           train: list[str], fold: int | None, epochs: int, label_kind: str) -> ModelCard:
+    landmark = label_kind == "landmark"
     return ModelCard(
         architecture=config.model, label_names=config.model.label_names,
         config_hash=config_hash(config), inputs=inputs, preprocess_config=manifest.config,
@@ -355,7 +357,10 @@ def _card(config: TrainConfig, manifest: CacheManifest, inputs: ModelInputs,
         epochs=epochs,
         # predict re-preprocesses on the training cohort's grid (issue 7: same crops, same p)
         preprocess_fingerprint=manifest.fingerprint,
-        label_kind=label_kind,
+        label=LabelRecord(
+            kind=label_kind,
+            landmark_days=config.label.landmark_days if landmark else None,
+            landmark_window_days=config.label.landmark_window_days if landmark else None),
     )
 
 

@@ -190,8 +190,9 @@ def test_every_run_document_has_a_schema_version_and_older_ones_still_read(
             doc.update(doc.pop("inputs"))
             del doc["channels"], doc["features"]
             for key in ("lesion_measurements", "scan_measurements", "crop_spacing_mm",
-                        "hu_offset", "hu_scale", "label_kind"):  # added by version 3
+                        "hu_offset", "hu_scale"):  # added by version 3
                 del doc[key]
+            del doc["label"]
         path.write_text(json.dumps(doc))
     for name in ("metrics.jsonl", "predictions.jsonl"):
         rows = [json.loads(x) for x in (run / name).read_text().splitlines()]

@@ -51,3 +51,43 @@ def test_external_evaluation_scores_every_labelled_patient(tmp_path: Path) -> No
     assert doc["pooled"]["forecast"]["n_pairs"] == 12
     assert (run / "evaluation-external-external.json").is_file()
     assert not (run / "evaluation.json").exists()
+
+
+def test_an_early_prediction_model_is_scored_on_its_own_label(tmp_path: Path) -> None:
+    """The external cohort's labels follow the model card's label (best response after the
+    observed scans), not the manifest's overall labels; decided patients are left out."""
+    from medseq.contracts.run import LabelRecord, ModelInputs
+    from medseq.tracking.outputs import tracks_document
+    from medseq.tracking.stored import input_hash, store_tracks
+    from tests.training.test_targets import PD, PR, SD, course
+
+    ids = ["e0", "e1", "e2", "e3", "e4", "e5"]
+    cache = tmp_path / "external"
+    write_fake_cache(cache, ids)
+    manifest = read_manifest(cache)
+    rng = np.random.default_rng(0)
+    for pid in ids:
+        np.save(cache / pid / "crops.npy", rng.normal(size=(3, 2, 2, 16, 16, 16)).astype(
+            np.float16))
+        manifest.patients[pid].crops = f"{pid}/crops.npy"
+    write_manifest(cache, manifest)
+    later = {"e0": PR, "e1": SD, "e2": PR, "e3": PD, "e4": SD, "e5": PR}
+    courses = [course((0, None), (60, PD if pid == "e5" else SD), (120, later[pid]), pid=pid)
+               for pid in ids]
+    assert store_tracks(cache, tracks_document(courses, input_hash=input_hash(cache)))
+    run = tmp_path / "run"
+    write_fake_run(run, n_patients=20)
+    config = ModelConfig(widths=[4, 8], embed=8, hidden=8, measurements=False)
+    card = ModelCard(architecture=config, label_names=config.label_names,
+                     inputs=ModelInputs(observe=2), label=LabelRecord(kind="best_after"))
+    torch.manual_seed(0)
+    save_model(run, ResponseModel(config).state_dict(), card)
+
+    result = runner.invoke(app, ["evaluate", str(run), "--data", str(cache), "--json",
+                                 "--bootstrap", "100"])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    scored = {p["patient_id"]: p["label"] for p in doc["patients"]}
+    assert scored == {"e0": 1, "e1": 0, "e2": 1, "e3": 0, "e4": 0}
+    assert {e["patient_id"]: e["reason"] for e in doc["excluded"]} == {
+        "e5": "progression already seen by scan 1"}

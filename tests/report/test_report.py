@@ -277,3 +277,20 @@ def test_report_shows_the_forecast_only_where_it_beats_persistence(
         assert "The forecast does not beat persistence" in html
         assert both in html
         assert "not shown: the forecast does not beat persistence" in html
+
+
+def test_outcome_sentence_follows_the_models_label() -> None:
+    from medseq.contracts.run import LabelRecord, ModelCard, ModelConfig
+    from medseq.report.text import _outcome_text
+
+    def card(**label: object) -> ModelCard:
+        return ModelCard(architecture=ModelConfig(measurements=False), label_names=[],
+                         label=LabelRecord.model_validate(label))
+
+    assert "after the first 2 scans" in _outcome_text(card(kind="best_after"), 2)
+    assert "left out" in _outcome_text(card(kind="best_after"), 2)
+    landmark = _outcome_text(card(kind="landmark", landmark_days=180,
+                                  landmark_window_days=45), 2)
+    assert "nearest day 180 (within 45 days)" in landmark
+    assert "censored" in _outcome_text(card(kind="progression"), 2)
+    assert "over all of a patient's scans" in _outcome_text(card(kind="overall"), None)
