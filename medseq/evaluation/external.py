@@ -11,10 +11,17 @@ are tested on data neither has seen.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medseq.contracts.evaluation import BaselineFit, Cohort, EvaluationDocument, Exclusion
+from medseq.contracts.evaluation import (
+    BaselineFit,
+    Cohort,
+    EvaluationDocument,
+    Exclusion,
+    TaskRecord,
+)
 from medseq.contracts.run import ModelCard
 from medseq.errors import CacheError, InputDataError
 from medseq.evaluation.baseline import relative_volume_change
@@ -23,8 +30,10 @@ from medseq.evaluation.evaluate import (
     ScoredPatient,
     evaluation_document,
     fit_full_baseline,
+    fit_full_feature_baseline,
     model_provenance,
 )
+from medseq.evaluation.feature_baseline import FeatureModel
 from medseq.evaluation.rundir import forecast_pairs, read_predictions, require_run
 from medseq.training.targets import EARLY_KINDS, LabelSpec, early_target
 from medseq.training.targets import Exclusion as Undecided
@@ -51,7 +60,9 @@ def evaluate_external(
     _check_settings(run_dir, cache_dir, manifest)
     records = manifest.ok_patients()
     model = load_model(run_dir)
-    labels, excluded = _labels(cache_dir, records, model.card)
+    found = _labels(cache_dir, records, model.card)
+    labels, times, excluded = found.labels, found.times, found.excluded
+    features_model = _feature_model(run_dir)
     scored: list[ScoredPatient] = []
     for n, record in enumerate(records, start=1):
         pid = record.patient_id
@@ -74,18 +85,27 @@ def evaluate_external(
         result = predict_patient(model, crops, days, burden_ml=burden)
         forecast = result.get("forecast_ml", [])
         pairs = tuple(forecast_pairs(burden, forecast))
+        features = result.get("features")
         scored.append(ScoredPatient(
             patient_id=pid, fold=None, label=labels[pid],
             probability=float(result["probability"]),
             baseline_probability=baseline.predict([change])[0], size_change=change,
             forecast_pairs=pairs,
+            feature_probability=(features_model.predict([features])[0]
+                                 if features_model is not None and features else None),
+            feature_score=(features_model.score([features])[0]
+                           if features_model is not None and features else None),
+            risk=result.get("risk"), time_days=times.get(pid),
+            event=bool(labels[pid]) if pid in times else None,
         ))
         if progress is not None:
             progress(n, len(records))
     if not scored:
         raise InputDataError("no patient of the external cohort can be evaluated (each needs "
                              "a label, lesion crops and two scans)", path=cache_dir)
-    doc = evaluation_document(scored, settings, cohort=Cohort.EXTERNAL)
+    task = TaskRecord(label_kind=model.card.label.kind, observe=model.card.inputs.observe,
+                      n_determined=found.determined)
+    doc = evaluation_document(scored, settings, cohort=Cohort.EXTERNAL, task=task)
     doc.data = Path(cache_dir).resolve().name
     doc.excluded = [Exclusion.model_validate(row) for row in excluded]
     doc.model = model_provenance(run_dir)
@@ -110,8 +130,27 @@ def _check_settings(run_dir: Path, cache_dir: Path, manifest: Any) -> None:
                      f"settings (model.json preprocess_config in {run_dir})", path=cache_dir)
 
 
-def _labels(cache_dir: Path, records: list[Any], card: ModelCard
-            ) -> tuple[dict[str, int], list[dict[str, str]]]:
+def _feature_model(run_dir: Path) -> FeatureModel | None:
+    """The feature baseline fitted on the whole training cohort, when its predictions carry
+    measurement features (applied unchanged to the external cohort, like size-only)."""
+    try:
+        return fit_full_feature_baseline(read_predictions(run_dir), run_dir=run_dir)
+    except InputDataError:
+        return None
+
+
+@dataclass(frozen=True)
+class ExternalLabels:
+    """The external cohort's labels, progression times and exclusions."""
+
+    labels: dict[str, int]
+    times: dict[str, float]
+    excluded: list[dict[str, str]]
+    determined: int = 0
+    """Patients left out because their observed scans already decide the label."""
+
+
+def _labels(cache_dir: Path, records: list[Any], card: ModelCard) -> ExternalLabels:
     """The label the model was trained on: for an early-prediction model the same rule on the
     cache's tracking (:func:`medseq.training.targets.early_target`, patients whose observed
     scans decide it left out); otherwise manifest labels when any patient has one, else the
@@ -119,22 +158,22 @@ def _labels(cache_dir: Path, records: list[Any], card: ModelCard
     excluded: list[dict[str, str]] = []
     if card.label.kind in EARLY_KINDS:
         return _early_labels(cache_dir, records, card)
+    times: dict[str, float] = {}
     if any(r.label is not None for r in records):
         labels = {r.patient_id: int(r.label) for r in records if r.label is not None}
         excluded += [{"patient_id": r.patient_id, "reason": "no label"}
                      for r in records if r.label is None]
-        return labels, excluded
+        return ExternalLabels(labels, times, excluded)
     from medseq.tracking.outcome import tracking_labels
     from medseq.tracking.stored import tracks_for_cache
 
     labels, without = tracking_labels(tracks_for_cache(Path(cache_dir)),
                                       [r.patient_id for r in records])
     excluded += [{"patient_id": pid, "reason": reason} for pid, reason in without.items()]
-    return labels, excluded
+    return ExternalLabels(labels, times, excluded)
 
 
-def _early_labels(cache_dir: Path, records: list[Any], card: ModelCard
-                  ) -> tuple[dict[str, int], list[dict[str, str]]]:
+def _early_labels(cache_dir: Path, records: list[Any], card: ModelCard) -> ExternalLabels:
     from medseq.tracking.stored import tracks_for_cache
 
     label = card.label
@@ -143,7 +182,9 @@ def _early_labels(cache_dir: Path, records: list[Any], card: ModelCard
                      landmark_window_days=label.landmark_window_days or 45.0)
     by_id = {p.patient_id: p for p in tracks_for_cache(Path(cache_dir)).patients}
     labels: dict[str, int] = {}
+    times: dict[str, float] = {}
     excluded: list[dict[str, str]] = []
+    determined = 0
     for record in records:
         patient = by_id.get(record.patient_id)
         if patient is None:
@@ -152,6 +193,9 @@ def _early_labels(cache_dir: Path, records: list[Any], card: ModelCard
         target = early_target(patient, spec, task=card.architecture.task)
         if isinstance(target, Undecided):
             excluded.append({"patient_id": record.patient_id, "reason": target.reason})
+            determined += target.determined
         else:
             labels[record.patient_id] = target.label
-    return labels, excluded
+            if target.time_days is not None:
+                times[record.patient_id] = target.time_days
+    return ExternalLabels(labels, times, excluded, determined)

@@ -91,3 +91,40 @@ def test_an_early_prediction_model_is_scored_on_its_own_label(tmp_path: Path) ->
     assert scored == {"e0": 1, "e1": 0, "e2": 1, "e3": 0, "e4": 0}
     assert {e["patient_id"]: e["reason"] for e in doc["excluded"]} == {
         "e5": "progression already seen by scan 1"}
+    assert doc["task"] == {"label_kind": "best_after", "observe": 2, "n_determined": 1}
+
+
+def test_the_feature_model_of_the_training_cohort_scores_the_external_one(
+        tmp_path: Path) -> None:
+    """A model fed measurements reports their summary, and the feature baseline fitted on the
+    training cohort's predictions is applied to it unchanged."""
+    from medseq.contracts.run import LESION_MEASUREMENTS, SCAN_MEASUREMENTS, ModelInputs
+
+    ids = [f"e{i}" for i in range(8)]
+    cache = tmp_path / "external"
+    write_fake_cache(cache, ids)
+    manifest = read_manifest(cache)
+    rng = np.random.default_rng(1)
+    for pid in ids:
+        crops = rng.normal(0.5, 0.1, size=(3, 2, 2, 12, 12, 12)).astype(np.float16)
+        crops[:, :, 1] = 0
+        crops[:, :, 1, 4:8, 4:8, 4:8] = 1  # a small cube lesion in every crop
+        np.save(cache / pid / "crops.npy", crops)
+        manifest.patients[pid].crops = f"{pid}/crops.npy"
+    write_manifest(cache, manifest)
+    run = tmp_path / "run"
+    write_fake_run(run, n_patients=30, features=True)
+    config = ModelConfig(widths=[4, 8], embed=8, hidden=8)
+    inputs = ModelInputs(observe=2, lesion_measurements=list(LESION_MEASUREMENTS),
+                         scan_measurements=list(SCAN_MEASUREMENTS), crop_spacing_mm=2.0,
+                         hu_offset=-200.0, hu_scale=500.0)
+    torch.manual_seed(0)
+    save_model(run, ResponseModel(config).state_dict(),
+               ModelCard(architecture=config, label_names=config.label_names, inputs=inputs))
+
+    result = runner.invoke(app, ["evaluate", str(run), "--data", str(cache), "--json",
+                                 "--bootstrap", "100"])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["pooled"]["feature_model"] is not None
+    assert all(0.0 <= p["feature_probability"] <= 1.0 for p in doc["patients"])
