@@ -115,10 +115,7 @@ def fit(spec: FoldSpec, ctx: Context) -> FoldResult:
         pin_memory=ctx.device.type == "cuda",
     )
     steps_per_epoch = max(1, len(loader))
-    epochs = spec.epochs
-    if config.steps is not None and spec.early_stopping:
-        # Training is sized in optimiser steps, so a small cohort is not under-trained.
-        epochs = max(1, math.ceil(config.steps / steps_per_epoch))
+    epochs = fold_epochs(spec, config, ctx.dist.world)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.optimiser.lr, weight_decay=config.optimiser.weight_decay,
         betas=config.optimiser.betas,
@@ -202,6 +199,16 @@ def fit(spec: FoldSpec, ctx: Context) -> FoldResult:
     if spec.test:
         result.predictions = evaluate(model, _dataset(ctx, spec.test), weights, ctx).predictions
     return result
+
+
+def fold_epochs(spec: FoldSpec, config: TrainConfig, world: int = 1) -> int:
+    """Epochs ``spec`` trains for: with ``steps`` (folds only) as many as the steps take at
+    this fold's batches per epoch, so a small cohort is not under-trained; else its epochs."""
+    if config.steps is None or not spec.early_stopping:
+        return spec.epochs
+    per_rank = math.ceil(len(spec.train) / max(world, 1))
+    steps_per_epoch = max(1, math.ceil(per_rank / config.batch_size))
+    return max(1, math.ceil(config.steps / steps_per_epoch))
 
 
 @dataclass

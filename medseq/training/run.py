@@ -44,7 +44,7 @@ from medseq.training import checkpoint as ckpt
 from medseq.training.config import TrainConfig, model_inputs
 from medseq.training.distributed import DistInfo, barrier, broadcast, init_from_env, shutdown
 from medseq.training.labels import resolve_labels
-from medseq.training.loop import Context, FoldResult, FoldSpec, fit, roc_auc
+from medseq.training.loop import Context, FoldResult, FoldSpec, fit, fold_epochs, roc_auc
 from medseq.training.progress import Reporter
 from medseq.training.splits import stratified_folds, stratified_holdout
 from medseq.training.targets import EARLY_KINDS, LabelSpec
@@ -185,7 +185,7 @@ def _run(
                                             seed=config.seed * 1000 + k)
             spec = FoldSpec(name=str(k), stream=k, train=train, val=val, test=test,
                             epochs=config.epochs, early_stopping=True)
-            reporter.start_model(_title(spec, config.folds), spec.epochs,
+            reporter.start_model(_title(spec, config.folds), fold_epochs(spec, config, dist.world),
                                  validation=_class_counts(val, labels, config.model.task))
             result = fit(spec, ctx)
             if dist.is_main:
