@@ -13,7 +13,7 @@ import torch
 from medseq.contracts.cache import read_manifest
 from medseq.contracts.run import ModelConfig, read_card, read_predictions
 from medseq.errors import UsageError
-from medseq.evaluation.evaluate import evaluate_run
+from medseq.evaluation.evaluate import EvaluationSettings, evaluate_run
 from medseq.models.encoder import Flatten, SmallCNN, build_encoder, embedding_size
 from medseq.models.sequence import LesionPool, SequenceOutput
 from medseq.tracking.outputs import tracks_document
@@ -137,7 +137,7 @@ def test_progression_labels_train_a_risk_model_end_to_end(tmp_path: Path) -> Non
     assert card.label_kind == "progression"
     assert card.inputs.lesion_measurements
     assert card.inputs.crop_spacing_mm
-    doc = evaluate_run(run)
+    doc = evaluate_run(run, EvaluationSettings(n_bootstrap=50))
     assert doc.pooled.survival is not None
     assert doc.pooled.survival.model.c_index is not None
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
