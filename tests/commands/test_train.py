@@ -207,3 +207,21 @@ def test_every_run_document_has_a_schema_version_and_older_ones_still_read(
     evaluated = runner.invoke(app, ["evaluate", str(run), "--json", "--bootstrap", "100"])
     assert evaluated.exit_code == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["schema_version"] == 1
+
+
+def test_observe_and_label_options_override_the_settings() -> None:
+    result = runner.invoke(app, ["train", "--print-config", "--observe", "3", "--label",
+                                 "progression"])
+    assert result.exit_code == 0, result.stderr
+    settings = yaml.safe_load(result.stdout)
+    assert settings["observe"] == 3
+    assert settings["label"]["kind"] == "progression"
+    every = yaml.safe_load(runner.invoke(app, ["train", "--print-config", "--observe", "0",
+                                               "--label", "overall"]).stdout)
+    assert every["observe"] is None
+    default = yaml.safe_load(runner.invoke(app, ["train", "--print-config"]).stdout)
+    assert (default["observe"], default["label"]["kind"]) == (2, "best_after")
+    bad = runner.invoke(app, ["train", "--print-config", "--label", "someday"])
+    assert bad.exit_code == 1  # a usage error
+    assert "label.kind" in bad.stderr
+    assert "Traceback" not in bad.stderr
