@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from medseq import __version__
 
@@ -24,6 +24,17 @@ class TrackerConfig(BaseModel):
     """Width of the prompt encoding exp(-d^2 / 2 sigma^2)."""
     jitter_mm: float = Field(default=2.0, ge=0)
     """SD of the simulated registration error between baseline and follow-up crops."""
+    intensity: Literal["local", "cache"] = "local"
+    """Image channels: ``local`` (each crop minus its soft-tissue median, over
+    ``intensity_scale_hu``; :mod:`medseq.tracker.intensity`) or ``cache`` (the cache's window
+    as is; what trackers of format 1 used)."""
+    intensity_scale_hu: float = Field(default=25.0, gt=0)
+    intensity_clip: float = Field(default=6.0, gt=0)
+    prior_dropout: float = Field(default=0.0, ge=0, le=1)
+    """Share of tracking samples trained without the baseline mask channel (point prompt only),
+    so that copying the mask is not the easy answer."""
+    prior_perturb_mm: float = Field(default=0.0, ge=0)
+    """Tracking samples: the baseline mask is grown or shrunk by up to this much (random)."""
     steps: int = Field(default=1200, ge=1)
     steps_per_epoch: int = Field(default=50, ge=1)
     batch_size: int = Field(default=8, ge=1)
@@ -58,7 +69,8 @@ class TrackerCard(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    format: int = 1
+    format: int = 2
+    """2: ``config.intensity`` decides the image scale; 1 (older): the cache's scale."""
     medseq_version: str = __version__
     config: TrackerConfig
     preprocess_config: dict[str, Any] = Field(default_factory=dict)
@@ -72,3 +84,14 @@ class TrackerCard(BaseModel):
     val_patients: list[str] = Field(default_factory=list)
     steps_done: int = 0
     metrics: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_formats(cls, data: Any) -> Any:
+        """A format-1 card (no ``format`` or 1) keeps the cache's intensity scale it was
+        trained on."""
+        if isinstance(data, dict) and int(data.get("format", 1)) < 2:
+            config = data.get("config")
+            if isinstance(config, dict) and "intensity" not in config:
+                data = {**data, "config": {**config, "intensity": "cache"}}
+        return data

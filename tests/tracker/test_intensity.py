@@ -1,0 +1,81 @@
+"""The tracker's intensity scale, its record in tracker.json, and the baseline-mask prompt
+perturbations of training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from medseq.tracker.config import TrackerCard, TrackerConfig
+from medseq.tracker.intensity import standardise_inputs, units_per_hu
+from medseq.tracker.pairs import _prior
+from medseq.tracker.segment import read_card
+
+PP = {"ct_window": [-200.0, 300.0], "ct_range": [0.0, 1.0]}
+
+
+def _hu(values: np.ndarray) -> np.ndarray:
+    """HU -> the cache's units (clipped window, as preprocess does)."""
+    return (np.clip(values, -200, 300) + 200) / 500
+
+
+def _inputs(offset_hu: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    hu = np.full((8, 8, 8), 60.0) + rng.normal(0, 4, (8, 8, 8)) + offset_hu
+    hu[2:5, 2:5, 2:5] -= 25  # a hypodense liver lesion
+    hu[7] = -1000  # air: clipped by the window, not part of the reference
+    x = np.zeros((1, 4, 8, 8, 8), dtype=np.float32)
+    x[0, 0] = _hu(hu)
+    x[0, 1] = 0.5
+    return x
+
+
+def test_local_scale_puts_a_25_hu_lesion_one_unit_below_its_organ() -> None:
+    out = standardise_inputs(_inputs(), TrackerConfig(), PP)[0]
+    lesion = out[0, 2:5, 2:5, 2:5].mean()
+    organ = np.median(out[0, :7])
+    assert abs(organ) < 0.1
+    assert abs(lesion - organ + 1.0) < 0.15
+    assert out[0, 7].max() == -TrackerConfig().intensity_clip  # air clipped
+    assert not out[2].any()  # an absent baseline channel stays zeros
+    assert np.array_equal(out[1], _inputs()[0, 1])  # the prompt is not touched
+
+
+def test_local_scale_ignores_a_global_shift_and_cache_scale_is_unchanged() -> None:
+    config = TrackerConfig()
+    a = standardise_inputs(_inputs(), config, PP)
+    b = standardise_inputs(_inputs(offset_hu=30.0), config, PP)
+    assert np.abs(a[0, 0, :7] - b[0, 0, :7]).max() < 1e-4
+    x = _inputs()
+    assert standardise_inputs(x, TrackerConfig(intensity="cache"), PP) is x
+    assert units_per_hu({"ct_window": [-100, 100], "ct_range": [0, 2]}) == 0.01
+
+
+def test_format_1_tracker_keeps_the_cache_scale(tmp_path: Path) -> None:
+    card = json.loads(TrackerCard(config=TrackerConfig()).model_dump_json())
+    assert card["format"] == 2
+    assert card["config"]["intensity"] == "local"
+    del card["config"]["intensity"]
+    card["format"] = 1
+    (tmp_path / "tracker.json").write_text(json.dumps(card))
+    assert read_card(tmp_path).config.intensity == "cache"
+    card["format"] = 2
+    (tmp_path / "tracker.json").write_text(json.dumps(card))
+    assert read_card(tmp_path).config.intensity == "local"
+
+
+def test_prior_prompt_dropout_and_perturbation() -> None:
+    mask = np.zeros((12, 12, 12), dtype=bool)
+    mask[3:9, 3:9, 3:9] = True
+    spacing = np.array([4.0, 4.0, 5.0])
+    rng = np.random.default_rng(0)
+    dropped = _prior(mask, spacing, TrackerConfig(prior_dropout=1.0), rng)
+    assert dropped.dtype == np.float32
+    assert not dropped.any()
+    same = _prior(mask, spacing, TrackerConfig(), rng)
+    assert np.array_equal(same, mask)
+    sizes = {int(_prior(mask, spacing, TrackerConfig(prior_perturb_mm=8.0), rng).sum())
+             for _ in range(30)}
+    assert min(sizes) < mask.sum() < max(sizes)
