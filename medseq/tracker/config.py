@@ -30,11 +30,6 @@ class TrackerConfig(BaseModel):
     as is; what trackers of format 1 used)."""
     intensity_scale_hu: float = Field(default=25.0, gt=0)
     intensity_clip: float = Field(default=6.0, gt=0)
-    prior_dropout: float = Field(default=0.0, ge=0, le=1)
-    """Share of tracking samples trained without the baseline mask channel (point prompt only),
-    so that copying the mask is not the easy answer."""
-    prior_perturb_mm: float = Field(default=0.0, ge=0)
-    """Tracking samples: the baseline mask is grown or shrunk by up to this much (random)."""
     steps: int = Field(default=1200, ge=1)
     steps_per_epoch: int = Field(default=50, ge=1)
     batch_size: int = Field(default=8, ge=1)

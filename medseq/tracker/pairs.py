@@ -180,8 +180,7 @@ def sample(item: Item, data: PatientData, config: TrackerConfig,
         moved = centre + np.rint(shift).astype(int)
         x[0] = crop(tp.image, moved, size)
         x[2] = crop(base.image, centre, size)
-        x[3] = _prior(crop(base.components == item.lesion, centre, size), spacing, config,
-                      rng) if augment else crop(base.components == item.lesion, centre, size)
+        x[3] = crop(base.components == item.lesion, centre, size)
         x[1] = point_prompt(size, point - centre + size // 2, spacing, config.prompt_sigma_mm)
         y = np.isin(crop(tp.components, moved, size), data.links[item.timepoint][item.lesion])
         y &= _nonzero(crop(tp.components, moved, size))
@@ -213,24 +212,6 @@ def sample(item: Item, data: PatientData, config: TrackerConfig,
     if augment:
         x, target = _augment(x, target, rng)
     return x, target
-
-
-def _prior(mask: np.ndarray, spacing: np.ndarray, config: TrackerConfig,
-           rng: np.random.Generator) -> np.ndarray:
-    """The baseline mask as a training prompt: dropped (``prior_dropout``) or grown/shrunk by
-    up to ``prior_perturb_mm``, so that copying it is not the easy answer."""
-    from scipy import ndimage
-
-    if config.prior_dropout and rng.random() < config.prior_dropout:
-        return np.zeros(mask.shape, dtype=np.float32)
-    if config.prior_perturb_mm > 0 and mask.any():
-        steps = int(np.rint(rng.uniform(-1, 1) * config.prior_perturb_mm / float(spacing.min())))
-        if steps > 0:
-            mask = ndimage.binary_dilation(mask, iterations=steps)
-        elif steps < 0:
-            shrunk = ndimage.binary_erosion(mask, iterations=-steps)
-            mask = shrunk if shrunk.any() else mask
-    return mask.astype(np.float32)
 
 
 def _nonzero(array: np.ndarray) -> np.ndarray:

@@ -1,5 +1,4 @@
-"""The tracker's intensity scale, its record in tracker.json, and the baseline-mask prompt
-perturbations of training."""
+"""The tracker's intensity scale and its record in tracker.json."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ import numpy as np
 
 from medseq.tracker.config import TrackerCard, TrackerConfig
 from medseq.tracker.intensity import standardise_inputs, units_per_hu
-from medseq.tracker.pairs import _prior
 from medseq.tracker.segment import read_card
 
 PP = {"ct_window": [-200.0, 300.0], "ct_range": [0.0, 1.0]}
@@ -64,18 +62,3 @@ def test_format_1_tracker_keeps_the_cache_scale(tmp_path: Path) -> None:
     card["format"] = 2
     (tmp_path / "tracker.json").write_text(json.dumps(card))
     assert read_card(tmp_path).config.intensity == "local"
-
-
-def test_prior_prompt_dropout_and_perturbation() -> None:
-    mask = np.zeros((12, 12, 12), dtype=bool)
-    mask[3:9, 3:9, 3:9] = True
-    spacing = np.array([4.0, 4.0, 5.0])
-    rng = np.random.default_rng(0)
-    dropped = _prior(mask, spacing, TrackerConfig(prior_dropout=1.0), rng)
-    assert dropped.dtype == np.float32
-    assert not dropped.any()
-    same = _prior(mask, spacing, TrackerConfig(), rng)
-    assert np.array_equal(same, mask)
-    sizes = {int(_prior(mask, spacing, TrackerConfig(prior_perturb_mm=8.0), rng).sum())
-             for _ in range(30)}
-    assert min(sizes) < mask.sum() < max(sizes)
