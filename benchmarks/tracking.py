@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/medseq-bench-tracking"))
     parser.add_argument("--train-patients", type=int, default=60)
     parser.add_argument("--test-patients", type=int, default=60)
-    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--config", type=Path, default=None,
                         help="YAML tracker settings (as train-tracker --config); --steps wins")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from medseq import __version__
 
@@ -24,13 +24,13 @@ class TrackerConfig(BaseModel):
     """Width of the prompt encoding exp(-d^2 / 2 sigma^2)."""
     jitter_mm: float = Field(default=2.0, ge=0)
     """SD of the simulated registration error between baseline and follow-up crops."""
-    intensity: Literal["local", "cache"] = "local"
-    """Image channels: ``local`` (each crop minus its soft-tissue median, over
-    ``intensity_scale_hu``; :mod:`medseq.tracker.intensity`) or ``cache`` (the cache's window
-    as is; what trackers of format 1 used)."""
+    intensity: Literal["cache", "local"] = "cache"
+    """Image channels: ``cache`` (the cache's values as they are) or ``local`` (each crop minus
+    its soft-tissue median, over ``intensity_scale_hu``; :mod:`medseq.tracker.intensity`;
+    measured no better, docs/track.md)."""
     intensity_scale_hu: float = Field(default=25.0, gt=0)
     intensity_clip: float = Field(default=6.0, gt=0)
-    steps: int = Field(default=1200, ge=1)
+    steps: int = Field(default=4000, ge=1)
     steps_per_epoch: int = Field(default=50, ge=1)
     batch_size: int = Field(default=8, ge=1)
     lr: float = Field(default=1e-2, gt=0)
@@ -64,8 +64,7 @@ class TrackerCard(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    format: int = 2
-    """2: ``config.intensity`` decides the image scale; 1 (older): the cache's scale."""
+    format: int = 1
     medseq_version: str = __version__
     config: TrackerConfig
     preprocess_config: dict[str, Any] = Field(default_factory=dict)
@@ -79,14 +78,3 @@ class TrackerCard(BaseModel):
     val_patients: list[str] = Field(default_factory=list)
     steps_done: int = 0
     metrics: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _older_formats(cls, data: Any) -> Any:
-        """A format-1 card (no ``format`` or 1) keeps the cache's intensity scale it was
-        trained on."""
-        if isinstance(data, dict) and int(data.get("format", 1)) < 2:
-            config = data.get("config")
-            if isinstance(config, dict) and "intensity" not in config:
-                data = {**data, "config": {**config, "intensity": "cache"}}
-        return data

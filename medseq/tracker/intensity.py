@@ -1,17 +1,16 @@
-"""The tracker's own intensity scale: local soft-tissue contrast instead of the cache's window.
+"""An optional intensity scale for the tracker: local soft-tissue contrast.
 
 The cache maps CT through a wide window (default [-200, 300] HU -> [0, 1]), so a lesion 20 HU
-away from its organ differs by 0.04 units, next to prompt and mask channels of 0..1. The
-network then learns to copy the baseline mask instead of reading the follow-up. With
-``intensity: local`` every image crop (follow-up and baseline channels) is shifted by its own
-reference, the median of its voxels strictly inside the window (soft tissue: no air, lung or
-bone clipped to the window's ends), and divided by ``intensity_scale_hu`` (converted to the
-cache's units with the manifest's ``ct_window``/``ct_range``), then clipped to
-±``intensity_clip``. A crop that is all zeros (an absent channel) stays zeros. Training,
-``track``/``predict --tracker``, baseline prompts and detection all go through
-:func:`standardise_inputs` (:meth:`medseq.tracker.segment.Tracker.predict` and
-:func:`medseq.tracker.train.train_tracker`). ``intensity: cache`` (trackers of format 1) feeds
-the cache's values unchanged.
+away from its organ differs by 0.04 units. With ``intensity: local`` every image crop
+(follow-up and baseline channels) is shifted by its own reference, the median of its voxels
+strictly inside the window (soft tissue: no air, lung or bone clipped to the window's ends),
+divided by ``intensity_scale_hu`` (converted to the cache's units with the manifest's
+``ct_window``/``ct_range``) and clipped to ±``intensity_clip``; a crop that is all zeros (an
+absent channel) stays zeros. Training, ``track``/``predict --tracker``, baseline prompts and
+detection all go through :func:`standardise_inputs` (:func:`medseq.tracker.train.train_tracker`
+and :meth:`medseq.tracker.segment.Tracker.predict`). The default, ``intensity: cache``, feeds
+the cache's values unchanged: on the tracking benchmark the local scale was no better
+(docs/track.md).
 """
 
 from __future__ import annotations
