@@ -19,7 +19,7 @@ Everything is reused from ``--work`` when present, so reruns only redo what is m
 
 Usage:
     nice -n 10 python benchmarks/tracking.py --work /tmp/bench-tracking [--train-patients 60]
-        [--test-patients 60] [--steps 600] [--device cpu]
+        [--test-patients 60] [--steps 600] [--device cpu] [--config tracker.yaml]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from medseq.config import load_config
 from medseq.contracts.cache import read_manifest, write_manifest
 from medseq.data.synthetic import generate_cohort
 from medseq.io.discover import discover
@@ -57,18 +58,23 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/medseq-bench-tracking"))
     parser.add_argument("--train-patients", type=int, default=60)
     parser.add_argument("--test-patients", type=int, default=60)
-    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="YAML tracker settings (as train-tracker --config); --steps wins")
     args = parser.parse_args()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     train_cache = _cohort(work, "train", args.train_patients, seed=1)
     test_cache = _cohort(work, "test", args.test_patients, seed=2)
-    run = work / f"tracker_{args.steps}"
+    suffix = f"_{args.config.stem}" if args.config else ""
+    run = work / f"tracker_{args.steps}{suffix}"
     seconds = None
     if not (run / "tracker.json").is_file():
         started = time.perf_counter()
-        train_tracker(train_cache, run, TrackerConfig(steps=args.steps, device=args.device),
+        config = load_config(TrackerConfig, args.config,
+                             {"steps": args.steps, "device": args.device})
+        train_tracker(train_cache, run, config,
                       resume=(run / "tracker_config.json").is_file(), log=print)
         seconds = time.perf_counter() - started
     hidden = hide_follow_up_masks(test_cache, work / "hidden")
@@ -91,7 +97,7 @@ def main() -> None:
     new = _new_lesions(work / "filled_tracker", truth)
     scans = sum(len(d.timepoints) - 1 for d in truth.values())
     report = {"train_patients": args.train_patients, "test_patients": len(truth),
-              "follow_ups": scans, "steps": args.steps, "train_seconds": seconds,
+              "follow_ups": scans, "steps": args.steps, "tracker": run.name, "train_seconds": seconds,
               "fill_seconds": infer_seconds, "new_lesions": new,
               "methods": {m: {**_summary(lesion_rows[m]), "recist_agreement": recist[m]}
                           for m in METHODS}}

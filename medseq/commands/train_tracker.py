@@ -16,7 +16,7 @@ def command(
     output: Path = typer.Option(..., "--output", "-o", metavar="TRACKRUN",
                                 help="Tracker folder to write."),
     config_file: Path = typer.Option(None, "--config", help="YAML tracker settings."),
-    steps: int = typer.Option(None, "--steps", help="Optimiser steps (default 1200)."),
+    steps: int = typer.Option(None, "--steps", help="Optimiser steps (default 4000)."),
     seed: int = typer.Option(None, "--seed", help="Seed for the split, weights and samples."),
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in -o from its last "

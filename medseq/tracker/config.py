@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,7 +24,13 @@ class TrackerConfig(BaseModel):
     """Width of the prompt encoding exp(-d^2 / 2 sigma^2)."""
     jitter_mm: float = Field(default=2.0, ge=0)
     """SD of the simulated registration error between baseline and follow-up crops."""
-    steps: int = Field(default=1200, ge=1)
+    intensity: Literal["cache", "local"] = "cache"
+    """Image channels: ``cache`` (the cache's values as they are) or ``local`` (each crop minus
+    its soft-tissue median, over ``intensity_scale_hu``; :mod:`medseq.tracker.intensity`;
+    measured no better, docs/track.md)."""
+    intensity_scale_hu: float = Field(default=25.0, gt=0)
+    intensity_clip: float = Field(default=6.0, gt=0)
+    steps: int = Field(default=4000, ge=1)
     steps_per_epoch: int = Field(default=50, ge=1)
     batch_size: int = Field(default=8, ge=1)
     lr: float = Field(default=1e-2, gt=0)

@@ -76,9 +76,13 @@ class Tracker:
         return cls(card, network, target)
 
     def predict(self, inputs: np.ndarray, *, batch: int = 16) -> np.ndarray:
-        """Probabilities [N, S, S, S] for inputs [N, 4, S, S, S]."""
+        """Probabilities [N, S, S, S] for inputs [N, 4, S, S, S] (image channels on the cache's
+        scale; :func:`medseq.tracker.intensity.standardise_inputs` rescales them)."""
         import torch
 
+        from medseq.tracker.intensity import standardise_inputs
+
+        inputs = standardise_inputs(inputs, self.config, self.card.preprocess_config)
         out = []
         with torch.inference_mode():
             for start in range(0, len(inputs), batch):

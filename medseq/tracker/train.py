@@ -24,6 +24,7 @@ from medseq.contracts.cache import read_manifest
 from medseq.errors import InputDataError, UsageError
 from medseq.io.atomic import write_text_atomic
 from medseq.tracker.config import TrackerCard, TrackerConfig
+from medseq.tracker.intensity import standardise_inputs
 from medseq.tracker.pairs import PatientData, items, load_patient, normaliser, sample
 
 CONFIG_NAME = "tracker_config.json"
@@ -122,6 +123,7 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
         total = 0.0
         for _ in range(steps):
             x, y = _batch(train, pools, config, rng)
+            x = standardise_inputs(x, config, manifest.config)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = network(torch.from_numpy(x).to(device))
             loss = loss_fn(logits.float(), torch.from_numpy(y).to(device))
