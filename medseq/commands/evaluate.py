@@ -194,15 +194,15 @@ def _p(p: float | None) -> str:
 
 
 def _ci(value: float | None, ci: tuple[float, float] | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+    from medseq.report.text import ci_text
+
+    return ci_text(value, ci)
 
 
 def _mae(value: float | None, ci: tuple[float, float] | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.2f}" + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")
+    from medseq.report.text import mae_text
+
+    return mae_text(value, ci)
 
 
 def _cm(cm: ConfusionRecord) -> str:

@@ -195,8 +195,8 @@ def survival_rows(evaluation: EvaluationDocument) -> list[list[str]]:
     s = evaluation.pooled.survival
     if s is None:
         return []
-    return [[name, _ci_text(score.c_index, score.c_index_ci),
-             _ci_text(score.td_auc, score.td_auc_ci)]
+    return [[name, ci_text(score.c_index, score.c_index_ci),
+             ci_text(score.td_auc, score.td_auc_ci)]
             for name, score in (("model", s.model),
                                 ("size-only (relative burden change)", s.baseline),
                                 ("classical feature model", s.feature_model))
@@ -236,15 +236,14 @@ def fold_header(evaluation: EvaluationDocument) -> list[str]:
 
 def mae_text(value: float | None, ci: tuple[float, float] | None) -> str:
     """``1.23 (0.98-1.51)`` mL, or ``n/a``."""
-    if value is None:
-        return "n/a"
-    return f"{value:.2f}" + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")
+    return ci_text(value, ci, digits=2)
 
 
-def _ci_text(value: float | None, ci: tuple[float, float] | None) -> str:
+def ci_text(value: float | None, ci: tuple[float, float] | None, *, digits: int = 3) -> str:
+    """``0.941 (0.905-0.969)``: a value with its confidence interval, or ``n/a``."""
     if value is None:
         return "n/a"
-    return f"{value:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+    return f"{value:.{digits}f}" + (f" ({ci[0]:.{digits}f}-{ci[1]:.{digits}f})" if ci else "")
 
 
 def provenance(inputs: RunInputs, *, keep_ids: bool) -> list[tuple[str, str]]:
