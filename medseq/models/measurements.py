@@ -14,8 +14,9 @@ RECIST measurements of record come from ``medseq track``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -58,13 +59,16 @@ class Measurements:
     core_hu: np.ndarray
 
 
-def geometry_from_preprocess(config: dict[str, object], modality: str = "CT") -> CropGeometry:
+def geometry_from_preprocess(config: Mapping[str, Any], modality: str = "CT") -> CropGeometry:
     """The crop geometry from a cache's preprocessing settings (the manifest's ``config``)."""
-    spacing = float(config.get("crop_spacing", 2.0))  # type: ignore[arg-type]
+    from medseq.preprocess.config import PreprocessConfig
+    from medseq.preprocess.normalize import ct_window_and_range
+
+    spacing = float(config.get("crop_spacing", PreprocessConfig.model_fields["crop_spacing"]
+                               .default))
     if modality.upper() != "CT":
         return CropGeometry(spacing_mm=spacing)
-    low, high = (float(v) for v in config.get("ct_window", (-200.0, 300.0)))  # type: ignore[attr-defined]
-    out_low, out_high = (float(v) for v in config.get("ct_range", (0.0, 1.0)))  # type: ignore[attr-defined]
+    (low, high), (out_low, out_high) = ct_window_and_range(config)
     scale = (high - low) / (out_high - out_low)
     return CropGeometry(spacing_mm=spacing, hu_offset=low - out_low * scale, hu_scale=scale)
 

@@ -7,7 +7,8 @@ intensities have no absolute scale; the statistics are recorded per timepoint.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -61,6 +62,17 @@ def intensity_record(array: np.ndarray, modality: Modality,
     mean = float(body.mean()) if body.size else 0.0
     std = float(body.std()) if body.size else 1.0
     return IntensityRecord(kind="mr_zscore", mean=round(mean, 4), std=round(max(std, 1e-6), 4))
+
+
+def ct_window_and_range(settings: Mapping[str, Any]) -> tuple[tuple[float, float],
+                                                               tuple[float, float]]:
+    """``(ct_window, ct_range)`` of a cache's preprocessing settings (the manifest's
+    ``config``), with :class:`PreprocessConfig`'s defaults for a missing key: what readers of a
+    cache need to map its CT crops back to HU."""
+    fields = PreprocessConfig.model_fields
+    low, high = settings.get("ct_window") or fields["ct_window"].default
+    out_low, out_high = settings.get("ct_range") or fields["ct_range"].default
+    return (float(low), float(high)), (float(out_low), float(out_high))
 
 
 def normalize(values: np.ndarray, record: IntensityRecord,

@@ -20,19 +20,17 @@ from typing import Any
 
 import numpy as np
 
+from medseq.preprocess.normalize import ct_window_and_range
 from medseq.tracker.config import TrackerConfig
 from medseq.tracker.prompt import CHANNELS
 
 IMAGE_CHANNELS = (CHANNELS.index("follow_up"), CHANNELS.index("baseline"))
-DEFAULT_WINDOW = (-200.0, 300.0)
-DEFAULT_RANGE = (0.0, 1.0)
 
 
 def units_per_hu(preprocess_config: Mapping[str, Any]) -> float:
     """Cache units per HU of the CT window the cache was made with."""
-    low, high = preprocess_config.get("ct_window") or DEFAULT_WINDOW
-    out_low, out_high = preprocess_config.get("ct_range") or DEFAULT_RANGE
-    return (float(out_high) - float(out_low)) / (float(high) - float(low))
+    (low, high), (out_low, out_high) = ct_window_and_range(preprocess_config)
+    return (out_high - out_low) / (high - low)
 
 
 def standardise_crop(values: np.ndarray, scale: float, clip: float, window: tuple[float, float]
@@ -56,8 +54,7 @@ def standardise_inputs(inputs: np.ndarray, config: TrackerConfig,
     if config.intensity == "cache":
         return inputs
     per_hu = units_per_hu(preprocess_config)
-    out_low, out_high = preprocess_config.get("ct_range") or DEFAULT_RANGE
-    window = (float(out_low), float(out_high))
+    _, window = ct_window_and_range(preprocess_config)
     scale = config.intensity_scale_hu * per_hu
     out = np.array(inputs, dtype=np.float32, copy=True)
     for n in range(out.shape[0]):
