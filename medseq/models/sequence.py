@@ -77,7 +77,9 @@ class ResponseModel(nn.Module):
         # The measurements of the last observed scan reach the response head directly too (a
         # linear path beside the recurrent state), so the change to baseline they hold need
         # not survive the recurrent layer to be used.
-        self.skip_width = 3 * n_lesion + n_scan if config.measurements else 0
+        # Pooled like the lesion vectors (mean, sum, max), without learned weights.
+        self.skip_pool = LesionPool(n_lesion, attention=False, stats=True)
+        self.skip_width = self.skip_pool.out_width + n_scan if config.measurements else 0
         self.dropout = nn.Dropout(config.dropout)
         self.response_head = nn.Linear(state_width + self.skip_width, config.n_outputs)
         self.forecast_head = nn.Linear(state_width, 1)
@@ -135,14 +137,10 @@ class ResponseModel(nn.Module):
         if self.skip_width:
             assert lesion_features is not None
             assert scan_features is not None
-            final = lesion_features[rows, lengths - 1].float()
-            final_valid = valid[rows, lengths - 1]
-            skip = torch.cat((
-                _masked_mean(final, final_valid), final.sum(dim=1) / _LESION_SCALE,
-                final.masked_fill(~final_valid.unsqueeze(-1), -1e4).amax(dim=1)
-                .clamp_min(-1e3) * final_valid.any(dim=1, keepdim=True),
-                scan_features[rows, lengths - 1].float(),
-            ), dim=-1)
+            final = rows, lengths - 1
+            pooled = self.skip_pool(lesion_features[final].float().unsqueeze(1),
+                                    valid[final].unsqueeze(1)).squeeze(1)
+            skip = torch.cat((pooled, scan_features[final].float()), dim=-1)
             last = torch.cat((last, skip.to(last.dtype)), dim=-1)
         return SequenceOutput(
             logits=self.response_head(last), forecast=self.forecast_head(states).squeeze(-1)
@@ -213,12 +211,6 @@ class LesionPool(nn.Module):
         peak = lesions.masked_fill(~valid.unsqueeze(-1), -1e4).amax(dim=-2)
         peak = peak.clamp_min(-1e3) * valid.any(dim=-1, keepdim=True).to(lesions.dtype)
         return torch.cat((pooled, masked.sum(dim=-2) / _LESION_SCALE, peak), dim=-1)
-
-
-def _masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """[B, L, F] averaged over the valid lesions [B, L] -> [B, F]."""
-    weights = valid.unsqueeze(-1).to(values.dtype)
-    return (values * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 
 class DecayRecurrent(nn.Module):
