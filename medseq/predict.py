@@ -231,17 +231,15 @@ def predict_patient_of(
             raise InputDataError("no lesion to predict from: the model needs a lesion mask "
                                  "with at least one lesion at baseline", path=cohort.root)
         crops = np.load(cache_dir / record.crops, allow_pickle=False)
-        days = [tp.days for tp in sorted(record.timepoints, key=lambda tp: tp.index)]
+        ordered = sorted(record.timepoints, key=lambda tp: tp.index)
+        days = [tp.days for tp in ordered]
         t0 = time.perf_counter()
         model, fold = run.model_for(record.patient_id)
         timings["model_load"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        ordered = sorted(record.timepoints, key=lambda tp: tp.index)
-        new_lesions = [bool(r.get("new_lesions")) for r in
-                       sorted(track_doc.get("responses", []), key=lambda r: r["timepoint"])]
         result = predict_patient(model, crops, days,
                                  burden_ml=[tp.lesion_volume_ml for tp in ordered],
-                                 new_lesions=new_lesions or None)
+                                 new_lesions=tracking.new_lesion_flags() or None)
         timings["model"] = time.perf_counter() - t0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -162,6 +162,10 @@ class PatientTracking(Record):
     lesions: list[LesionRow] = Field(default_factory=list)
     responses: list[ResponseRow] = Field(default_factory=list)
 
+    def new_lesion_flags(self) -> list[bool]:
+        """Per scan, in timepoint order: did tracking find a new lesion."""
+        return [bool(r.new_lesions) for r in sorted(self.responses, key=lambda r: r.timepoint)]
+
     @model_validator(mode="after")
     def _derive_responder(self) -> PatientTracking:
         if not self.tracked or self.best_overall_response is Response.NE:

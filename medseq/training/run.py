@@ -372,8 +372,7 @@ def _new_lesion_flags(cache_dir: Path, patients: list[str]) -> dict[str, list[bo
     flags: dict[str, list[bool]] = {}
     for patient in tracks_for_cache(cache_dir).patients:
         if patient.patient_id in wanted:
-            rows = sorted(patient.responses, key=lambda r: r.timepoint)
-            flags[patient.patient_id] = [bool(r.new_lesions) for r in rows]
+            flags[patient.patient_id] = patient.new_lesion_flags()
     return flags
 
 
