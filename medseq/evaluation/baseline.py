@@ -10,7 +10,7 @@ exactly the same patients.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,12 +82,9 @@ def out_of_fold_baseline(
     Returns:
         (patient id -> out-of-fold probability, fold -> the model fitted without it).
     """
-    ids = sorted(set(features) & set(labels) & set(folds))
     probs: dict[str, float] = {}
     models: dict[int, BaselineModel] = {}
-    for fold in sorted({folds[i] for i in ids}):
-        train = [i for i in ids if folds[i] != fold]
-        test = [i for i in ids if folds[i] == fold]
+    for fold, train, test in fold_partitions(features, labels, folds):
         if train:
             model = fit_baseline([features[i] for i in train], [labels[i] for i in train])
         else:  # one fold only: nothing held in, so no information (never fit in-sample)
@@ -96,6 +93,16 @@ def out_of_fold_baseline(
         for pid, p in zip(test, model.predict([features[i] for i in test]), strict=True):
             probs[pid] = p
     return probs, models
+
+
+def fold_partitions(
+    features: Mapping[str, object], labels: Mapping[str, int], folds: Mapping[str, int],
+) -> Iterator[tuple[int, list[str], list[str]]]:
+    """``(fold, training ids, held-out ids)`` per fold, in fold order, over the patients that
+    have features, a label and a fold: the split every out-of-fold baseline uses."""
+    ids = sorted(set(features) & set(labels) & set(folds))
+    for fold in sorted({folds[i] for i in ids}):
+        yield fold, [i for i in ids if folds[i] != fold], [i for i in ids if folds[i] == fold]
 
 
 def sigmoid(x: float) -> float:

@@ -329,18 +329,10 @@ def evaluation_document(
         verdict=verdict(comparison, n_patients=len(scored), n_responders=int(sum(labels)),
                         feature_comparison=comparisons[1] if with_features else None,
                         progression=survival_block),
-        patients=[
-            ScoredRow(
-                patient_id=s.patient_id,
-                fold=s.fold,
-                label=s.label,
-                probability=s.probability,
-                baseline_probability=s.baseline_probability,
-                size_change=s.size_change,
-                feature_probability=s.feature_probability,
-            )
-            for s in scored
-        ],
+        # The record keeps the fields it declares; the pairs and risks stay in the metrics.
+        patients=[ScoredRow.model_validate({name: getattr(s, name)
+                                            for name in ScoredRow.model_fields})
+                  for s in scored],
     )
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medseq.evaluation.baseline import sigmoid
+from medseq.evaluation.baseline import fold_partitions, sigmoid
 
 C = 1.0
 """Inverse L2 strength of the logistic regression, fixed in advance (never tuned)."""
@@ -126,13 +126,10 @@ def out_of_fold_feature_model(
         (patient id -> out-of-fold probability, patient id -> out-of-fold linear score,
         fold -> the model fitted without it).
     """
-    ids = sorted(set(features) & set(labels) & set(folds))
     probs: dict[str, float] = {}
     scores: dict[str, float] = {}
     models: dict[int, FeatureModel] = {}
-    for fold in sorted({folds[i] for i in ids}):
-        train = [i for i in ids if folds[i] != fold]
-        test = [i for i in ids if folds[i] == fold]
+    for fold, train, test in fold_partitions(features, labels, folds):
         if train:
             model = fit_feature_model([features[i] for i in train],
                                       [labels[i] for i in train], names)
