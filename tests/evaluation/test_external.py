@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +20,21 @@ from tests.fake_run import write_fake_cache, write_fake_run
 runner = CliRunner()
 
 
+def _cache_with_crops(cache: Path, ids: list[str], crops: Callable[[], np.ndarray]) -> None:
+    """A fake cache of ``ids`` whose patients hold the float16 crops ``crops()`` draws."""
+    write_fake_cache(cache, ids)
+    manifest = read_manifest(cache)
+    for pid in ids:
+        np.save(cache / pid / "crops.npy", crops().astype(np.float16))
+        manifest.patients[pid].crops = f"{pid}/crops.npy"
+    write_manifest(cache, manifest)
+
+
 def test_external_evaluation_scores_every_labelled_patient(tmp_path: Path) -> None:
     ids = ["e0", "e1", "e2", "e3", "e4", "e5"]
     cache = tmp_path / "external"
-    write_fake_cache(cache, ids)
-    manifest = read_manifest(cache)
     rng = np.random.default_rng(0)
-    for pid in ids:
-        crops = rng.normal(size=(3, 2, 2, 16, 16, 16)).astype(np.float16)
-        np.save(cache / pid / "crops.npy", crops)
-        manifest.patients[pid].crops = f"{pid}/crops.npy"
-    write_manifest(cache, manifest)
+    _cache_with_crops(cache, ids, lambda: rng.normal(size=(3, 2, 2, 16, 16, 16)))
     run = tmp_path / "run"
     write_fake_run(run, n_patients=20)
     torch.manual_seed(0)
@@ -63,14 +68,8 @@ def test_an_early_prediction_model_is_scored_on_its_own_label(tmp_path: Path) ->
 
     ids = ["e0", "e1", "e2", "e3", "e4", "e5"]
     cache = tmp_path / "external"
-    write_fake_cache(cache, ids)
-    manifest = read_manifest(cache)
     rng = np.random.default_rng(0)
-    for pid in ids:
-        np.save(cache / pid / "crops.npy", rng.normal(size=(3, 2, 2, 16, 16, 16)).astype(
-            np.float16))
-        manifest.patients[pid].crops = f"{pid}/crops.npy"
-    write_manifest(cache, manifest)
+    _cache_with_crops(cache, ids, lambda: rng.normal(size=(3, 2, 2, 16, 16, 16)))
     later = {"e0": PR, "e1": SD, "e2": PR, "e3": PD, "e4": SD, "e5": PR}
     courses = [course((0, None), (60, PD if pid == "e5" else SD), (120, later[pid]), pid=pid)
                for pid in ids]
@@ -102,16 +101,15 @@ def test_the_feature_model_of_the_training_cohort_scores_the_external_one(
 
     ids = [f"e{i}" for i in range(8)]
     cache = tmp_path / "external"
-    write_fake_cache(cache, ids)
-    manifest = read_manifest(cache)
     rng = np.random.default_rng(1)
-    for pid in ids:
-        crops = rng.normal(0.5, 0.1, size=(3, 2, 2, 12, 12, 12)).astype(np.float16)
+
+    def cube_lesion() -> np.ndarray:
+        crops = rng.normal(0.5, 0.1, size=(3, 2, 2, 12, 12, 12))
         crops[:, :, 1] = 0
         crops[:, :, 1, 4:8, 4:8, 4:8] = 1  # a small cube lesion in every crop
-        np.save(cache / pid / "crops.npy", crops)
-        manifest.patients[pid].crops = f"{pid}/crops.npy"
-    write_manifest(cache, manifest)
+        return crops
+
+    _cache_with_crops(cache, ids, cube_lesion)
     run = tmp_path / "run"
     write_fake_run(run, n_patients=30, features=True)
     config = ModelConfig(widths=[4, 8], embed=8, hidden=8)
