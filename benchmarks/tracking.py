@@ -6,13 +6,17 @@ follow-up mask of the test cohort (kept only as truth) and lets three methods pr
 
 - ``tracker``: :func:`medseq.tracker.fill.fill_cache` (propagated prompt + network, and the
   detector for new lesions);
-- ``registration``: the baseline lesion mask carried unchanged (the cache is registered);
-- ``grower``: a classical region grower seeded at the propagated centroid, inside the baseline
+- ``registration``: the baseline lesion mask carried by the rigid registration (nearest
+  neighbour) onto the follow-up;
+- ``grower``: a classical region grower seeded at the propagated centroid, inside the carried
   lesion grown by 3 voxels, accepting voxels within 2.5 SD of the baseline lesion's intensity.
 
-Per follow-up lesion present in the truth (the follow-up components linked to a baseline
-lesion on the registered grid): found (centroid within 10 mm and Dice > 0.1), Dice, absolute
-volume error, longest-diameter error (RECIST sum over fragments, on the registered grid). Per
+Every method's follow-up masks, and the truth, are compared on each follow-up's own grid (the
+source image's, where the true masks were drawn; the registered grid for a cache that does not
+keep the source images). Per follow-up lesion present in the truth (the follow-up components
+linked to a baseline lesion): found (centroid within 10 mm and Dice > 0.1), Dice (also by the
+true lesion's size in voxels), absolute volume error, longest-diameter error (RECIST sum over
+fragments). Per
 follow-up: the RECIST category from ``medseq track`` on the produced masks equals the category
 from the true masks. New lesions (tracker only): sensitivity and false positives per scan.
 Everything is reused from ``--work`` when present, so reruns only redo what is missing.
@@ -51,6 +55,8 @@ from medseq.tracking.lesions import find_lesions
 from medseq.tracking.pipeline import track_cache
 
 METHODS = ("tracker", "registration", "grower")
+SIZE_BINS = ((0, 10), (10, 30), (30, 100), (100, 0))
+"""True lesion sizes (voxels) the median Dice is also broken down by."""
 
 
 def main() -> None:
@@ -116,8 +122,13 @@ def _cohort(work: Path, name: str, patients: int, *, seed: int) -> Path:
 
 
 def _write_baselines(hidden: Path, work: Path, truth: dict[str, PatientData]) -> None:
-    """Derived caches whose follow-up masks come from the two baseline methods."""
+    """Derived caches whose follow-up masks come from the two baseline methods, on each
+    follow-up's own grid like the tracker's (the baseline lesion carried there by the rigid
+    registration, nearest neighbour)."""
+    from medseq.tracker.views import load_view, warp_labels
+
     manifest = read_manifest(hidden)
+    config = normaliser(manifest.config)
     for method in ("registration", "grower"):
         out = work / f"filled_{method}"
         records = {}
@@ -128,26 +139,34 @@ def _write_baselines(hidden: Path, work: Path, truth: dict[str, PatientData]) ->
                 affine = np.asarray(record.grid_affine or np.eye(4))
                 base = data.timepoints[0]
                 for position, tp in enumerate(record.timepoints[1:], start=1):
-                    labels = np.zeros(base.components.shape, dtype=np.uint8)
+                    view = load_view(hidden, record, position, config)
+                    follow = data.timepoints[position]
+                    labels = np.zeros(view.shape, dtype=np.uint8)
                     for n in range(1, len(base.voxels) + 1):
-                        lesion = base.components == n
+                        lesion = warp_labels(base.components == n, view.to_view, view.shape)
                         if method == "grower":
-                            lesion = _grow(data, position, lesion)
+                            lesion = _grow(base.image[base.components == n], follow.image,
+                                           lesion)
                         labels[lesion & (labels == 0)] = n
-                    moved = write_label_map(out, moved, position, labels, affine, tp)
+                    moved = write_label_map(out, moved, position, labels, affine, tp,
+                                            view=view if view.native else None,
+                                            grid_shape=base.image.shape)
             records[pid] = moved
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(out, manifest.model_copy(update={"patients": records}))
 
 
-def _grow(data: PatientData, t: int, lesion: np.ndarray) -> np.ndarray:
+def _grow(baseline_values: np.ndarray, follow: np.ndarray, lesion: np.ndarray) -> np.ndarray:
+    """Region growing from the carried lesion's centroid within 2.5 SD of the baseline
+    lesion's intensity, inside the carried lesion grown by 3 voxels."""
     from scipy import ndimage
 
-    base, follow = data.timepoints[0], data.timepoints[t]
-    values = base.image[lesion].astype(np.float32)
+    if not lesion.any():
+        return lesion
+    values = baseline_values.astype(np.float32)
     mean, spread = float(values.mean()), max(2.5 * float(values.std()), 0.04)
     region = ndimage.binary_dilation(lesion, structure=np.ones((3, 3, 3)), iterations=3)
-    accept = region & (np.abs(follow.image.astype(np.float32) - mean) <= spread)
+    accept = region & (np.abs(follow.astype(np.float32) - mean) <= spread)
     components, count = ndimage.label(accept, structure=np.ones((3, 3, 3)))
     if not count:
         return accept
@@ -160,34 +179,36 @@ def _grow(data: PatientData, t: int, lesion: np.ndarray) -> np.ndarray:
 
 
 def _labels(filled: Path, pid: str, index: int) -> np.ndarray:
+    """The follow-up's label map on its own grid (the grid the truth is loaded on)."""
     from medseq.io.nifti import load_nifti
 
     record = read_manifest(filled).patients[pid]
     tp = record.timepoints[index]
-    return load_nifti(filled / str(tp.mask)).array
+    return load_nifti(filled / str(tp.mask_native or tp.mask)).array
 
 
 def _lesion_metrics(filled: Path, truth: dict[str, PatientData]) -> list[dict[str, Any]]:
     rows = []
     for pid, data in truth.items():
-        affine = np.diag([*data.spacing, 1.0])
         base = data.timepoints[0]
         for t in range(1, len(data.timepoints)):
             labels = _labels(filled, pid, t)
             tp = data.timepoints[t]
+            affine = np.diag([*tp.spacing, 1.0])
             for n in range(1, len(base.voxels) + 1):
                 true_mask = np.isin(tp.components, data.links[t][n]) & (tp.components > 0)
                 pred = labels == n
                 row: dict[str, Any] = {"present": bool(true_mask.any()),
-                                       "predicted": bool(pred.any())}
+                                       "predicted": bool(pred.any()),
+                                       "true_voxels": int(true_mask.sum())}
                 if true_mask.any():
                     d = dice(pred, true_mask)
                     distance = (float(np.linalg.norm((np.argwhere(pred).mean(0)
                                                       - np.argwhere(true_mask).mean(0))
-                                                     * data.spacing)) if pred.any() else np.inf)
+                                                     * tp.spacing)) if pred.any() else np.inf)
                     row.update(dice=d, found=bool(d > 0.1 and distance <= 10.0),
                                volume_error_ml=abs(float(pred.sum() - true_mask.sum()))
-                               * float(np.prod(data.spacing)) / 1000,
+                               * float(np.prod(tp.spacing)) / 1000,
                                diameter_error_mm=abs(_sod(pred, affine) - _sod(true_mask, affine)))
                 rows.append(row)
     return rows
@@ -205,7 +226,12 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             / max(len(present), 1), "median_dice": med("dice"),
             "median_volume_error_ml": med("volume_error_ml"),
             "median_diameter_error_mm": med("diameter_error_mm"),
-            "vanished": len(gone), "vanished_called_empty": sum(not r["predicted"] for r in gone)}
+            "vanished": len(gone), "vanished_called_empty": sum(not r["predicted"] for r in gone),
+            "median_dice_by_voxels": {
+                f"{lo}-{hi}" if hi else f">={lo}": statistics.median(sized)
+                for lo, hi in SIZE_BINS
+                if (sized := [r["dice"] for r in present
+                              if r["true_voxels"] >= lo and (not hi or r["true_voxels"] < hi)])}}
 
 
 def _recist_agreement(results: list[Any], truth: dict[str, Any]) -> dict[str, Any]:
@@ -264,6 +290,9 @@ def _print(report: dict[str, Any]) -> None:
               f"{cell(m['median_dice'], 3)} | {cell(m['median_volume_error_ml'])} | "
               f"{cell(m['median_diameter_error_mm'], 1)} | {m['vanished_called_empty']}/"
               f"{m['vanished']} | {cell(m['recist_agreement']['equal_pct'], 1)} |")
+    for method, m in report["methods"].items():
+        bins = ", ".join(f"{k} voxels {v:.3f}" for k, v in m["median_dice_by_voxels"].items())
+        print(f"median Dice by true size, {method}: {bins}")
     for method, m in report["methods"].items():
         pairs = ", ".join(f"{k} {v}" for k, v in m["recist_agreement"]["confusion"].items())
         print(f"RECIST truth->{method}: {pairs}")

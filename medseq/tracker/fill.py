@@ -6,9 +6,13 @@ modified). For every ok patient whose baseline has a mask (or, without one, base
 annotations), each timepoint without a mask gets an integer label map written by the tracker:
 value n for the n-th baseline lesion (in the baseline mask's component order), higher values for
 new lesions from the detector. A user's mask always wins: timepoints with one are left as they
-are. The label maps lie on the registered grid, placed in the follow-up's own scanner frame
-(affine = M^-1 @ grid affine, M = ``transform_to_baseline``), so the pipeline's measurements,
-centroids and matching see them exactly like a source mask. :class:`Provenance` says for each
+are. A follow-up is segmented on its own grid when the cache keeps its source image
+(``image_native``, :mod:`medseq.tracker.views`): the label map is its source mask there
+(``mask_native``), and its nearest-neighbour carriage onto the registered grid the registered
+mask, exactly as ``preprocess`` stores a given mask. In an older cache without the source
+image the label map lies on the registered grid, placed in the follow-up's own scanner frame
+(affine = M^-1 @ grid affine, M = ``transform_to_baseline``). Either way the pipeline's
+measurements, centroids and matching see them like a source mask. :class:`Provenance` says for each
 written label where it came from and how confident the network was.
 """
 
@@ -20,6 +24,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +37,9 @@ from medseq.contracts.cache import (
 )
 from medseq.errors import InputDataError
 from medseq.tracker.annotations import Prompt
+
+if TYPE_CHECKING:
+    from medseq.tracker.views import View
 
 SOURCE_MASK, SOURCE_TRACKER, SOURCE_DETECTOR = "mask", "tracker", "detector"
 SPACING_TOLERANCE = 0.15
@@ -73,7 +81,8 @@ def relocate(record: PatientRecord, source: Path, target: Path) -> PatientRecord
         return os.path.relpath(Path(source).resolve() / rel, Path(target).resolve())
 
     timepoints = [tp.model_copy(update={"image": move(tp.image), "mask": move(tp.mask),
-                                        "mask_native": move(tp.mask_native)})
+                                        "mask_native": move(tp.mask_native),
+                                        "image_native": move(tp.image_native)})
                   for tp in record.timepoints]
     return record.model_copy(update={"timepoints": timepoints,
                                      "crops": move(record.crops)})
@@ -142,6 +151,7 @@ def _fill_patient(tracker: object, cache_dir: Path, out_dir: Path, record: Patie
     from medseq.tracker.pairs import load_image, normaliser
     from medseq.tracker.prompt import mm_to_voxel
     from medseq.tracker.segment import FOUND, segment_prompt
+    from medseq.tracker.views import load_view
 
     timepoints = sorted(record.timepoints, key=lambda tp: tp.index)
     base = timepoints[0]
@@ -176,15 +186,17 @@ def _fill_patient(tracker: object, cache_dir: Path, out_dir: Path, record: Patie
         provenance.lesions += sources
     else:
         return moved
+    grid_shape = base_image.shape
     for position, tp in enumerate(timepoints[1:], start=1):
         if tp.mask or tp.mask_native:
             continue
-        image, body, _ = load_image(cache_dir, record, position, config)
+        view = load_view(cache_dir, record, position, config)
         labels, sources = follow_up_labels(tracker, record.patient_id, tp.index,
-                                           image.astype(np.float32), body,
-                                           base_image.astype(np.float32), lesions, spacing,
-                                           affine, detect=detect)
-        moved = write_label_map(out_dir, moved, position, labels, affine, tp)
+                                           view.image.astype(np.float32), view.body,
+                                           base_image.astype(np.float32), lesions, view.spacing,
+                                           affine, detect=detect, to_view=view.to_view)
+        moved = write_label_map(out_dir, moved, position, labels, affine, tp,
+                                view=view if view.native else None, grid_shape=grid_shape)
         provenance.filled.setdefault(record.patient_id, set()).add(tp.index)
         provenance.lesions += sources
     return moved.model_copy(update={"has_mask": True})
@@ -192,13 +204,21 @@ def _fill_patient(tracker: object, cache_dir: Path, out_dir: Path, record: Patie
 
 def follow_up_labels(tracker: object, patient_id: str, timepoint: int, image: np.ndarray,
                      body: np.ndarray, base_image: np.ndarray, lesions: Sequence[np.ndarray],
-                     spacing: np.ndarray, affine: np.ndarray, *, detect: bool = True
+                     spacing: np.ndarray, affine: np.ndarray, *, detect: bool = True,
+                     to_view: np.ndarray | None = None
                      ) -> tuple[np.ndarray, list[LesionSource]]:
-    """The tracker's label map of one follow-up and where each label came from."""
+    """The tracker's label map of one follow-up and where each label came from.
+
+    ``image``, ``body`` and ``spacing`` are the follow-up's own grid, reached from the
+    registered grid (``base_image``, ``lesions``, ``affine``) by ``to_view`` (None: the
+    registered grid itself); the label map is on the follow-up's grid.
+    """
     from medseq.tracker.detect import detect_new
     from medseq.tracker.segment import FOUND, track_lesions
+    from medseq.tracker.views import warp_labels
 
-    outcomes = track_lesions(tracker, image, base_image, lesions, spacing)  # type: ignore[arg-type]
+    outcomes = track_lesions(tracker, image, base_image, lesions, spacing,  # type: ignore[arg-type]
+                             to_view)
     labels = np.zeros(image.shape, dtype=np.uint8)
     sources = []
     for n, (lesion, outcome) in enumerate(zip(lesions, outcomes, strict=True), start=1):
@@ -212,8 +232,10 @@ def follow_up_labels(tracker: object, patient_id: str, timepoint: int, image: np
     threshold = tracker.card.detect_threshold  # type: ignore[attr-defined]
     if detect and threshold is not None:
         tracked = [o.mask for o in outcomes if o.mask is not None]
+        carried = (lesions if to_view is None
+                   else [warp_labels(m, to_view, image.shape) for m in lesions])
         candidates = detect_new(tracker, image, body, spacing, tracked=tracked,  # type: ignore[arg-type]
-                                baseline=lesions, min_score=threshold)
+                                baseline=carried, min_score=threshold)
         value = len(lesions)
         for candidate in sorted(candidates, key=lambda c: -c.score):
             value += 1
@@ -226,22 +248,38 @@ def follow_up_labels(tracker: object, patient_id: str, timepoint: int, image: np
 
 
 def write_label_map(out_dir: Path, moved: PatientRecord, position: int, labels: np.ndarray,
-           grid_affine: np.ndarray, tp: TimepointRecord) -> PatientRecord:
-    """Save a label map for timepoint ``position`` and point its record at it."""
+                    grid_affine: np.ndarray, tp: TimepointRecord, *, view: View | None = None,
+                    grid_shape: Sequence[int] | None = None) -> PatientRecord:
+    """Save a label map for timepoint ``position`` and point its record at it.
+
+    ``view`` None: ``labels`` lie on the registered grid (``grid_affine``) and serve as both
+    masks. Else they lie on the timepoint's own grid: saved as its source mask, and carried onto
+    the registered grid (``grid_shape``, nearest neighbour, as ``preprocess`` carries a given
+    mask) for the registered mask.
+    """
     from medseq.io.nifti import save_nifti
     from medseq.io.volume import Volume
+    from medseq.tracker.views import labels_to_registered
 
-    matrix = np.asarray(tp.transform_to_baseline, dtype=np.float64)
-    scanner = np.linalg.inv(matrix) @ grid_affine
-    rel = f"{moved.patient_id}/t{tp.index:02d}_tracker_mask.nii.gz"
-    path = out_dir / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_nifti(Volume(labels, scanner), path)
+    name = f"{moved.patient_id}/t{tp.index:02d}_tracker_mask"
+    rel, rel_native = f"{name}.nii.gz", f"{name}_native.nii.gz"
+    (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+    if view is None:
+        matrix = np.asarray(tp.transform_to_baseline, dtype=np.float64)
+        scanner = np.linalg.inv(matrix) @ grid_affine
+        save_nifti(Volume(labels, scanner), out_dir / rel)
+        rel_native, native_affine, voxel = rel, scanner, grid_affine
+    else:
+        assert grid_shape is not None
+        save_nifti(Volume(labels, view.affine), out_dir / rel_native)
+        registered = labels_to_registered(labels, view.to_view, grid_shape)
+        save_nifti(Volume(registered, grid_affine), out_dir / rel)
+        native_affine = voxel = view.affine
     timepoints = list(moved.timepoints)
     timepoints[position] = timepoints[position].model_copy(update={
-        "mask": rel, "mask_native": rel, "native_affine": scanner.tolist(),
+        "mask": rel, "mask_native": rel_native, "native_affine": native_affine.tolist(),
         "native_shape": list(labels.shape),
-        "lesion_volume_ml": float((labels > 0).sum() * abs(np.linalg.det(grid_affine[:3, :3]))
+        "lesion_volume_ml": float((labels > 0).sum() * abs(np.linalg.det(voxel[:3, :3]))
                                   / 1000.0)})
     return moved.model_copy(update={"timepoints": timepoints})
 

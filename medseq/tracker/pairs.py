@@ -1,13 +1,17 @@
 """Training samples from a cache whose timepoints have masks.
 
-Every patient is loaded once on the registered grid (normalised image, 26-connected lesion
-components of the registered mask). Baseline lesions are linked to follow-up components by
-overlap on that grid, else by the nearest centroid within ``r_a + r_b + 10`` mm; a follow-up
-component linked to none is a new lesion. Three kinds of sample are drawn:
+Every patient is loaded once: the baseline on the registered grid, each follow-up on its own
+grid when the cache keeps the source image (:mod:`medseq.tracker.views`; else the registered
+grid), with the normalised image and the 26-connected lesion components of the mask on that
+grid. Baseline lesions are linked to follow-up components by overlap on the registered grid,
+else by the nearest centroid within ``r_a + r_b + 10`` mm; a follow-up component linked to none
+is a new lesion. Three kinds of sample are drawn:
 
 - **track**: [follow-up crop, point prompt, baseline crop, baseline lesion mask] -> the
-  lesion's follow-up mask (empty when it vanished). The follow-up crop is displaced from the
-  others by a random simulated registration error (``jitter_mm``).
+  lesion's follow-up mask (empty when it vanished). The crop lies on the follow-up's grid around
+  the propagated baseline centroid; the two baseline channels are sampled onto it (trilinear).
+  The follow-up image and target are displaced from the others by a random simulated
+  registration error (``jitter_mm``).
 - **self**: [crop, point or RECIST-line prompt, the same crop, zeros] -> the lesion's mask at
   that timepoint (a baseline annotation becoming a mask).
 - **detect**: [crop, zeros, zeros, zeros] -> every lesion in the crop (new-lesion detection).
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medseq.contracts.cache import PatientRecord
+from medseq.contracts.cache import PatientRecord, TimepointRecord
 from medseq.errors import CacheError
 from medseq.preprocess.config import PreprocessConfig
 from medseq.tracker.annotations import body_mask
@@ -36,17 +40,21 @@ LINK_MARGIN_MM = 10.0
 
 @dataclass
 class Timepoint:
-    """One registered timepoint: normalised image, lesion components, their centroids."""
+    """One timepoint as the tracker sees it: the baseline on the registered grid, a follow-up
+    on its own grid when the cache keeps it (:mod:`medseq.tracker.views`)."""
 
     image: np.ndarray
     """float16, normalised like the cache's crops."""
     components: np.ndarray
-    """int16 component labels 1..n of the registered mask."""
+    """int16 component labels 1..n of the mask on this grid."""
     centroids: np.ndarray
-    """[n, 3] voxel coordinates."""
+    """[n, 3] voxel coordinates on this grid."""
     voxels: np.ndarray
     """[n] voxel counts."""
     body: np.ndarray
+    spacing: np.ndarray = field(default_factory=lambda: np.ones(3))
+    to_view: np.ndarray = field(default_factory=lambda: np.eye(4))
+    """Registered voxel index -> this grid's voxel index (identity on the registered grid)."""
 
 
 @dataclass
@@ -54,6 +62,7 @@ class PatientData:
     patient_id: str
     timepoints: list[Timepoint]
     spacing: np.ndarray
+    """The registered grid's spacing (the baseline's)."""
     links: list[dict[int, list[int]]] = field(default_factory=list)
     """Per timepoint: baseline lesion (1-based) -> follow-up components carrying it."""
     new: list[list[int]] = field(default_factory=list)
@@ -80,59 +89,94 @@ def load_image(cache_dir: Path, record: PatientRecord, index: int,
     return image, body_mask(volume.array), np.asarray(volume.affine)
 
 
-def load_patient(cache_dir: Path, record: PatientRecord, config: PreprocessConfig
-                 ) -> PatientData | None:
-    """Every timepoint of a patient whose registered masks all exist, else None."""
-    from scipy import ndimage
-
-    from medseq.io.nifti import load_nifti
+def load_patient(cache_dir: Path, record: PatientRecord, config: PreprocessConfig, *,
+                 native: bool = True) -> PatientData | None:
+    """Every timepoint of a patient whose masks all exist, else None: the baseline on the
+    registered grid, each follow-up on its own grid (``native`` and the cache keeps it)."""
+    from medseq.tracker.views import load_view
 
     if record.status != "ok" or not record.timepoints:
         return None
     if any(not tp.mask for tp in record.timepoints):
         return None
     timepoints = []
-    spacing = np.ones(3)
     for index, tp in enumerate(record.timepoints):
-        path = Path(cache_dir) / str(tp.mask)
-        if not path.is_file():
-            raise CacheError("mask named in manifest.json is missing", path=path)
-        mask = load_nifti(path).array > 0
-        image, body, affine = load_image(cache_dir, record, index, config)
-        spacing = np.linalg.norm(affine[:3, :3], axis=0)
-        components, count = ndimage.label(mask, structure=np.ones((3, 3, 3)))
-        ids = np.arange(1, count + 1)
-        voxels = ndimage.sum_labels(np.ones(mask.shape), components, ids) if count else np.zeros(0)
-        centroids = (np.array(ndimage.center_of_mass(mask, components, ids)).reshape(count, 3)
-                     if count else np.zeros((0, 3)))
-        timepoints.append(Timepoint(image=image, components=components.astype(np.int16),
-                                    centroids=centroids, voxels=np.asarray(voxels),
-                                    body=body))
-    data = PatientData(record.patient_id, timepoints, spacing)
+        view = load_view(cache_dir, record, index, config, native=native and index > 0)
+        mask = _view_mask(cache_dir, tp, view)
+        if mask is None:  # the source mask is not on the source image's grid
+            view = load_view(cache_dir, record, index, config, native=False)
+            mask = _view_mask(cache_dir, tp, view)
+        assert mask is not None
+        timepoints.append(_timepoint(view.image, mask, view.body, view.spacing, view.to_view))
+    data = PatientData(record.patient_id, timepoints, timepoints[0].spacing)
     for frame in timepoints:
-        links, new = link(timepoints[0], frame, spacing)
+        links, new = link(timepoints[0], frame)
         data.links.append(links)
         data.new.append(new)
     return data
 
 
-def link(base: Timepoint, follow: Timepoint, spacing: np.ndarray
-         ) -> tuple[dict[int, list[int]], list[int]]:
-    """Follow-up components per baseline lesion (overlap, else nearest centroid) and the rest."""
+def _view_mask(cache_dir: Path, tp: TimepointRecord, view: object) -> np.ndarray | None:
+    """The timepoint's mask on the view's grid (None: the source mask is on another grid)."""
+    from medseq.io.nifti import load_nifti
+
+    native = bool(getattr(view, "native", False))
+    path = Path(cache_dir) / str(tp.mask_native if native and tp.mask_native else tp.mask)
+    if not path.is_file():
+        raise CacheError("mask named in manifest.json is missing", path=path)
+    volume = load_nifti(path)
+    if native and (volume.array.shape != view.image.shape  # type: ignore[attr-defined]
+                   or not np.allclose(volume.affine, view.affine, atol=1e-3)):  # type: ignore[attr-defined]
+        return None
+    return np.asarray(volume.array > 0)
+
+
+def _timepoint(image: np.ndarray, mask: np.ndarray, body: np.ndarray, spacing: np.ndarray,
+               to_view: np.ndarray) -> Timepoint:
+    from scipy import ndimage
+
+    components, count = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    ids = np.arange(1, count + 1)
+    voxels = ndimage.sum_labels(np.ones(mask.shape), components, ids) if count else np.zeros(0)
+    centroids = (np.array(ndimage.center_of_mass(mask, components, ids)).reshape(count, 3)
+                 if count else np.zeros((0, 3)))
+    return Timepoint(image=image, components=components.astype(np.int16), centroids=centroids,
+                     voxels=np.asarray(voxels), body=body, spacing=np.asarray(spacing),
+                     to_view=np.asarray(to_view, dtype=np.float64))
+
+
+def link(base: Timepoint, follow: Timepoint) -> tuple[dict[int, list[int]], list[int]]:
+    """Follow-up components per baseline lesion (overlap on the registered grid, else the
+    nearest centroid) and the rest. ``base`` is on the registered grid."""
+    from medseq.tracker.views import apply
+
     links: dict[int, list[int]] = {i: [] for i in range(1, len(base.voxels) + 1)}
     new: list[int] = []
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    radius = lambda n: (3 * n * voxel_ml * 1000 / (4 * np.pi)) ** (1 / 3)  # noqa: E731
+    back = np.linalg.inv(follow.to_view)
+    where = np.argwhere(follow.components > 0)
+    labels = follow.components[tuple(where.T)].astype(np.int64)
+    source = np.rint(apply(back, where)).astype(np.int64)
+    inside = np.all((source >= 0) & (source < np.asarray(base.components.shape)), axis=1)
+    hit = np.zeros(len(where), dtype=np.int64)
+    hit[inside] = base.components[tuple(source[inside].T)]
+    n_base = len(base.voxels)
+    overlap = np.zeros((len(follow.voxels) + 1, n_base + 1), dtype=np.int64)
+    np.add.at(overlap, (labels, hit), 1)
+    base_ml = float(np.prod(base.spacing)) / 1000.0
+    follow_ml = float(np.prod(follow.spacing)) / 1000.0
+    radius = lambda ml: (3 * ml * 1000 / (4 * np.pi)) ** (1 / 3)  # noqa: E731
+    centroids = apply(back, follow.centroids) if len(follow.voxels) else follow.centroids
     for j in range(1, len(follow.voxels) + 1):
-        inside = base.components[follow.components == j]
-        counts = np.bincount(inside, minlength=len(base.voxels) + 1)[1:]
+        counts = overlap[j, 1:]
         if counts.size and counts.max() > 0:
             links[int(np.argmax(counts)) + 1].append(j)
             continue
         best, best_d = 0, np.inf
-        for i in range(1, len(base.voxels) + 1):
-            d = float(np.linalg.norm((base.centroids[i - 1] - follow.centroids[j - 1]) * spacing))
-            limit = radius(base.voxels[i - 1]) + radius(follow.voxels[j - 1]) + LINK_MARGIN_MM
+        for i in range(1, n_base + 1):
+            d = float(np.linalg.norm((base.centroids[i - 1] - centroids[j - 1]) * base.spacing))
+            limit = (radius(base.voxels[i - 1] * base_ml) + radius(follow.voxels[j - 1]
+                                                                     * follow_ml)
+                     + LINK_MARGIN_MM)
             if d <= limit and d < best_d:
                 best, best_d = i, d
         if best:
@@ -167,20 +211,22 @@ def items(patients: Sequence[PatientData]) -> dict[str, list[Item]]:
 def sample(item: Item, data: PatientData, config: TrackerConfig,
            rng: np.random.Generator, *, augment: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(input [4, S, S, S] float32, target [1, S, S, S] float32) for one item."""
+    from medseq.tracker.views import apply, sample_crop
+
     size = config.crop_size
-    spacing = data.spacing
     tp = data.timepoints[item.timepoint]
+    spacing = tp.spacing
     x = np.zeros((4, size, size, size), dtype=np.float32)
     if item.kind == "track":
         base = data.timepoints[0]
-        point = base.centroids[item.lesion - 1]
+        point = apply(tp.to_view, base.centroids[item.lesion - 1])
         centre = np.rint(point + rng.normal(0, 1.0, 3)).astype(int)
         shift = np.clip(rng.normal(0, config.jitter_mm, 3), -2 * config.jitter_mm,
                         2 * config.jitter_mm) / spacing if augment else np.zeros(3)
         moved = centre + np.rint(shift).astype(int)
         x[0] = crop(tp.image, moved, size)
-        x[2] = crop(base.image, centre, size)
-        x[3] = crop(base.components == item.lesion, centre, size)
+        x[2] = sample_crop(base.image, tp.to_view, centre, size, order=1)
+        x[3] = sample_crop(base.components == item.lesion, tp.to_view, centre, size, order=1)
         x[1] = point_prompt(size, point - centre + size // 2, spacing, config.prompt_sigma_mm)
         y = np.isin(crop(tp.components, moved, size), data.links[item.timepoint][item.lesion])
         y &= _nonzero(crop(tp.components, moved, size))

@@ -1,12 +1,13 @@
 """Inference: a trained tracker segments each baseline lesion on a follow-up.
 
-For each baseline lesion: crop the follow-up around the propagated point (the baseline
-centroid: the cache volumes are registered, see :mod:`medseq.tracker.prompt`), add the prompt,
-the baseline crop and the lesion's baseline mask, predict, threshold, and keep the connected
-component that contains the prompt voxel, else the nearest one within ``search_mm``. The
-confidence is the mean probability inside the kept component. An empty output is **not found**
-unless no voxel of the crop reaches ``vanish_max_probability``: then the network is confident
-the lesion is **gone** (measured 0 mm, as RECIST does for a disappeared target).
+For each baseline lesion: crop the follow-up on its own grid around the propagated point (the
+baseline centroid carried by the registration, :mod:`medseq.tracker.views`), add the prompt,
+the baseline crop and the lesion's baseline mask sampled onto that crop, predict, threshold,
+and keep the connected component that contains the prompt voxel, else the nearest one within
+``search_mm``. The confidence is the mean probability inside the kept component. An empty
+output is **not found** unless no voxel of the crop reaches ``vanish_max_probability``: then
+the network is confident the lesion is **gone** (measured 0 mm, as RECIST does for a
+disappeared target).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class LesionOutcome:
     status: str
     """``found``, ``vanished`` (confidently gone) or ``not_found``."""
     mask: np.ndarray | None
-    """Boolean mask on the registered grid (None unless found)."""
+    """Boolean mask on the follow-up's grid (None unless found)."""
     confidence: float
     """Mean probability inside the mask (found), else 1 - the crop's maximum probability."""
     max_probability: float
@@ -119,19 +120,28 @@ def save_tracker(run_dir: Path, state: dict[str, Any], card: TrackerCard) -> Non
 
 
 def track_lesions(tracker: Tracker, follow_up: np.ndarray, baseline: np.ndarray,
-                  lesions: Sequence[np.ndarray], spacing: np.ndarray) -> list[LesionOutcome]:
-    """Segment every baseline lesion (boolean masks on the registered grid) on a follow-up."""
+                  lesions: Sequence[np.ndarray], spacing: np.ndarray,
+                  to_view: np.ndarray | None = None) -> list[LesionOutcome]:
+    """Segment every baseline lesion (boolean masks on the registered grid) on a follow-up.
+
+    ``follow_up`` lies on its own grid, reached from the registered one by ``to_view``
+    (registered voxel index -> follow-up voxel index; None: the registered grid itself) and
+    ``spacing`` is its spacing; the outcome masks are on that grid.
+    """
+    from medseq.tracker.views import apply, sample_crop
+
     config = tracker.config
     size = config.crop_size
-    points = [np.argwhere(mask).mean(axis=0) for mask in lesions]
+    matrix = np.eye(4) if to_view is None else np.asarray(to_view, dtype=np.float64)
+    points = [apply(matrix, np.argwhere(mask).mean(axis=0)) for mask in lesions]
     centres = [np.rint(p).astype(int) for p in points]
     inputs = np.zeros((len(lesions), 4, size, size, size), dtype=np.float32)
     for n, (mask, point, centre) in enumerate(zip(lesions, points, centres, strict=True)):
         inputs[n, 0] = crop(follow_up, centre, size)
         inputs[n, 1] = point_prompt(size, point - centre + size // 2, spacing,
                                     config.prompt_sigma_mm)
-        inputs[n, 2] = crop(baseline, centre, size)
-        inputs[n, 3] = crop(mask, centre, size)
+        inputs[n, 2] = sample_crop(baseline, matrix, centre, size, order=1)
+        inputs[n, 3] = sample_crop(mask, matrix, centre, size, order=1)
     probabilities = tracker.predict(inputs) if len(lesions) else np.zeros((0, 1, 1, 1))
     return [_outcome(prob, centre, point - centre + size // 2, follow_up.shape, spacing, config)
             for prob, centre, point in zip(probabilities, centres, points, strict=True)]

@@ -169,6 +169,7 @@ def evaluate_held_out(tracker: Any, patients: Sequence[PatientData], config: Tra
     patients."""
     from medseq.tracker.detect import choose_threshold, detect_new
     from medseq.tracker.segment import track_lesions
+    from medseq.tracker.views import warp_labels
 
     dices: list[float] = []
     scored: list[tuple[float, bool]] = []
@@ -179,14 +180,16 @@ def evaluate_held_out(tracker: Any, patients: Sequence[PatientData], config: Tra
         for t in range(1, len(data.timepoints)):
             tp = data.timepoints[t]
             outcomes = track_lesions(tracker, tp.image.astype(np.float32),
-                                     base.image.astype(np.float32), lesions, data.spacing)
+                                     base.image.astype(np.float32), lesions, tp.spacing,
+                                     tp.to_view)
             for i, outcome in enumerate(outcomes, start=1):
                 truth = np.isin(tp.components, data.links[t][i]) & (tp.components > 0)
                 if truth.any():
                     dices.append(dice(outcome.mask, truth))
             tracked = [o.mask for o in outcomes if o.mask is not None]
+            carried = [warp_labels(m, tp.to_view, tp.image.shape) for m in lesions]
             candidates = detect_new(tracker, tp.image.astype(np.float32), tp.body,
-                                    data.spacing, tracked=tracked, baseline=lesions)
+                                    tp.spacing, tracked=tracked, baseline=carried)
             new = np.isin(tp.components, data.new[t]) & (tp.components > 0)
             scored += [(c.score, bool((c.mask & new).any())) for c in candidates]
             scans += 1
