@@ -77,6 +77,9 @@ class TimepointRecord(Record):
     """Registered binary mask on the same grid (nearest neighbour)."""
     mask_native: str | None = None
     """The source mask on its original voxel grid, for measurements that must not see resampling."""
+    image_native: str | None = None
+    """The source image on its original voxel grid (the grid of ``mask_native`` and
+    ``native_affine``), same dtype as ``image``; None in caches written before it existed."""
     native_affine: Matrix4 | None = None
     """Voxel -> RAS+ affine of the source image's original grid."""
     transform_to_baseline: Matrix4 = Field(

@@ -73,7 +73,8 @@ def relocate(record: PatientRecord, source: Path, target: Path) -> PatientRecord
         return os.path.relpath(Path(source).resolve() / rel, Path(target).resolve())
 
     timepoints = [tp.model_copy(update={"image": move(tp.image), "mask": move(tp.mask),
-                                        "mask_native": move(tp.mask_native)})
+                                        "mask_native": move(tp.mask_native),
+                                        "image_native": move(tp.image_native)})
                   for tp in record.timepoints]
     return record.model_copy(update={"timepoints": timepoints,
                                      "crops": move(record.crops)})
