@@ -46,7 +46,8 @@ from medseq.io.cohort import ImageFormat, SeriesInfo
 
 LOCK_NAME = ".manifest.lock"
 CHUNK = 1 << 20
-_OUTPUT = re.compile(r"^(t\d{2,}_(image\.nii|mask\.nii|mask_native\.nii\.gz)|crops\.npy)$")
+_OUTPUT = re.compile(
+    r"^(t\d{2,}_(image\.nii|image_native\.nii\.gz|mask\.nii|mask_native\.nii\.gz)|crops\.npy)$")
 
 
 def content_hash(series: SeriesInfo, *, root: Path, previous: tuple[str, str] | None = None
@@ -196,7 +197,7 @@ def outputs_of(record: PatientRecord) -> list[str]:
     """Cache-relative paths of every file a patient record names."""
     paths = [record.crops] if record.crops else []
     for tp in record.timepoints:
-        paths += [p for p in (tp.image, tp.mask, tp.mask_native) if p]
+        paths += [p for p in (tp.image, tp.image_native, tp.mask, tp.mask_native) if p]
     return paths
 
 

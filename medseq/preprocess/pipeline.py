@@ -4,7 +4,8 @@ Runs inside a worker process: it takes a picklable :class:`PatientJob` and retur
 patient's :class:`PatientRecord`; the caller commits it to the cache index. Whole volumes stay
 in their stored type (int16 HU for CT) and are resampled once, straight from the source grid
 onto the baseline's canonical grid through the registration; crops are resampled from the
-source too, only their own voxels.
+source too, only their own voxels. Each source image is also kept, unresampled, on its own grid
+(``tNN_image_native.nii.gz``) next to its source mask.
 """
 
 from __future__ import annotations
@@ -146,9 +147,12 @@ def process_patient(job: PatientJob) -> PatientRecord:
         baseline_to_source = result.baseline_to_followup if index else None
         intensity = intensity_record(volume.array, modality, config)
         native = _Native(affine=volume.affine, shape=volume.shape)
+        dtype = _output_dtype(volume, modality)
+        with timings.stage("write"):
+            # Before ITK takes its copy: at most one cast copy of the voxels is alive at once.
+            _save_native_image(volume, dtype, folder / f"{name}_image_native.nii.gz")
         with timings.stage("resample"):
             image = to_sitk(volume.array, volume.affine)
-            dtype = _output_dtype(volume, modality)
             volume = None  # ITK holds its own copy now: the numpy one can go (memory)
             registered = resample_into(image, grid, dtype=dtype,
                                        grid_to_source=baseline_to_source, default=outside)
@@ -215,10 +219,35 @@ def _write_timepoint(folder: Path, job: PatientJob, index: int, tp: Timepoint, n
         series_uid=job.series_ids[index], file_count=tp.image.file_count,
         content_hash=hashes.content_hash, source_stat=hashes.source_stat,
         mask_hash=hashes.mask_hash, mask_stat=hashes.mask_stat,
-        image=f"{rel}_image.nii", mask=mask_rel, mask_native=native_rel,
+        image=f"{rel}_image.nii", image_native=f"{rel}_image_native.nii.gz",
+        mask=mask_rel, mask_native=native_rel,
         native_affine=_rounded(native.affine), native_shape=list(native.shape),
         lesion_volume_ml=volume_ml,
     )
+
+
+def _save_native_image(volume: Volume, dtype: np.dtype, path: Path) -> None:
+    """The source image on its own grid (``native_affine``), in the registered image's
+    ``dtype``, so trackers can segment a scan where its source mask lives."""
+    from medseq.io.nifti import save_nifti
+
+    save_nifti(Volume(_as_dtype(volume.array, dtype), volume.affine), path)
+
+
+def _as_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``array`` in ``dtype`` (itself when it already is), rounded and clipped like
+    :func:`~medseq.preprocess.resample.round_to_dtype` for an integer type; never edits
+    ``array``."""
+    from medseq.preprocess.resample import round_to_dtype
+
+    if array.dtype == dtype:
+        return array
+    if not np.issubdtype(dtype, np.integer):
+        return array.astype(dtype)
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(array, info.min, info.max).astype(dtype, copy=False)
+    return round_to_dtype(array.astype(np.float32), dtype)
 
 
 def _checked_extent(volume: Volume, tp: Timepoint) -> Volume:

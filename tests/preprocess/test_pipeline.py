@@ -12,6 +12,7 @@ import pytest
 
 from medseq.contracts.cache import read_manifest
 from medseq.io.discover import discover
+from medseq.io.nifti import load_nifti
 from medseq.preprocess.config import PreprocessConfig
 from medseq.preprocess.pseudonym import load_or_create_salt, pseudonym
 from medseq.preprocess.runner import run_preprocess
@@ -265,3 +266,28 @@ def test_mr_patient_is_registered_and_z_scored(tmp_path: Path) -> None:
     matrix = np.asarray(record.timepoints[1].transform_to_baseline)
     centre = np.array([*DEFAULT_LESIONS[0].centre_mm, 1.0])
     assert np.linalg.norm((matrix @ motion @ centre - centre)[:3]) < 1.0
+
+
+@pytest.mark.parametrize(("name", "index"), [("Doe^Jane", 1), ("NoMask01", 1)])
+def test_native_images_keep_the_source_voxels_and_grid(cached: Path, phantom_cohort: Path,
+                                                       name: str, index: int) -> None:
+    manifest = read_manifest(cached)
+    patient = manifest.patients[pseudonym(name, load_or_create_salt(cached))]
+    tp = patient.timepoints[index]
+    rel = f"{patient.patient_id}/t{index:02d}_image_native.nii.gz"
+    assert tp.image_native == rel
+    stored = (cached / "manifest.json").read_text()
+    assert f'"image_native":"{rel}"' in stored.replace(" ", "")
+    source_path = phantom_cohort.parent / name / f"scan{index}" / "image.nii.gz"
+    source = nib.load(source_path)
+    native = nib.load(cached / rel)
+    assert native.get_data_dtype() == np.int16
+    assert native.shape == source.shape == tuple(tp.native_shape or ())
+    assert np.allclose(native.affine, source.affine, atol=1e-6)
+    assert np.allclose(tp.native_affine, native.affine, atol=1e-5)
+    voxels = np.asarray(native.dataobj)
+    assert voxels.dtype == np.int16
+    assert np.array_equal(voxels, np.asarray(source.dataobj))
+    loaded = load_nifti(source_path)  # what preprocess read: the loader's grid, not the file's
+    assert np.array_equal(voxels, loaded.array)
+    assert np.allclose(native.affine, loaded.affine, atol=1e-6)

@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medseq.contracts.cache import PatientRecord, read_manifest
+from medseq.contracts.cache import PatientRecord, TimepointRecord, read_manifest
 from medseq.io.cohort import ImageFormat, SeriesInfo
 from medseq.io.volume import Volume
-from medseq.preprocess.cache import CacheIndex, clear_stale, content_hash
+from medseq.preprocess.cache import CacheIndex, clear_stale, content_hash, outputs_of
 from medseq.preprocess.config import PreprocessConfig
 from medseq.preprocess.crops import select_targets
 from medseq.preprocess.normalize import detect_modality, intensity_record, normalize
+from medseq.preprocess.pipeline import _as_dtype
 from medseq.preprocess.pseudonym import load_or_create_salt, pseudonym
 
 CONFIG = PreprocessConfig()
@@ -111,8 +112,32 @@ def test_concurrent_indexes_keep_each_others_patients(tmp_path: Path) -> None:
 
 def test_clear_stale_removes_old_outputs_and_temporary_files(tmp_path: Path) -> None:
     for name in ("t00_image.nii", "t01_image.nii", ".t00_image.nii.abc.tmp.nii", "notes.txt",
-                 "patient.json", "crops.npy"):
+                 "patient.json", "crops.npy", "t00_image_native.nii.gz",
+                 "t01_image_native.nii.gz"):
         (tmp_path / name).write_text("x")
-    clear_stale(tmp_path, keep=["P1/t00_image.nii", "P1/crops.npy"], sole_writer=True)
+    clear_stale(tmp_path, keep=["P1/t00_image.nii", "P1/crops.npy", "P1/t00_image_native.nii.gz"],
+                sole_writer=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "crops.npy", "notes.txt", "patient.json", "t00_image.nii"]
+        "crops.npy", "notes.txt", "patient.json", "t00_image.nii", "t00_image_native.nii.gz"]
+
+
+def test_outputs_of_names_the_native_image_when_recorded() -> None:
+    def record(image_native: str | None) -> PatientRecord:
+        return PatientRecord(patient_id="P1", timepoints=[TimepointRecord(
+            index=0, days=0, days_since_previous=0, file_count=1, content_hash="h",
+            image="P1/t00_image.nii", image_native=image_native)])
+
+    assert outputs_of(record("P1/t00_image_native.nii.gz")) == [
+        "P1/t00_image.nii", "P1/t00_image_native.nii.gz"]
+    assert outputs_of(record(None)) == ["P1/t00_image.nii"]  # a cache from before the field
+
+
+def test_native_image_dtype_matches_the_registered_image() -> None:
+    wide = np.array([-40000, -1024, 0, 3071, 40000], dtype=np.int32)
+    assert _as_dtype(wide, np.dtype(np.int16)).tolist() == [-32768, -1024, 0, 3071, 32767]
+    hu = np.array([-1024, 40], dtype=np.int16)
+    assert _as_dtype(hu, np.dtype(np.int16)) is hu  # no copy of a CT volume
+    floats = np.array([-0.6, 2.5, 7.4], dtype=np.float64)
+    assert _as_dtype(floats, np.dtype(np.int16)).tolist() == [-1, 2, 7]
+    assert floats.tolist() == [-0.6, 2.5, 7.4]  # the source is not rounded in place
+    assert _as_dtype(floats, np.dtype(np.float32)).dtype == np.float32
