@@ -26,8 +26,15 @@ def grid_affine() -> np.ndarray:
 
 
 def write_tiny_cache(root: Path, *, patients: int = 2, timepoints: int = 3, seed: int = 0,
-                     follow_up_masks: bool = True) -> Path:
-    """Write ``patients`` patients with 2 lesions each (one grows, one shrinks); return root."""
+                     follow_up_masks: bool = True,
+                     native_offset: tuple[int, int, int] | None = None) -> Path:
+    """Write ``patients`` patients with 2 lesions each (one grows, one shrinks); return root.
+
+    ``native_offset``: each follow-up also keeps its source image (``image_native``, and its
+    mask as ``mask_native``) on its own grid, whose voxel v is the registered grid's voxel
+    v + offset (same scanner frame), as ``preprocess`` records a scan taken with another
+    field of view.
+    """
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     idx = np.stack(np.meshgrid(*(np.arange(n) for n in SHAPE), indexing="ij"), axis=-1)
@@ -57,12 +64,24 @@ def write_tiny_cache(root: Path, *, patients: int = 2, timepoints: int = 3, seed
             has_mask = t == 0 or follow_up_masks
             if has_mask:
                 save_nifti(Volume(mask, affine), root / pid / f"{name}_mask.nii")
+            native, native_mask = affine, f"{pid}/{name}_mask.nii"
+            image_native = None
+            if native_offset is not None and t > 0:
+                native = affine.copy()
+                native[:3, 3] += affine[:3, :3] @ np.asarray(native_offset, dtype=float)
+                image_native = f"{pid}/{name}_image_native.nii.gz"
+                save_nifti(Volume(shift_array(image.astype(np.int16), native_offset, -1000),
+                                  native), root / image_native)
+                native_mask = f"{pid}/{name}_mask_native.nii.gz"
+                if has_mask:
+                    save_nifti(Volume(shift_array(mask, native_offset, 0), native),
+                               root / native_mask)
             tps.append(TimepointRecord(
                 index=t, days=60 * t, days_since_previous=60 if t else 0, file_count=1,
                 content_hash="sha256:0", image=f"{pid}/{name}_image.nii",
                 mask=f"{pid}/{name}_mask.nii" if has_mask else None,
-                mask_native=f"{pid}/{name}_mask.nii" if has_mask else None,
-                native_affine=affine.tolist(), native_shape=list(SHAPE),
+                mask_native=native_mask if has_mask else None, image_native=image_native,
+                native_affine=native.tolist(), native_shape=list(SHAPE),
                 intensity={"kind": "ct_window", "low": -200.0, "high": 300.0}))
         records[pid] = PatientRecord(patient_id=pid, has_mask=True, timepoints=tps,
                                      grid_shape=list(SHAPE), grid_affine=affine.tolist())
@@ -70,3 +89,14 @@ def write_tiny_cache(root: Path, *, patients: int = 2, timepoints: int = 3, seed
                              fingerprint={"target_spacing": list(SPACING)}, patients=records)
     write_manifest(root, manifest)
     return root
+
+
+def shift_array(array: np.ndarray, offset: tuple[int, int, int], fill: float) -> np.ndarray:
+    """``out[v] = array[v + offset]`` (``fill`` where v + offset leaves the array)."""
+    out = np.full(array.shape, fill, dtype=array.dtype)
+    src, dst = [], []
+    for o, n in zip(offset, array.shape, strict=True):
+        src.append(slice(max(o, 0), n + min(o, 0)))
+        dst.append(slice(max(-o, 0), n - max(o, 0)))
+    out[tuple(dst)] = array[tuple(src)]
+    return out
