@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from medseq import __version__
 
@@ -51,6 +51,14 @@ class TrackerConfig(BaseModel):
     """The detection threshold is the lowest score with at most this many false positives per
     scan on the held-out training patients."""
     min_new_voxels: int = Field(default=2, ge=1)
+    flip_average: bool = True
+    """Inference: a tracked lesion's probabilities are the mean over the 8 flips of its crop
+    (test-time augmentation; the network is trained with those flips). Not for the detector's
+    sliding window, which would cost 8 times as much."""
+    detect_context: bool = True
+    """Detection sees the baseline scan too: its image, carried onto the follow-up's grid, in
+    the baseline channel of every window (a new lesion is what the follow-up shows and the
+    baseline does not). False: the follow-up alone (trackers before card format 2)."""
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"
@@ -64,7 +72,8 @@ class TrackerCard(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    format: int = 1
+    format: int = 2
+    """2: ``detect_context`` exists (a format-1 card's tracker detects without it)."""
     medseq_version: str = __version__
     config: TrackerConfig
     preprocess_config: dict[str, Any] = Field(default_factory=dict)
@@ -78,3 +87,13 @@ class TrackerCard(BaseModel):
     val_patients: list[str] = Field(default_factory=list)
     steps_done: int = 0
     metrics: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_cards(cls, data: Any) -> Any:
+        """A format-1 card's network was trained to detect without the baseline image."""
+        if isinstance(data, dict) and int(data.get("format", 1)) < 2:
+            config = data.get("config")
+            if isinstance(config, dict) and "detect_context" not in config:
+                data = {**data, "config": {**config, "detect_context": False}}
+        return data

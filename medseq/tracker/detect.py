@@ -1,7 +1,9 @@
 """New lesions: the tracker's network without a prompt, slid over the follow-up's body.
 
-The prompt and the two baseline channels are zero, so the network segments every lesion it
-sees (it is trained so on the ``detect`` samples). Windows overlap by a quarter; probabilities
+The prompt and the baseline-mask channel are zero, so the network segments every lesion it
+sees (it is trained so on the ``detect`` samples); with ``detect_context`` the baseline
+channel holds the baseline image carried onto the window, so the network also sees what was
+there before. Windows overlap by a quarter; probabilities
 are averaged. Components above the voxel threshold, inside the body, that no baseline lesion
 explains (they touch no tracked lesion's mask grown by one voxel, and their centroid is farther
 than the lesion's radius + 10 mm from every baseline lesion's propagated position) are
@@ -27,7 +29,7 @@ class Candidate:
     """A proposed new lesion."""
 
     mask: np.ndarray
-    """Boolean, registered grid."""
+    """Boolean, on the follow-up's grid."""
     score: float
     centroid: np.ndarray
     """Voxel coordinates."""
@@ -35,12 +37,15 @@ class Candidate:
 
 def detect_new(tracker: Tracker, image: np.ndarray, body: np.ndarray, spacing: np.ndarray, *,
                tracked: Sequence[np.ndarray], baseline: Sequence[np.ndarray],
-               min_score: float = 0.0) -> list[Candidate]:
-    """Candidates not explained by ``tracked`` (follow-up masks) or ``baseline`` lesions."""
+               min_score: float = 0.0, baseline_image: np.ndarray | None = None,
+               to_view: np.ndarray | None = None) -> list[Candidate]:
+    """Candidates not explained by ``tracked`` (follow-up masks) or ``baseline`` lesions (both
+    on the follow-up's grid). ``baseline_image`` (registered grid, reached by ``to_view``;
+    None: the identity) is the context for a tracker trained with ``detect_context``."""
     from scipy import ndimage
 
     config = tracker.config
-    probability = sliding_window(tracker, image, body)
+    probability = sliding_window(tracker, image, body, baseline_image, to_view)
     components, count = ndimage.label((probability >= config.threshold) & body,
                                       structure=np.ones((3, 3, 3)))
     if not count:
@@ -71,8 +76,12 @@ def detect_new(tracker: Tracker, image: np.ndarray, body: np.ndarray, spacing: n
     return out
 
 
-def sliding_window(tracker: Tracker, image: np.ndarray, body: np.ndarray) -> np.ndarray:
+def sliding_window(tracker: Tracker, image: np.ndarray, body: np.ndarray,
+                   baseline_image: np.ndarray | None = None,
+                   to_view: np.ndarray | None = None) -> np.ndarray:
     """Mean probability of the unprompted network over windows covering the body's box."""
+    from medseq.tracker.views import sample_crop
+
     size = tracker.config.crop_size
     step = max(1, size * 3 // 4)
     inside = np.argwhere(body)
@@ -83,8 +92,13 @@ def sliding_window(tracker: Tracker, image: np.ndarray, body: np.ndarray) -> np.
     centres = [np.array([x, y, z]) + size // 2 for x in starts[0] for y in starts[1]
                for z in starts[2]]
     inputs = np.zeros((len(centres), 4, size, size, size), dtype=np.float32)
+    context = getattr(tracker.config, "detect_context", False) and baseline_image is not None
+    matrix = np.eye(4) if to_view is None else np.asarray(to_view, dtype=np.float64)
     for n, centre in enumerate(centres):
         inputs[n, 0] = crop(image, centre, size)
+        if context:
+            assert baseline_image is not None
+            inputs[n, 2] = sample_crop(baseline_image, matrix, centre, size, order=1)
     predictions = tracker.predict(inputs)
     total = np.zeros(image.shape, dtype=np.float32)
     weight = np.zeros(image.shape, dtype=np.float32)

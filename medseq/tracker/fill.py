@@ -235,7 +235,8 @@ def follow_up_labels(tracker: object, patient_id: str, timepoint: int, image: np
         carried = (lesions if to_view is None
                    else [warp_labels(m, to_view, image.shape) for m in lesions])
         candidates = detect_new(tracker, image, body, spacing, tracked=tracked,  # type: ignore[arg-type]
-                                baseline=carried, min_score=threshold)
+                                baseline=carried, min_score=threshold,
+                                baseline_image=base_image, to_view=to_view)
         value = len(lesions)
         for candidate in sorted(candidates, key=lambda c: -c.score):
             value += 1

@@ -14,7 +14,9 @@ is a new lesion. Three kinds of sample are drawn:
   registration error (``jitter_mm``).
 - **self**: [crop, point or RECIST-line prompt, the same crop, zeros] -> the lesion's mask at
   that timepoint (a baseline annotation becoming a mask).
-- **detect**: [crop, zeros, zeros, zeros] -> every lesion in the crop (new-lesion detection).
+- **detect**: [crop, zeros, baseline crop carried onto it (``detect_context``; the crop itself
+  at baseline), zeros] -> every lesion in the crop (new-lesion detection). Half of them are
+  centred near a lesion, and then on a new one (at a follow-up that has one) half the time.
 
 Augmentations change no lesion's size: flips, a swap of the two in-plane axes, intensity
 scale and shift.
@@ -246,13 +248,18 @@ def sample(item: Item, data: PatientData, config: TrackerConfig,
         y = lesion
     else:
         if len(tp.voxels) and rng.random() < 0.5:
-            j = int(rng.integers(len(tp.voxels)))
+            new = data.new[item.timepoint] if item.timepoint else []
+            j = (int(new[int(rng.integers(len(new)))]) - 1 if new and rng.random() < 0.5
+                 else int(rng.integers(len(tp.voxels))))
             centre = np.rint(tp.centroids[j] + rng.uniform(-size / 3, size / 3, 3)).astype(int)
         else:
             inside = np.argwhere(tp.body[::2, ::2, ::2]) * 2
             centre = (inside[int(rng.integers(len(inside)))] if len(inside)
                       else np.array(tp.image.shape) // 2)
         x[0] = crop(tp.image, centre, size)
+        if config.detect_context:
+            x[2] = (sample_crop(data.timepoints[0].image, tp.to_view, centre, size, order=1)
+                    if item.timepoint else x[0])
         y = crop(tp.components, centre, size) > 0
     target = y[None].astype(np.float32)
     if augment:

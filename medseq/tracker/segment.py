@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 WEIGHTS_NAME = "tracker.safetensors"
 CARD_NAME = "tracker.json"
 FOUND, VANISHED, NOT_FOUND = "found", "vanished", "not_found"
+FLIPS = ((), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2))
+"""Axes of a crop flipped for :meth:`Tracker.predict` ``flips``."""
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,18 @@ class Tracker:
         network.to(target).eval()
         return cls(card, network, target)
 
-    def predict(self, inputs: np.ndarray, *, batch: int = 16) -> np.ndarray:
+    def predict(self, inputs: np.ndarray, *, batch: int = 16, flips: bool = False) -> np.ndarray:
         """Probabilities [N, S, S, S] for inputs [N, 4, S, S, S] (image channels on the cache's
-        scale; :func:`medseq.tracker.intensity.standardise_inputs` rescales them)."""
+        scale; :func:`medseq.tracker.intensity.standardise_inputs` rescales them); ``flips``:
+        the mean over the 8 flips of each crop."""
+        if flips:
+            total = np.zeros((len(inputs), *inputs.shape[2:]), dtype=np.float32)
+            for axes in FLIPS:
+                flipped = np.flip(inputs, tuple(a + 2 for a in axes)) if axes else inputs
+                probability = self.predict(np.ascontiguousarray(flipped), batch=batch)
+                total += (np.flip(probability, tuple(a + 1 for a in axes)) if axes
+                          else probability)
+            return total / len(FLIPS)
         import torch
 
         from medseq.tracker.intensity import standardise_inputs
@@ -142,7 +153,8 @@ def track_lesions(tracker: Tracker, follow_up: np.ndarray, baseline: np.ndarray,
                                     config.prompt_sigma_mm)
         inputs[n, 2] = sample_crop(baseline, matrix, centre, size, order=1)
         inputs[n, 3] = sample_crop(mask, matrix, centre, size, order=1)
-    probabilities = tracker.predict(inputs) if len(lesions) else np.zeros((0, 1, 1, 1))
+    probabilities = (tracker.predict(inputs, flips=_flips(config)) if len(lesions)
+                     else np.zeros((0, 1, 1, 1)))
     return [_outcome(prob, centre, point - centre + size // 2, follow_up.shape, spacing, config)
             for prob, centre, point in zip(probabilities, centres, points, strict=True)]
 
@@ -162,7 +174,12 @@ def segment_prompt(tracker: Tracker, image: np.ndarray, point: np.ndarray,
     else:
         x[0, 1] = line_prompt(size, line[0] - centre + size // 2, line[1] - centre + size // 2,
                               spacing, config.prompt_sigma_mm)
-    return _outcome(tracker.predict(x)[0], centre, local, image.shape, spacing, config)
+    return _outcome(tracker.predict(x, flips=_flips(config))[0], centre, local, image.shape,
+                    spacing, config)
+
+
+def _flips(config: Any) -> bool:
+    return bool(getattr(config, "flip_average", False))
 
 
 def _outcome(prob: np.ndarray, centre: np.ndarray, local: np.ndarray, shape: tuple[int, ...],

@@ -189,7 +189,9 @@ def evaluate_held_out(tracker: Any, patients: Sequence[PatientData], config: Tra
             tracked = [o.mask for o in outcomes if o.mask is not None]
             carried = [warp_labels(m, tp.to_view, tp.image.shape) for m in lesions]
             candidates = detect_new(tracker, tp.image.astype(np.float32), tp.body,
-                                    tp.spacing, tracked=tracked, baseline=carried)
+                                    tp.spacing, tracked=tracked, baseline=carried,
+                                    baseline_image=base.image.astype(np.float32),
+                                    to_view=tp.to_view)
             new = np.isin(tp.components, data.new[t]) & (tp.components > 0)
             scored += [(c.score, bool((c.mask & new).any())) for c in candidates]
             scans += 1

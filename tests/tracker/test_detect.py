@@ -33,7 +33,7 @@ class _Stub:
         self.config = TrackerConfig(crop_size=8, widths=[8, 16])
         self.card = TrackerCard(config=self.config, detect_threshold=threshold)
 
-    def predict(self, inputs: np.ndarray) -> np.ndarray:
+    def predict(self, inputs: np.ndarray, **_: object) -> np.ndarray:
         return inputs[:, 3].copy()  # the baseline mask: found where it was
 
 
@@ -55,3 +55,77 @@ def test_follow_up_labels_runs_the_detector_only_when_on(
     assert calls == ([] if threshold is None else [threshold])
     assert int((labels == 1).sum()) == 27
     assert [s.status for s in sources] == ["found"]
+
+
+class _Recorder:
+    """Records the inputs of every window; predicts nothing."""
+
+    def __init__(self, context: bool) -> None:
+        self.config = TrackerConfig(crop_size=8, widths=[8, 16], detect_context=context)
+        self.card = TrackerCard(config=self.config)
+        self.inputs: list[np.ndarray] = []
+
+    def predict(self, inputs: np.ndarray, **_: object) -> np.ndarray:
+        self.inputs.append(inputs.copy())
+        return np.zeros(inputs[:, 0].shape, dtype=np.float32)
+
+
+@pytest.mark.parametrize("context", [True, False])
+def test_detection_windows_carry_the_baseline_image_when_trained_so(context: bool) -> None:
+    rng = np.random.default_rng(0)
+    follow = rng.random((16, 16, 12)).astype(np.float32)
+    baseline = rng.random((20, 20, 14)).astype(np.float32)
+    move = np.eye(4)
+    move[:3, 3] = [-2, -1, 0]  # registered voxel r is the follow-up's voxel r - (2, 1, 0)
+    recorder = _Recorder(context)
+    detect.sliding_window(recorder, follow, follow > -1, baseline, move)  # type: ignore[arg-type]
+    inputs = np.concatenate(recorder.inputs)
+    if context:
+        # the window at follow-up voxels [0, 8) holds the baseline's voxels [2, 10) etc.
+        first = inputs[0]
+        assert np.allclose(first[2], baseline[2:10, 1:9, 0:8])
+        assert np.allclose(first[0], follow[0:8, 0:8, 0:8])
+    else:
+        assert not inputs[:, 2].any()
+    assert not inputs[:, 1].any() and not inputs[:, 3].any()
+
+
+def test_format_1_cards_detect_without_context() -> None:
+    config = TrackerConfig().model_dump()
+    del config["detect_context"]
+    old = TrackerCard.model_validate({"format": 1, "config": config})
+    assert old.config.detect_context is False
+    assert TrackerCard(config=TrackerConfig()).config.detect_context is True
+    assert TrackerCard.model_validate_json(TrackerCard(config=TrackerConfig()).model_dump_json()
+                                           ).config.detect_context is True
+
+
+def test_flip_average_undoes_each_flip() -> None:
+    """A network that returns the baseline-mask channel is flip-equivariant: averaging over
+    the flips gives its plain output; one that adds a fixed ramp becomes symmetric."""
+    import torch
+
+    from medseq.tracker.segment import Tracker
+
+    class Copy(torch.nn.Module):
+        def __init__(self, ramp: bool) -> None:
+            super().__init__()
+            self.ramp = ramp
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = x[:, 3:4] * 4 - 2
+            if self.ramp:
+                out = out + torch.linspace(-3, 3, x.shape[2]).view(1, 1, -1, 1, 1)
+            return out
+
+    rng = np.random.default_rng(1)
+    inputs = (rng.random((2, 4, 8, 8, 8)) > 0.5).astype(np.float32)
+    config = TrackerConfig(crop_size=8, widths=[8, 16])
+    card = TrackerCard(config=config)
+    plain = Tracker(card, Copy(False), torch.device("cpu"))
+    assert np.allclose(plain.predict(inputs, flips=True), plain.predict(inputs), atol=1e-6)
+    ramp = Tracker(card, Copy(True), torch.device("cpu"))
+    flat = np.zeros_like(inputs)
+    averaged = ramp.predict(flat, flips=True)
+    assert np.allclose(averaged, averaged[:, ::-1], atol=1e-6)
+    assert not np.allclose(ramp.predict(flat), ramp.predict(flat)[:, ::-1])
