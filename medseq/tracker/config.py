@@ -35,6 +35,10 @@ class TrackerConfig(BaseModel):
     batch_size: int = Field(default=8, ge=1)
     lr: float = Field(default=1e-2, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
+    dice: Literal["crop", "batch"] = "crop"
+    """Dice term of the loss per crop (every lesion, a shrunken or vanished one included,
+    weighs the same; an empty target asks for an empty output) or over the whole batch (large
+    lesions dominate; the default before card format 2)."""
     mix: tuple[float, float, float] = (0.5, 0.2, 0.3)
     """Shares of tracking pairs, prompt-only (baseline annotation) and unprompted (detection)
     samples."""

@@ -113,7 +113,7 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
         start_epoch, history = int(info["epoch"]), list(info["losses"])
         say(f"resuming after epoch {start_epoch}")
     pools = items(train)
-    loss_fn = _loss()
+    loss_fn = _loss(config)
     amp = device.type == "cuda" and config.amp == "auto"
     for epoch in range(start_epoch, epochs):
         rng = np.random.default_rng([config.seed, epoch])
@@ -225,10 +225,10 @@ def _batch(train: Sequence[PatientData], pools: dict[str, list[Any]], config: Tr
     return np.stack(xs), np.stack(ys)
 
 
-def _loss() -> Callable[[Any, Any], Any]:
+def _loss(config: TrackerConfig) -> Callable[[Any, Any], Any]:
     from monai.losses import DiceCELoss
 
-    return DiceCELoss(sigmoid=True, batch=True)
+    return DiceCELoss(sigmoid=True, batch=config.dice == "batch")
 
 
 def _determinism(config: TrackerConfig) -> None:
