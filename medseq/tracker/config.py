@@ -22,6 +22,10 @@ class TrackerConfig(BaseModel):
     """Initial weight of the baseline mask added to the logits (0, the default: a plain U-Net)."""
     prompt_sigma_mm: float = Field(default=6.0, gt=0)
     """Width of the prompt encoding exp(-d^2 / 2 sigma^2)."""
+    prior_zoom: float = Field(default=0.0, ge=0, le=1)
+    """Training: the baseline crop and mask of a tracking sample are scaled about the lesion's
+    centroid by exp(u), u uniform in +-prior_zoom, so the prior's size is not the answer and
+    the follow-up's size has to come from the follow-up image (0: off)."""
     jitter_mm: float = Field(default=2.0, ge=0)
     """SD of the simulated registration error between baseline and follow-up crops."""
     intensity: Literal["cache", "local"] = "cache"

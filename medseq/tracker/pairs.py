@@ -227,8 +227,13 @@ def sample(item: Item, data: PatientData, config: TrackerConfig,
                         2 * config.jitter_mm) / spacing if augment else np.zeros(3)
         moved = centre + np.rint(shift).astype(int)
         x[0] = crop(tp.image, moved, size)
-        x[2] = sample_crop(base.image, tp.to_view, centre, size, order=1)
-        x[3] = sample_crop(base.components == item.lesion, tp.to_view, centre, size, order=1)
+        to_view = tp.to_view
+        if augment and config.prior_zoom > 0:
+            to_view = to_view @ _zoom(base.centroids[item.lesion - 1],
+                                      float(np.exp(rng.uniform(-config.prior_zoom,
+                                                               config.prior_zoom))))
+        x[2] = sample_crop(base.image, to_view, centre, size, order=1)
+        x[3] = sample_crop(base.components == item.lesion, to_view, centre, size, order=1)
         x[1] = point_prompt(size, point - centre + size // 2, spacing, config.prompt_sigma_mm)
         y = np.isin(crop(tp.components, moved, size), data.links[item.timepoint][item.lesion])
         y &= _nonzero(crop(tp.components, moved, size))
@@ -265,6 +270,14 @@ def sample(item: Item, data: PatientData, config: TrackerConfig,
     if augment:
         x, target = _augment(x, target, rng)
     return x, target
+
+
+def _zoom(centre: np.ndarray, scale: float) -> np.ndarray:
+    """4x4 scaling by ``scale`` about ``centre`` (voxel coordinates)."""
+    matrix = np.eye(4)
+    matrix[:3, :3] *= scale
+    matrix[:3, 3] = (1 - scale) * np.asarray(centre, dtype=np.float64)
+    return matrix
 
 
 def _nonzero(array: np.ndarray) -> np.ndarray:
