@@ -59,6 +59,12 @@ class TrackerConfig(BaseModel):
     """The detection threshold is the lowest score with at most this many false positives per
     scan on the held-out training patients."""
     min_new_voxels: int = Field(default=2, ge=1)
+    detector: Literal["separate", "shared"] = "separate"
+    """New-lesion detection by a second network of the same shape over [follow-up, baseline]
+    channels, trained beside the tracker on detection samples only (``separate``), or by the
+    tracker itself without a prompt (``shared``, trackers before card format 2; measured: the
+    shared network learns to follow the prompt and detects nothing, docs/track.md). With a
+    separate detector the tracker's batches hold only the track and self shares of ``mix``."""
     flip_average: bool = True
     """Inference: a tracked lesion's probabilities are the mean over the 8 flips of its crop
     (test-time augmentation; the network is trained with those flips). Not for the detector's
@@ -81,7 +87,8 @@ class TrackerCard(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     format: int = 2
-    """2: ``detect_context`` exists (a format-1 card's tracker detects without it)."""
+    """2: ``detect_context``, ``detector`` and ``dice`` exist (a format-1 card's tracker
+    detects by itself without the baseline image, and was trained with the batch Dice)."""
     medseq_version: str = __version__
     config: TrackerConfig
     preprocess_config: dict[str, Any] = Field(default_factory=dict)
@@ -102,6 +109,7 @@ class TrackerCard(BaseModel):
         """A format-1 card's network was trained to detect without the baseline image."""
         if isinstance(data, dict) and int(data.get("format", 1)) < 2:
             config = data.get("config")
-            if isinstance(config, dict) and "detect_context" not in config:
-                data = {**data, "config": {**config, "detect_context": False}}
+            if isinstance(config, dict):
+                older = {"detect_context": False, "detector": "shared", "dice": "batch"}
+                data = {**data, "config": {**older, **config}}
         return data

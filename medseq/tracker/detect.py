@@ -99,7 +99,7 @@ def sliding_window(tracker: Tracker, image: np.ndarray, body: np.ndarray,
         if context:
             assert baseline_image is not None
             inputs[n, 2] = sample_crop(baseline_image, matrix, centre, size, order=1)
-    predictions = tracker.predict(inputs)
+    predictions = tracker.predict_detection(inputs)
     total = np.zeros(image.shape, dtype=np.float32)
     weight = np.zeros(image.shape, dtype=np.float32)
     for centre, prob in zip(centres, predictions, strict=True):

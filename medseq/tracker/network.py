@@ -11,6 +11,20 @@ if TYPE_CHECKING:
     import torch
 
 
+DETECTOR_CHANNELS = (CHANNELS.index("follow_up"), CHANNELS.index("baseline"))
+"""The input channels the separate detector reads."""
+
+
+def build_detector(config: TrackerConfig) -> torch.nn.Module:
+    """The separate detector: the same U-Net over [follow-up, baseline] -> lesion logits."""
+    from monai.networks.nets import UNet
+
+    widths = tuple(config.widths)
+    return UNet(spatial_dims=3, in_channels=len(DETECTOR_CHANNELS), out_channels=1,
+                channels=widths, strides=(2,) * (len(widths) - 1), num_res_units=1,
+                norm="instance")
+
+
 def build_network(config: TrackerConfig) -> torch.nn.Module:
     """``monai.networks.nets.UNet``: [follow-up, prompt, baseline, baseline mask] -> logits.
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import torch
 
 WEIGHTS_NAME = "tracker.safetensors"
+DETECTOR_NAME = "detector.safetensors"
 CARD_NAME = "tracker.json"
 FOUND, VANISHED, NOT_FOUND = "found", "vanished", "not_found"
 FLIPS = ((), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2))
@@ -50,35 +51,50 @@ class LesionOutcome:
 class Tracker:
     """A trained tracker (``tracker.safetensors`` + ``tracker.json``) ready to predict."""
 
-    def __init__(self, card: TrackerCard, network: torch.nn.Module, device: torch.device
-                 ) -> None:
+    def __init__(self, card: TrackerCard, network: torch.nn.Module, device: torch.device,
+                 detector: torch.nn.Module | None = None) -> None:
         self.card = card
         self.config = card.config
         self.network = network
         self.device = device
+        self.detector = detector
+        """The separate new-lesion detector (None: the tracker detects without a prompt)."""
 
     @classmethod
     def load(cls, run_dir: Path, *, device: str = "cpu") -> Tracker:
         """Load a tracker directory; a one-line CacheError when it is not one."""
         import torch
-        from safetensors.torch import load_file
 
         from medseq.tracker.network import build_network
 
         run_dir = Path(run_dir)
         card = read_card(run_dir)
-        network = build_network(card.config)
-        try:
-            state = load_file(str(run_dir / WEIGHTS_NAME))
-            network.load_state_dict(state)
-        except Exception as err:
-            raise CacheError(f"unreadable tracker weights ({' '.join(str(err).split())[:200]})",
-                             path=run_dir / WEIGHTS_NAME) from None
+        network = _load_weights(build_network(card.config), run_dir / WEIGHTS_NAME)
+        detector = None
+        if card.config.detector == "separate":
+            from medseq.tracker.network import build_detector
+
+            detector = _load_weights(build_detector(card.config), run_dir / DETECTOR_NAME)
         target = torch.device(device)
         network.to(target).eval()
-        return cls(card, network, target)
+        if detector is not None:
+            detector.to(target).eval()
+        return cls(card, network, target, detector)
 
-    def predict(self, inputs: np.ndarray, *, batch: int = 16, flips: bool = False) -> np.ndarray:
+    def predict_detection(self, inputs: np.ndarray, *, batch: int = 16) -> np.ndarray:
+        """Probabilities [N, S, S, S] that a voxel is lesion, for unprompted windows [N, 4, S,
+        S, S] (prompt and baseline-mask channels zero): the separate detector when there is
+        one, else the tracker itself."""
+        if self.detector is None:
+            return self.predict(inputs, batch=batch)
+        from medseq.tracker.network import DETECTOR_CHANNELS
+
+        return self.predict(inputs, batch=batch, network=self.detector,
+                            channels=DETECTOR_CHANNELS)
+
+    def predict(self, inputs: np.ndarray, *, batch: int = 16, flips: bool = False,
+                network: torch.nn.Module | None = None,
+                channels: Sequence[int] | None = None) -> np.ndarray:
         """Probabilities [N, S, S, S] for inputs [N, 4, S, S, S] (image channels on the cache's
         scale; :func:`medseq.tracker.intensity.standardise_inputs` rescales them); ``flips``:
         the mean over the 8 flips of each crop."""
@@ -86,7 +102,8 @@ class Tracker:
             total = np.zeros((len(inputs), *inputs.shape[2:]), dtype=np.float32)
             for axes in FLIPS:
                 flipped = np.flip(inputs, tuple(a + 2 for a in axes)) if axes else inputs
-                probability = self.predict(np.ascontiguousarray(flipped), batch=batch)
+                probability = self.predict(np.ascontiguousarray(flipped), batch=batch,
+                                           network=network, channels=channels)
                 total += (np.flip(probability, tuple(a + 1 for a in axes)) if axes
                           else probability)
             return total / len(FLIPS)
@@ -95,15 +112,30 @@ class Tracker:
         from medseq.tracker.intensity import standardise_inputs
 
         inputs = standardise_inputs(inputs, self.config, self.card.preprocess_config)
+        if channels is not None:
+            inputs = inputs[:, list(channels)]
+        model = self.network if network is None else network
         out = []
         with torch.inference_mode():
             for start in range(0, len(inputs), batch):
                 x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + batch]))
                 enabled = self.device.type == "cuda" and self.config.amp == "auto"
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled):
-                    logits = self.network(x.to(self.device))
+                    logits = model(x.to(self.device))
                 out.append(torch.sigmoid(logits.float())[:, 0].cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0,) + (self.config.crop_size,) * 3)
+
+
+def _load_weights(network: torch.nn.Module, path: Path) -> torch.nn.Module:
+    """``network`` with the safetensors weights at ``path``; a one-line CacheError if not."""
+    from safetensors.torch import load_file
+
+    try:
+        network.load_state_dict(load_file(str(path)))
+    except Exception as err:
+        raise CacheError(f"unreadable tracker weights ({' '.join(str(err).split())[:200]})",
+                         path=path) from None
+    return network
 
 
 def read_card(run_dir: Path) -> TrackerCard:
@@ -118,15 +150,20 @@ def read_card(run_dir: Path) -> TrackerCard:
                          path=path) from None
 
 
-def save_tracker(run_dir: Path, state: dict[str, Any], card: TrackerCard) -> None:
-    """Write the weights (safetensors) then the card (JSON), each atomically."""
+def save_tracker(run_dir: Path, state: dict[str, Any], card: TrackerCard,
+                 detector: dict[str, Any] | None = None) -> None:
+    """Write the weights (safetensors: the tracker's, then the separate detector's) then the
+    card (JSON), each atomically."""
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    with atomic_path(run_dir / WEIGHTS_NAME) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    for name, weights in ((WEIGHTS_NAME, state), (DETECTOR_NAME, detector)):
+        if weights is None:
+            continue
+        tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
+        with atomic_path(run_dir / name) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "pt"})
     write_text_atomic(run_dir / CARD_NAME, card.model_dump_json(indent=2) + "\n")
 
 

@@ -52,7 +52,7 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
 
     import torch
 
-    from medseq.tracker.network import build_network
+    from medseq.tracker.network import DETECTOR_CHANNELS, build_detector, build_network
     from medseq.tracker.segment import Tracker, save_tracker
     from medseq.training.checkpoint import (
         clear_checkpoint,
@@ -96,7 +96,12 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
 
     torch.manual_seed(config.seed)
     network = build_network(config).to(device)
-    optimiser = torch.optim.AdamW(network.parameters(), lr=config.lr,
+    separate = config.detector == "separate"
+    detector = build_detector(config).to(device) if separate else None
+    # One module and one optimiser over both networks: checkpoints and resume stay as they are.
+    modules = torch.nn.ModuleDict({"tracker": network, **({"detector": detector}
+                                                          if detector is not None else {})})
+    optimiser = torch.optim.AdamW(modules.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, config.steps)
@@ -107,34 +112,41 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
     checkpoint = load_checkpoint(run_dir) if resume else None
     if checkpoint is not None:
         info, tensors = checkpoint
-        network.load_state_dict(prefixed(tensors, "model"))
+        modules.load_state_dict(prefixed(tensors, "model"))
         restore_optimiser(optimiser, info, tensors, device)
         scheduler.load_state_dict(info["scheduler"])
         start_epoch, history = int(info["epoch"]), list(info["losses"])
         say(f"resuming after epoch {start_epoch}")
     pools = items(train)
+    tracker_kinds = ("track", "self") if separate else ("track", "self", "detect")
     loss_fn = _loss(config)
     amp = device.type == "cuda" and config.amp == "auto"
     for epoch in range(start_epoch, epochs):
         rng = np.random.default_rng([config.seed, epoch])
         torch.manual_seed(config.seed * 100_003 + epoch)
-        network.train()
+        modules.train()
         steps = min(config.steps_per_epoch, config.steps - epoch * config.steps_per_epoch)
         total = 0.0
         for _ in range(steps):
-            x, y = _batch(train, pools, config, rng)
+            x, y = _batch(train, pools, config, rng, kinds=tracker_kinds)
             x = standardise_inputs(x, config, manifest.config)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = network(torch.from_numpy(x).to(device))
             loss = loss_fn(logits.float(), torch.from_numpy(y).to(device))
+            if detector is not None:
+                xd, yd = _batch(train, pools, config, rng, kinds=("detect",))
+                xd = standardise_inputs(xd, config, manifest.config)[:, list(DETECTOR_CHANNELS)]
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    detected = detector(torch.from_numpy(np.ascontiguousarray(xd)).to(device))
+                loss = loss + loss_fn(detected.float(), torch.from_numpy(yd).to(device))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(modules.parameters(), 1.0)
             optimiser.step()
             scheduler.step()
             total += float(loss.detach())
         history.append(total / max(steps, 1))
-        save_checkpoint(run_dir, model_state=network.state_dict(), best_state=None,
+        save_checkpoint(run_dir, model_state=modules.state_dict(), best_state=None,
                         optimiser=optimiser, scheduler=scheduler,
                         info={"epoch": epoch + 1, "losses": history})
         say(f"epoch {epoch + 1}/{epochs}: loss {history[-1]:.4f}")
@@ -144,8 +156,8 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
                        train_patients=[d.patient_id for d in train],
                        val_patients=[d.patient_id for d in val],
                        steps_done=config.steps, metrics={"train_loss": history})
-    network.eval()
-    tracker = Tracker(card, network, device)
+    modules.eval()
+    tracker = Tracker(card, network, device, detector)
     held_out = val or train
     metrics, threshold = evaluate_held_out(tracker, held_out, config)
     card.detect_threshold = threshold
@@ -155,7 +167,8 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
             f"({metrics['detect_true_candidates']} true), no score threshold keeps false "
             f"positives within {config.detect_max_fp_per_scan} per scan; new lesions will not "
             "be reported")
-    save_tracker(run_dir, network.state_dict(), card)
+    save_tracker(run_dir, network.state_dict(), card,
+                 detector.state_dict() if detector is not None else None)
     write_text_atomic(run_dir / "metrics.json", json.dumps(card.metrics, indent=1) + "\n")
     clear_checkpoint(run_dir)
     dice = metrics.get("val_median_dice")
@@ -212,9 +225,12 @@ def dice(mask: np.ndarray | None, truth: np.ndarray) -> float:
 
 
 def _batch(train: Sequence[PatientData], pools: dict[str, list[Any]], config: TrackerConfig,
-           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    kinds = [k for k in ("track", "self", "detect") if pools[k]]
-    weights = np.array([config.mix[("track", "self", "detect").index(k)] for k in kinds])
+           rng: np.random.Generator, *, kinds: Sequence[str] = ("track", "self", "detect")
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """A batch of samples of ``kinds``, drawn in the proportions of ``mix``."""
+    names = ("track", "self", "detect")
+    kinds = [k for k in kinds if pools[k]]
+    weights = np.array([config.mix[names.index(k)] for k in kinds]) + 1e-12
     xs, ys = [], []
     for _ in range(config.batch_size):
         kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]

@@ -36,6 +36,8 @@ class _Stub:
     def predict(self, inputs: np.ndarray, **_: object) -> np.ndarray:
         return inputs[:, 3].copy()  # the baseline mask: found where it was
 
+    predict_detection = predict
+
 
 @pytest.mark.parametrize("threshold", [None, 0.9])
 def test_follow_up_labels_runs_the_detector_only_when_on(
@@ -68,6 +70,8 @@ class _Recorder:
     def predict(self, inputs: np.ndarray, **_: object) -> np.ndarray:
         self.inputs.append(inputs.copy())
         return np.zeros(inputs[:, 0].shape, dtype=np.float32)
+
+    predict_detection = predict
 
 
 @pytest.mark.parametrize("context", [True, False])

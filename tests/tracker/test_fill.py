@@ -38,6 +38,8 @@ class StubTracker:
             return np.full(inputs[:, 0].shape, self.flat, dtype=np.float32)
         return inputs[:, 3].copy()
 
+    predict_detection = predict
+
 
 def _stub(monkeypatch: pytest.MonkeyPatch, stub: StubTracker) -> None:
     monkeypatch.setattr(Tracker, "load", classmethod(lambda cls, *a, **k: stub))

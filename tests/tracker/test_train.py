@@ -30,11 +30,19 @@ def test_train_writes_safetensors_and_card_deterministically(cache: Path,
     first = train_tracker(cache, tmp_path / "a", config)
     train_tracker(cache, tmp_path / "b", config)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
-        "metrics.json", "tracker.json", "tracker.safetensors", "tracker_config.json"]
-    a = load_file(tmp_path / "a/tracker.safetensors")
-    b = load_file(tmp_path / "b/tracker.safetensors")
-    assert a.keys() == b.keys()
-    assert all(np.array_equal(a[k], b[k]) for k in a)
+        "detector.safetensors", "metrics.json", "tracker.json", "tracker.safetensors",
+        "tracker_config.json"]
+    for name in ("tracker.safetensors", "detector.safetensors"):
+        a = load_file(tmp_path / "a" / name)
+        b = load_file(tmp_path / "b" / name)
+        assert a.keys() == b.keys()
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+    # the detector reads two channels (follow-up, baseline), the tracker four
+    detector = load_file(tmp_path / "a/detector.safetensors")
+    tracker_weights = load_file(tmp_path / "a/tracker.safetensors")
+    first_conv = sorted(k for k in detector if k.endswith("conv.weight"))[0]
+    assert detector[first_conv].shape[1] == 2
+    assert tracker_weights[first_conv].shape[1] == 4
     assert (first.patients, first.val_patients, first.steps) == (1, 1, 2)
     tracker = Tracker.load(tmp_path / "a")
     assert tracker.card.val_patients == ["P000"] or tracker.card.val_patients == ["P001"]
@@ -63,9 +71,20 @@ def test_resume_repeats_an_unbroken_run(cache: Path, tmp_path: Path,
     monkeypatch.setattr(checkpoint, "save_checkpoint", real)
     assert not (tmp_path / "broken/tracker.json").exists()
     train_tracker(cache, tmp_path / "broken", config, resume=True)
-    a = load_file(tmp_path / "whole/tracker.safetensors")
-    b = load_file(tmp_path / "broken/tracker.safetensors")
-    assert all(np.array_equal(a[k], b[k]) for k in a)
+    for name in ("tracker.safetensors", "detector.safetensors"):
+        a = load_file(tmp_path / "whole" / name)
+        b = load_file(tmp_path / "broken" / name)
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_shared_detector_writes_one_network(cache: Path, tmp_path: Path) -> None:
+    config = TrackerConfig.model_validate({**TINY, "detector": "shared"})
+    train_tracker(cache, tmp_path / "shared", config)
+    assert not (tmp_path / "shared/detector.safetensors").exists()
+    tracker = Tracker.load(tmp_path / "shared")
+    assert tracker.detector is None
+    windows = np.zeros((1, 4, 16, 16, 16), dtype=np.float32)
+    assert np.array_equal(tracker.predict_detection(windows), tracker.predict(windows))
 
 
 def test_cli_errors(tmp_path: Path) -> None:
