@@ -133,7 +133,8 @@ def test_annotations_make_the_baseline_mask(tmp_path: Path,
                         f"P000,0,A,{point[0]:.2f},{point[1]:.2f},{point[2]:.2f}\n")
 
     class PromptStub(StubTracker):
-        def predict(self, inputs: np.ndarray, **_: object) -> np.ndarray:  # the prompt blob as the lesion
+        def predict(self, inputs: np.ndarray, **_: object) -> np.ndarray:
+            # the prompt blob as the lesion
             return np.where(inputs[:, 1] > 0.5, 0.9, 0.0).astype(np.float32)
 
     (tmp_path / "run").mkdir()

@@ -83,7 +83,8 @@ def test_load_view_uses_the_source_grid_when_the_cache_keeps_it(tmp_path: Path) 
     assert np.allclose(view.to_view, expected)
     assert np.allclose(view.affine, record.timepoints[1].native_affine)
     registered = load_view(cache, record, 1, config, native=False)
-    assert not registered.native and np.allclose(registered.to_view, np.eye(4))
+    assert not registered.native
+    assert np.allclose(registered.to_view, np.eye(4))
     assert np.array_equal(view.image, shift_array(registered.image, OFFSET, view.image[0, 0, 0]))
     # the source image gone: the registered grid, as in a cache written before it existed
     (cache / str(record.timepoints[1].image_native)).unlink()
@@ -96,8 +97,10 @@ def test_training_pairs_link_follow_ups_on_their_own_grid(tmp_path: Path) -> Non
     config = normaliser(manifest.config)
     own = load_patient(cache, manifest.patients["P000"], config)
     flat = load_patient(cache, manifest.patients["P000"], config, native=False)
-    assert own is not None and flat is not None
-    assert own.links == flat.links and own.new == flat.new
+    assert own is not None
+    assert flat is not None
+    assert own.links == flat.links
+    assert own.new == flat.new
     for t in (1, 2):
         assert np.allclose(own.timepoints[t].centroids + OFFSET, flat.timepoints[t].centroids)
 
@@ -118,7 +121,8 @@ def test_track_writes_follow_up_masks_on_the_source_grid(tmp_path: Path,
     native = load_nifti(derived / str(tp.mask_native))
     source = read_manifest(cache).patients["P000"].timepoints[1]
     assert np.allclose(native.affine, source.native_affine)
-    assert tp.native_affine is not None and np.allclose(tp.native_affine, source.native_affine)
+    assert tp.native_affine is not None
+    assert np.allclose(tp.native_affine, source.native_affine)
     baseline = load_nifti(cache / "P000/t00_mask.nii").array
     components, _ = ndimage.label(baseline > 0, structure=np.ones((3, 3, 3)))
     assert np.array_equal(native.array, shift_array(components.astype(np.uint8), OFFSET, 0))
