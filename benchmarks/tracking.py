@@ -102,13 +102,30 @@ def main() -> None:
         recist[method] = _recist_agreement(results, truth_tracking)
     new = _new_lesions(work / "filled_tracker", truth)
     scans = sum(len(d.timepoints) - 1 for d in truth.values())
+    card = json.loads((run / "tracker.json").read_text())["config"]
+    patches = args.steps * int(card["batch_size"]) * (2 if card.get("detector") == "separate"
+                                                       else 1)
     report = {"train_patients": args.train_patients, "test_patients": len(truth),
               "follow_ups": scans, "steps": args.steps, "tracker": run.name, "train_seconds": seconds,
-              "fill_seconds": infer_seconds, "new_lesions": new,
+              "train_patches_per_s": patches / seconds if seconds else None,
+              "fill_seconds": infer_seconds, "peak_memory_mib": _peak_memory_mib(args.device),
+              "device": args.device, "new_lesions": new,
               "methods": {m: {**_summary(lesion_rows[m]), "recist_agreement": recist[m]}
                           for m in METHODS}}
     (work / "results.json").write_text(json.dumps(report, indent=1) + "\n")
     _print(report)
+
+
+def _peak_memory_mib(device: str) -> float:
+    """Peak memory of this process: CUDA memory allocated by torch on a GPU, else the peak
+    resident set size (Linux reports it in KiB)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _cohort(work: Path, name: str, patients: int, *, seed: int) -> Path:
@@ -281,7 +298,9 @@ def _print(report: dict[str, Any]) -> None:
 
     print(f"train {report['train_patients']} patients (seed 1), test {report['test_patients']}"
           f" (seed 2), {report['follow_ups']} follow-ups; {report['steps']} steps, train "
-          f"{cell(report['train_seconds'], 0)} s, fill {cell(report['fill_seconds'], 1)} s")
+          f"{cell(report['train_seconds'], 0)} s ({cell(report['train_patches_per_s'], 1)} "
+          f"patches/s), fill {cell(report['fill_seconds'], 1)} s, peak memory "
+          f"{cell(report['peak_memory_mib'], 0)} MiB on {report['device']}")
     print("| method | lesions | found % | median Dice | median abs vol err (mL) | median "
           "abs LD err (mm) | vanished called empty | RECIST equal % |")
     print("|---|---|---|---|---|---|---|---|")
