@@ -26,6 +26,10 @@ class TrackerConfig(BaseModel):
     """Training: the baseline crop and mask of a tracking sample are scaled about the lesion's
     centroid by exp(u), u uniform in +-prior_zoom, so the prior's size is not the answer and
     the follow-up's size has to come from the follow-up image (0: off)."""
+    change_weight: float = Field(default=0.0, ge=0)
+    """Training: a tracking pair is drawn with weight 1 + change_weight * |log volume ratio|
+    (follow-up to baseline), so lesions that shrank, vanished or grew are seen more often
+    than their share (0: uniform)."""
     jitter_mm: float = Field(default=2.0, ge=0)
     """SD of the simulated registration error between baseline and follow-up crops."""
     intensity: Literal["cache", "local"] = "cache"

@@ -196,6 +196,8 @@ class Item:
     timepoint: int
     lesion: int
     """Baseline lesion (track), component at the timepoint (self), unused (detect)."""
+    change: float = 0.0
+    """Track items: |log| of the lesion's follow-up to baseline volume ratio (+1 voxel each)."""
 
 
 def items(patients: Sequence[PatientData]) -> dict[str, list[Item]]:
@@ -206,7 +208,11 @@ def items(patients: Sequence[PatientData]) -> dict[str, list[Item]]:
             out["detect"].append(Item("detect", p, t, 0))
             out["self"] += [Item("self", p, t, j) for j in range(1, len(tp.voxels) + 1)]
             if t:
-                out["track"] += [Item("track", p, t, i) for i in data.links[t]]
+                base = data.timepoints[0]
+                for i, parts in data.links[t].items():
+                    voxels = float(sum(tp.voxels[j - 1] for j in parts))
+                    ratio = (voxels + 1) / (float(base.voxels[i - 1]) + 1)
+                    out["track"].append(Item("track", p, t, i, abs(float(np.log(ratio)))))
     return out
 
 

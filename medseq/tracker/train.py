@@ -234,7 +234,12 @@ def _batch(train: Sequence[PatientData], pools: dict[str, list[Any]], config: Tr
     xs, ys = [], []
     for _ in range(config.batch_size):
         kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
-        item = pools[kind][int(rng.integers(len(pools[kind])))]
+        pool = pools[kind]
+        if kind == "track" and config.change_weight > 0:
+            odds = 1.0 + config.change_weight * np.array([i.change for i in pool])
+            item = pool[int(rng.choice(len(pool), p=odds / odds.sum()))]
+        else:
+            item = pool[int(rng.integers(len(pool)))]
         x, y = sample(item, train[item.patient], config, rng)
         xs.append(x)
         ys.append(y)
