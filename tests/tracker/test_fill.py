@@ -208,6 +208,9 @@ def test_bundled_tracker_is_small_and_readable() -> None:
 
     folder = resolve_tracker(Path("bundled"))
     assert (folder / "tracker.safetensors").stat().st_size < 2_000_000
+    assert (folder / "detector.safetensors").stat().st_size < 2_000_000
     card = read_card(folder)
+    assert card.format == 2
+    assert card.config.detector == "separate"
     assert card.preprocess_config["crop_size"] == 32  # made with default preprocessing
     assert card.detect_threshold is None or 0 < card.detect_threshold <= 1
