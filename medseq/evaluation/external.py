@@ -35,6 +35,7 @@ from medseq.evaluation.evaluate import (
 )
 from medseq.evaluation.feature_baseline import FeatureModel
 from medseq.evaluation.rundir import forecast_pairs, read_predictions, require_run
+from medseq.training.labels import PARTIAL_MASKS
 from medseq.training.targets import EARLY_KINDS, LabelSpec, early_target
 from medseq.training.targets import Exclusion as Undecided
 
@@ -72,6 +73,9 @@ def evaluate_external(
         change = relative_volume_change(burden)
         if not record.crops or not record.targets:
             excluded.append({"patient_id": pid, "reason": "no lesion crops"})
+            continue
+        if not record.has_mask:
+            excluded.append({"patient_id": pid, "reason": PARTIAL_MASKS})
             continue
         if change is None:
             excluded.append({"patient_id": pid, "reason": "fewer than two scans"})

@@ -132,7 +132,10 @@ def process_patient(job: PatientJob) -> PatientRecord:
         with timings.stage("read"):
             mask = load_timepoint_mask(tp, like=volume, roi=config.roi)
         if index == 0:
-            if has_mask and mask is not None:
+            # Targets come from the baseline mask alone, so a patient annotated only at baseline
+            # still gets crops (follow-ups without a mask: an empty mask channel, which the
+            # learned tracker's masks fill in for ``predict --tracker``).
+            if mask is not None:
                 targets = select_targets(mask, min_ml=config.min_lesion_ml,
                                          max_targets=config.max_targets)
             result = identity_result()
@@ -171,7 +174,7 @@ def process_patient(job: PatientJob) -> PatientRecord:
         record.registration = result.record
         record.intensity = intensity.model_dump(exclude_none=True)  # type: ignore[attr-defined]
         records.append(record)
-        if has_mask and targets:
+        if targets:
             with timings.stage("resample"):
                 crops.append(cut_crops(image, mask_image, targets,
                                        baseline_to_source=baseline_to_source

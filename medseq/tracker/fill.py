@@ -37,13 +37,14 @@ from medseq.contracts.cache import (
 )
 from medseq.errors import InputDataError
 from medseq.tracker.annotations import Prompt
+from medseq.tracker.views import SPACING_TOLERANCE
 
 if TYPE_CHECKING:
     from medseq.tracker.views import View
 
 SOURCE_MASK, SOURCE_TRACKER, SOURCE_DETECTOR = "mask", "tracker", "detector"
-SPACING_TOLERANCE = 0.15
-"""A cache whose grid spacing differs from the tracker's by more than this share is refused."""
+SPACING_KEYS = frozenset({"target_spacing"})
+"""Preprocessing settings compared as the grid's spacing, not as values."""
 
 
 @dataclass(frozen=True)
@@ -127,13 +128,17 @@ def fill_cache(cache_dir: Path, tracker_dir: Path, out_dir: Path, *,
 def check_compatible(tracker: object, manifest: CacheManifest, tracker_dir: Path) -> None:
     """The cache must come from the preprocessing settings the tracker was trained on."""
     card = tracker.card  # type: ignore[attr-defined]
-    if card.preprocess_config and card.preprocess_config != manifest.config:
-        changed = sorted(k for k in set(card.preprocess_config) | set(manifest.config)
-                         if card.preprocess_config.get(k) != manifest.config.get(k))
+    # The grid's spacing is compared below, as spacing: ``predict`` resamples a study onto the
+    # training cohort's grid (``target_spacing`` set to it), which a tracker trained on a cache
+    # of that cohort (``target_spacing: null``, the same spacing) fits.
+    changed = sorted(k for k in set(card.preprocess_config) | set(manifest.config)
+                     if k not in SPACING_KEYS
+                     and card.preprocess_config.get(k) != manifest.config.get(k))
+    if card.preprocess_config and changed:
         raise InputDataError(f"this tracker was trained on a cache with other preprocessing "
                              f"settings ({', '.join(changed)}); preprocess with the same "
                              "settings or train a tracker on this cache", path=tracker_dir)
-    spacing = manifest.fingerprint.get("target_spacing")
+    spacing = manifest.config.get("target_spacing") or manifest.fingerprint.get("target_spacing")
     if card.spacing_mm and spacing:
         ratio = np.asarray(spacing, dtype=float) / np.asarray(card.spacing_mm, dtype=float)
         if np.any(np.abs(ratio - 1) > SPACING_TOLERANCE):

@@ -13,7 +13,9 @@ So a follow-up is segmented on its own grid (a :class:`View`), and the baseline 
 and mask, which live on the registered (= baseline) grid, are sampled onto the follow-up's crop
 (linear interpolation: a soft prior). ``to_view`` maps a registered voxel index to the view's
 voxel index: inv(own affine) @ inv(transform_to_baseline) @ registered affine. A cache without
-the source image falls back to the registered grid (``to_view`` the identity), as before.
+the source image, or whose source grid has another spacing than the registered grid (per axis,
+beyond ``SPACING_TOLERANCE``: the network was trained at the registered spacing), falls back to
+the registered grid (``to_view`` the identity), as before.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import numpy as np
 
 from medseq.contracts.cache import PatientRecord
 from medseq.preprocess.config import PreprocessConfig
+
+SPACING_TOLERANCE = 0.15
+"""Largest relative difference, per axis, between two grids' spacings taken as the same."""
 
 
 @dataclass(frozen=True)
@@ -67,15 +72,26 @@ def load_view(cache_dir: Path, record: PatientRecord, index: int, config: Prepro
     if own and not path.is_file():
         path, own = Path(cache_dir) / tp.image, None
     volume = load_nifti(path)
+    affine = np.asarray(volume.affine, dtype=np.float64)
+    if own and not same_spacing(affine, grid):
+        # A network trained at the registered grid's spacing must not read another one
+        # (a 1 mm source resampled to a 4 mm cache, an axis order of its own): stay there.
+        return load_view(cache_dir, record, index, config, native=False)
     intensity = IntensityRecord.model_validate(tp.intensity or {"kind": "ct_window"})
     image = normalize(volume.array, intensity, config).astype(np.float16)
-    affine = np.asarray(volume.affine, dtype=np.float64)
     if own:
         to_view = np.linalg.inv(affine) @ np.linalg.inv(transform) @ grid
     else:
         to_view = np.eye(4)
         affine = np.linalg.inv(transform) @ grid
     return View(image, affine, to_view, body_mask(volume.array), native=bool(own))
+
+
+def same_spacing(affine: np.ndarray, grid: np.ndarray) -> bool:
+    """Whether two grids have the same spacing axis by axis, within ``SPACING_TOLERANCE``."""
+    own = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+    registered = np.linalg.norm(np.asarray(grid)[:3, :3], axis=0)
+    return bool(np.all(np.abs(own / registered - 1) <= SPACING_TOLERANCE))
 
 
 def registered_affine(cache_dir: Path, record: PatientRecord) -> np.ndarray:

@@ -23,6 +23,10 @@ from medseq.csv_cells import unescape_cell
 from medseq.errors import CacheError, InputDataError
 from medseq.training.targets import EARLY_KINDS, Exclusion, LabelSpec, early_target
 
+PARTIAL_MASKS = "a timepoint without a lesion mask"
+"""Why a patient annotated only at some timepoints (crops cut from its baseline mask) is left
+out of training and evaluation: its other crops have an empty mask channel."""
+
 _RECIST_INDEX = {name: i for i, name in enumerate(RECIST_CLASSES)}
 _TRUE = {"1", "true", "yes", "responder", "cr", "pr"}
 _FALSE = {"0", "false", "no", "non-responder", "nonresponder", "sd", "pd"}
@@ -90,6 +94,8 @@ def resolve_labels(
             excluded[pid] = "failed preprocessing"
         elif not record.crops or not record.targets:
             excluded[pid] = "no lesion crops"
+        elif not record.has_mask:
+            excluded[pid] = PARTIAL_MASKS
         else:
             usable.append(record)
     kind = "overall"

@@ -89,9 +89,16 @@ CASES: dict[str, Callable[[Path], Path]] = {
         t / "gap", offsets=[0.0, 2.5, 5.0, 12.5, 15.0, 17.5]),
     "two patients without --all": lambda t: _two_patients(t / "two"),
     "no lesion mask": lambda t: nifti_patient(t / "nomask", masks=False),
+    "a follow-up without a mask (no --tracker)": lambda t: _baseline_mask_only(t / "partial"),
     "image.nii.gz and image.nii in one folder": lambda t: _both_images(t / "both"),
     "truncated DICOM": lambda t: _truncated(t / "trunc"),
 }
+
+
+def _baseline_mask_only(root: Path) -> Path:
+    patient = nifti_patient(root)
+    (sorted(patient.iterdir())[1] / "mask.nii.gz").unlink()
+    return patient
 
 
 def _both_images(root: Path) -> Path:

@@ -72,6 +72,19 @@ def test_follow_ups_are_segmented_on_their_own_grid(tracked: tuple[Path, Path, P
     assert float(np.median(dices)) > 0.5
 
 
+def test_baseline_only_patient_gets_crops_from_its_baseline_mask(
+        tracked: tuple[Path, Path, Path]) -> None:
+    cache, _, _ = tracked
+    record = next(iter(read_manifest(cache).patients.values()))
+    assert record.has_mask is False
+    assert record.targets
+    assert record.crops is not None
+    crops = np.load(cache / record.crops)
+    assert crops.shape[:3] == (3, len(record.targets), 2)
+    assert crops[0, :, 1].any()  # the baseline's mask channel
+    assert not crops[1:, :, 1].any()  # no mask at the follow-ups yet
+
+
 def test_lesion_rows_say_the_tracker_measured_the_follow_ups(
         tracked: tuple[Path, Path, Path]) -> None:
     _, out, _ = tracked

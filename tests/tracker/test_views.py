@@ -129,3 +129,22 @@ def test_track_writes_follow_up_masks_on_the_source_grid(tmp_path: Path,
     registered = load_nifti(derived / str(tp.mask))
     assert np.allclose(registered.affine, grid_affine())
     assert np.array_equal(registered.array > 0, baseline > 0)
+
+
+def test_a_source_grid_of_another_spacing_is_not_used(tmp_path: Path) -> None:
+    """The network reads the spacing it was trained at: a source image at another spacing
+    (a 1 mm scan resampled to a coarser cache) is tracked on the registered grid."""
+    from medseq.io.nifti import save_nifti
+    from medseq.io.volume import Volume
+
+    cache = write_tiny_cache(tmp_path / "c", patients=1, native_offset=OFFSET)
+    manifest = read_manifest(cache)
+    record = manifest.patients["P000"]
+    tp = record.timepoints[1]
+    source = load_nifti(cache / str(tp.image_native))
+    finer = source.affine.copy()
+    finer[:3, :3] *= 0.5
+    save_nifti(Volume(source.array, finer), cache / str(tp.image_native))
+    view = load_view(cache, record, 1, normaliser(manifest.config))
+    assert not view.native
+    assert np.allclose(view.to_view, np.eye(4))

@@ -26,6 +26,28 @@ def test_manifest_labels_and_exclusions(fake_cache: Path) -> None:
     assert found.exclusion_summary() == "excluded 1: 1 no lesion crops"
 
 
+def test_a_patient_annotated_only_at_baseline_is_left_out(fake_cache: Path,
+                                                          tmp_path: Path) -> None:
+    """Its crops exist (cut from the baseline mask) but its follow-ups' mask channels are
+    empty: never a training example."""
+    import shutil
+
+    from medseq.contracts.cache import write_manifest
+    from medseq.training.labels import PARTIAL_MASKS
+
+    fake_cache = Path(shutil.copytree(fake_cache, tmp_path / "cache"))
+    manifest = read_manifest(fake_cache)
+    record = manifest.patients["P001"]
+    assert record.crops
+    assert record.targets
+    partial = record.model_copy(update={"has_mask": False})
+    write_manifest(fake_cache, manifest.model_copy(
+        update={"patients": {**manifest.patients, "P001": partial}}))
+    found = resolve_labels(fake_cache, read_manifest(fake_cache), task="binary")
+    assert found.excluded == {"Q000": "no lesion crops", "P001": PARTIAL_MASKS}
+    assert "P001" not in found.labels
+
+
 def test_csv_labels_override_and_unlisted_patients_are_excluded(
     fake_cache: Path, tmp_path: Path
 ) -> None:
