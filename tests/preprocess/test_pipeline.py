@@ -130,16 +130,25 @@ def test_crops_hold_image_and_mask_per_target_and_timepoint(cached: Path) -> Non
     assert sizes[1] > sizes[0] > sizes[2]
 
 
-def test_patient_without_all_masks_is_registered_but_has_no_crops(cached: Path) -> None:
+def test_patient_without_all_masks_is_registered_and_cropped_from_its_baseline(
+        cached: Path) -> None:
+    """Targets come from the baseline mask; a follow-up without a mask has an empty mask
+    channel (``predict --tracker`` fills it), and the patient is not "with masks"."""
     manifest = read_manifest(cached)
     record = manifest.patients[pseudonym("NoMask01", load_or_create_salt(cached))]
     assert record.status == "ok"
     assert not record.has_mask
-    assert record.crops is None
-    assert record.targets == []
+    assert record.timepoints[0].mask is not None
     assert record.timepoints[1].mask is None
     assert record.timepoints[1].registration.ok
     assert (cached / record.timepoints[1].image).is_file()
+    assert record.targets
+    assert record.crops is not None
+    crops = np.load(cached / record.crops)
+    assert crops.shape[:3] == (len(record.timepoints), len(record.targets), 2)
+    assert crops[0, :, 1].any()
+    assert not crops[1:, :, 1].any()
+    assert crops[1:, :, 0].any()  # the follow-up's image is cut all the same
 
 
 def test_no_identifier_or_date_reaches_the_cache(cached: Path) -> None:
