@@ -92,7 +92,7 @@ def sliding_window(tracker: Tracker, image: np.ndarray, body: np.ndarray,
     centres = [np.array([x, y, z]) + size // 2 for x in starts[0] for y in starts[1]
                for z in starts[2]]
     inputs = np.zeros((len(centres), 4, size, size, size), dtype=np.float32)
-    context = getattr(tracker.config, "detect_context", False) and baseline_image is not None
+    context = tracker.config.detect_context and baseline_image is not None
     matrix = np.eye(4) if to_view is None else np.asarray(to_view, dtype=np.float64)
     for n, centre in enumerate(centres):
         inputs[n, 0] = crop(image, centre, size)

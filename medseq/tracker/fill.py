@@ -153,7 +153,7 @@ def _fill_patient(tracker: object, cache_dir: Path, out_dir: Path, record: Patie
     from scipy import ndimage
 
     from medseq.io.nifti import load_nifti
-    from medseq.tracker.pairs import load_image, normaliser
+    from medseq.tracker.pairs import normaliser
     from medseq.tracker.prompt import mm_to_voxel
     from medseq.tracker.segment import FOUND, segment_prompt
     from medseq.tracker.views import load_view
@@ -161,7 +161,8 @@ def _fill_patient(tracker: object, cache_dir: Path, out_dir: Path, record: Patie
     timepoints = sorted(record.timepoints, key=lambda tp: tp.index)
     base = timepoints[0]
     config = normaliser(read_manifest(cache_dir).config)
-    base_image, _, affine = load_image(cache_dir, record, 0, config)
+    baseline = load_view(cache_dir, record, 0, config, native=False)
+    base_image, affine = baseline.image, baseline.affine  # the registered (baseline) grid
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     if base.mask:
         mask = load_nifti(cache_dir / base.mask).array > 0

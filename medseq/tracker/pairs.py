@@ -27,15 +27,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medseq.contracts.cache import PatientRecord, TimepointRecord
 from medseq.errors import CacheError
 from medseq.preprocess.config import PreprocessConfig
-from medseq.tracker.annotations import body_mask
 from medseq.tracker.config import TrackerConfig
 from medseq.tracker.prompt import crop, line_prompt, point_prompt
+
+if TYPE_CHECKING:
+    from medseq.tracker.views import View
 
 LINK_MARGIN_MM = 10.0
 
@@ -78,19 +81,6 @@ def normaliser(manifest_config: dict[str, object]) -> PreprocessConfig:
                                             if k in known})
 
 
-def load_image(cache_dir: Path, record: PatientRecord, index: int,
-               config: PreprocessConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(normalised float16 image, body mask, affine) of a registered timepoint."""
-    from medseq.io.nifti import load_nifti
-    from medseq.preprocess.normalize import IntensityRecord, normalize
-
-    tp = record.timepoints[index]
-    volume = load_nifti(Path(cache_dir) / tp.image)
-    intensity = IntensityRecord.model_validate(tp.intensity or {"kind": "ct_window"})
-    image = normalize(volume.array, intensity, config).astype(np.float16)
-    return image, body_mask(volume.array), np.asarray(volume.affine)
-
-
 def load_patient(cache_dir: Path, record: PatientRecord, config: PreprocessConfig, *,
                  native: bool = True) -> PatientData | None:
     """Every timepoint of a patient whose masks all exist, else None: the baseline on the
@@ -118,17 +108,16 @@ def load_patient(cache_dir: Path, record: PatientRecord, config: PreprocessConfi
     return data
 
 
-def _view_mask(cache_dir: Path, tp: TimepointRecord, view: object) -> np.ndarray | None:
+def _view_mask(cache_dir: Path, tp: TimepointRecord, view: View) -> np.ndarray | None:
     """The timepoint's mask on the view's grid (None: the source mask is on another grid)."""
     from medseq.io.nifti import load_nifti
 
-    native = bool(getattr(view, "native", False))
-    path = Path(cache_dir) / str(tp.mask_native if native and tp.mask_native else tp.mask)
+    path = Path(cache_dir) / str(tp.mask_native if view.native and tp.mask_native else tp.mask)
     if not path.is_file():
         raise CacheError("mask named in manifest.json is missing", path=path)
     volume = load_nifti(path)
-    if native and (volume.array.shape != view.image.shape  # type: ignore[attr-defined]
-                   or not np.allclose(volume.affine, view.affine, atol=1e-3)):  # type: ignore[attr-defined]
+    if view.native and (volume.array.shape != view.image.shape
+                        or not np.allclose(volume.affine, view.affine, atol=1e-3)):
         return None
     return np.asarray(volume.array > 0)
 

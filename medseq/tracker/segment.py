@@ -190,7 +190,7 @@ def track_lesions(tracker: Tracker, follow_up: np.ndarray, baseline: np.ndarray,
                                     config.prompt_sigma_mm)
         inputs[n, 2] = sample_crop(baseline, matrix, centre, size, order=1)
         inputs[n, 3] = sample_crop(mask, matrix, centre, size, order=1)
-    probabilities = (tracker.predict(inputs, flips=_flips(config)) if len(lesions)
+    probabilities = (tracker.predict(inputs, flips=config.flip_average) if len(lesions)
                      else np.zeros((0, 1, 1, 1)))
     return [_outcome(prob, centre, point - centre + size // 2, follow_up.shape, spacing, config)
             for prob, centre, point in zip(probabilities, centres, points, strict=True)]
@@ -211,12 +211,8 @@ def segment_prompt(tracker: Tracker, image: np.ndarray, point: np.ndarray,
     else:
         x[0, 1] = line_prompt(size, line[0] - centre + size // 2, line[1] - centre + size // 2,
                               spacing, config.prompt_sigma_mm)
-    return _outcome(tracker.predict(x, flips=_flips(config))[0], centre, local, image.shape,
-                    spacing, config)
-
-
-def _flips(config: Any) -> bool:
-    return bool(getattr(config, "flip_average", False))
+    return _outcome(tracker.predict(x, flips=config.flip_average)[0], centre, local,
+                    image.shape, spacing, config)
 
 
 def _outcome(prob: np.ndarray, centre: np.ndarray, local: np.ndarray, shape: tuple[int, ...],
