@@ -230,15 +230,13 @@ def predict_patient_of(
         if not record.crops or not record.targets:
             raise InputDataError("no lesion to predict from: the model needs a lesion mask "
                                  "with at least one lesion at baseline", path=cohort.root)
+        ordered = sorted(record.timepoints, key=lambda tp: tp.index)
         if not record.has_mask:
-            missing = [f"t{tp.index:02d}" for tp in sorted(record.timepoints,
-                                                           key=lambda t: t.index)
-                       if not tp.mask]
+            missing = [f"t{tp.index:02d}" for tp in ordered if not tp.mask]
             raise InputDataError(f"no lesion mask at {', '.join(missing)}: give a mask for "
                                  "every scan, or let the learned tracker segment them "
                                  "(--tracker bundled)", path=cohort.root)
         crops = np.load(cache_dir / record.crops, allow_pickle=False)
-        ordered = sorted(record.timepoints, key=lambda tp: tp.index)
         days = [tp.days for tp in ordered]
         t0 = time.perf_counter()
         model, fold = run.model_for(record.patient_id)

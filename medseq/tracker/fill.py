@@ -163,7 +163,7 @@ def _fill_patient(tracker: object, cache_dir: Path, out_dir: Path, record: Patie
     config = normaliser(read_manifest(cache_dir).config)
     baseline = load_view(cache_dir, record, 0, config, native=False)
     base_image, affine = baseline.image, baseline.affine  # the registered (baseline) grid
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    spacing = baseline.spacing
     if base.mask:
         mask = load_nifti(cache_dir / base.mask).array > 0
         components, count = ndimage.label(mask, structure=np.ones((3, 3, 3)))

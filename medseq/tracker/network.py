@@ -17,12 +17,16 @@ DETECTOR_CHANNELS = (CHANNELS.index("follow_up"), CHANNELS.index("baseline"))
 
 def build_detector(config: TrackerConfig) -> torch.nn.Module:
     """The separate detector: the same U-Net over [follow-up, baseline] -> lesion logits."""
+    return _unet(config, len(DETECTOR_CHANNELS))
+
+
+def _unet(config: TrackerConfig, in_channels: int) -> torch.nn.Module:
+    """MONAI ``UNet`` with ``config.widths``, strides 2, one residual unit, instance norm."""
     from monai.networks.nets import UNet
 
     widths = tuple(config.widths)
-    return UNet(spatial_dims=3, in_channels=len(DETECTOR_CHANNELS), out_channels=1,
-                channels=widths, strides=(2,) * (len(widths) - 1), num_res_units=1,
-                norm="instance")
+    return UNet(spatial_dims=3, in_channels=in_channels, out_channels=1, channels=widths,
+                strides=(2,) * (len(widths) - 1), num_res_units=1, norm="instance")
 
 
 def build_network(config: TrackerConfig) -> torch.nn.Module:
@@ -33,11 +37,8 @@ def build_network(config: TrackerConfig) -> torch.nn.Module:
     baseline mask (registration only) and learns the change from it.
     """
     import torch
-    from monai.networks.nets import UNet
 
-    widths = tuple(config.widths)
-    unet = UNet(spatial_dims=3, in_channels=len(CHANNELS), out_channels=1, channels=widths,
-                strides=(2,) * (len(widths) - 1), num_res_units=1, norm="instance")
+    unet = _unet(config, len(CHANNELS))
     if config.prior_logit <= 0:
         return unet
 

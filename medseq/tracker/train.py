@@ -230,14 +230,19 @@ def _batch(train: Sequence[PatientData], pools: dict[str, list[Any]], config: Tr
     """A batch of samples of ``kinds``, drawn in the proportions of ``mix``."""
     names = ("track", "self", "detect")
     kinds = [k for k in kinds if pools[k]]
-    weights = np.array([config.mix[names.index(k)] for k in kinds]) + 1e-12
+    weights = np.array([config.mix[names.index(k)] for k in kinds], dtype=np.float64)
+    if not weights.sum():  # a kind drawn alone (the detector's batch) needs no share in mix
+        weights = np.ones(len(kinds))
+    odds = None
+    if "track" in kinds and config.change_weight > 0:
+        odds = 1.0 + config.change_weight * np.array([i.change for i in pools["track"]])
+        odds /= odds.sum()
     xs, ys = [], []
     for _ in range(config.batch_size):
         kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
         pool = pools[kind]
-        if kind == "track" and config.change_weight > 0:
-            odds = 1.0 + config.change_weight * np.array([i.change for i in pool])
-            item = pool[int(rng.choice(len(pool), p=odds / odds.sum()))]
+        if kind == "track" and odds is not None:
+            item = pool[int(rng.choice(len(pool), p=odds))]
         else:
             item = pool[int(rng.integers(len(pool)))]
         x, y = sample(item, train[item.patient], config, rng)
