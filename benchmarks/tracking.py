@@ -16,7 +16,10 @@ source image's, where the true masks were drawn; the registered grid for a cache
 keep the source images). Per follow-up lesion present in the truth (the follow-up components
 linked to a baseline lesion): found (centroid within 10 mm and Dice > 0.1), Dice (also by the
 true lesion's size in voxels), absolute volume error, longest-diameter error (RECIST sum over
-fragments). Per
+fragments), and the slope of the predicted on the true log change of the longest diameter
+(baseline to follow-up; 1: change measured in full, 0: the baseline size copied) for lung
+lesions and for the rest (the baseline lesion's 2-voxel shell below -150 HU on average: lung).
+Per
 follow-up: the RECIST category from ``medseq track`` on the produced masks equals the category
 from the true masks. New lesions (tracker only): sensitivity and false positives per scan.
 Everything is reused from ``--work`` when present, so reruns only redo what is missing.
@@ -57,6 +60,8 @@ from medseq.tracking.pipeline import track_cache
 METHODS = ("tracker", "registration", "grower")
 SIZE_BINS = ((0, 10), (10, 30), (30, 100), (100, 0))
 """True lesion sizes (voxels) the median Dice is also broken down by."""
+LUNG_SHELL_HU = -150.0
+"""A baseline lesion whose surrounding shell averages below this is a lung lesion."""
 
 
 def main() -> None:
@@ -88,11 +93,12 @@ def main() -> None:
     provenance = fill_cache(hidden, run, work / "filled_tracker", device=args.device)
     infer_seconds = time.perf_counter() - started
     manifest = read_manifest(test_cache)
-    config = normaliser(manifest.config)
+    preprocess = normaliser(manifest.config)
     truth = {r.patient_id: d for r in manifest.ok_patients()
-             if (d := load_patient(test_cache, r, config)) is not None}
+             if (d := load_patient(test_cache, r, preprocess)) is not None}
     _write_baselines(hidden, work, truth)
-    lesion_rows = {m: _lesion_metrics(work / f"filled_{m}", truth) for m in METHODS}
+    lung_below = _cache_value(manifest.config, LUNG_SHELL_HU)
+    lesion_rows = {m: _lesion_metrics(work / f"filled_{m}", truth, lung_below) for m in METHODS}
     truth_tracking = {r.patient_id: r for r in track_cache(test_cache)}
     recist = {}
     for method in METHODS:
@@ -204,10 +210,28 @@ def _labels(filled: Path, pid: str, index: int) -> np.ndarray:
     return load_nifti(filled / str(tp.mask_native or tp.mask)).array
 
 
-def _lesion_metrics(filled: Path, truth: dict[str, PatientData]) -> list[dict[str, Any]]:
+def _cache_value(preprocess_config: dict[str, Any], hu: float) -> float:
+    """``hu`` in the cache's CT units."""
+    from medseq.preprocess.normalize import ct_window_and_range
+
+    (low, high), (out_low, out_high) = ct_window_and_range(preprocess_config)
+    return out_low + (hu - low) * (out_high - out_low) / (high - low)
+
+
+def _lesion_metrics(filled: Path, truth: dict[str, PatientData], lung_below: float
+                    ) -> list[dict[str, Any]]:
+    from scipy import ndimage
+
     rows = []
     for pid, data in truth.items():
         base = data.timepoints[0]
+        base_affine = np.diag([*base.spacing, 1.0])
+        base_ld, lung = [], []
+        for n in range(1, len(base.voxels) + 1):
+            lesion = base.components == n
+            shell = ndimage.binary_dilation(lesion, iterations=2) & ~lesion
+            base_ld.append(_sod(lesion, base_affine))
+            lung.append(bool(base.image[shell].astype(np.float64).mean() < lung_below))
         for t in range(1, len(data.timepoints)):
             labels = _labels(filled, pid, t)
             tp = data.timepoints[t]
@@ -226,7 +250,10 @@ def _lesion_metrics(filled: Path, truth: dict[str, PatientData]) -> list[dict[st
                     row.update(dice=d, found=bool(d > 0.1 and distance <= 10.0),
                                volume_error_ml=abs(float(pred.sum() - true_mask.sum()))
                                * float(np.prod(tp.spacing)) / 1000,
-                               diameter_error_mm=abs(_sod(pred, affine) - _sod(true_mask, affine)))
+                               diameter_error_mm=abs(_sod(pred, affine) - _sod(true_mask, affine)),
+                               tissue="lung" if lung[n - 1] else "other",
+                               ld_baseline=base_ld[n - 1], ld_true=_sod(true_mask, affine),
+                               ld_predicted=_sod(pred, affine))
                 rows.append(row)
     return rows
 
@@ -244,11 +271,24 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "median_volume_error_ml": med("volume_error_ml"),
             "median_diameter_error_mm": med("diameter_error_mm"),
             "vanished": len(gone), "vanished_called_empty": sum(not r["predicted"] for r in gone),
+            "ld_change_slope": {tissue: _slope([r for r in present if r["tissue"] == tissue])
+                                for tissue in ("lung", "other")},
             "median_dice_by_voxels": {
                 f"{lo}-{hi}" if hi else f">={lo}": statistics.median(sized)
                 for lo, hi in SIZE_BINS
                 if (sized := [r["dice"] for r in present
                               if r["true_voxels"] >= lo and (not hi or r["true_voxels"] < hi)])}}
+
+
+def _slope(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Least-squares slope of predicted on true log(LD follow-up / LD baseline), over lesions
+    measured at all three (None with fewer than 3)."""
+    usable = [r for r in rows if min(r["ld_baseline"], r["ld_true"], r["ld_predicted"]) > 0]
+    if len(usable) < 3:
+        return {"lesions": len(usable), "slope": None}
+    true = np.log([r["ld_true"] / r["ld_baseline"] for r in usable])
+    predicted = np.log([r["ld_predicted"] / r["ld_baseline"] for r in usable])
+    return {"lesions": len(usable), "slope": float(np.polyfit(true, predicted, 1)[0])}
 
 
 def _recist_agreement(results: list[Any], truth: dict[str, Any]) -> dict[str, Any]:
@@ -312,6 +352,10 @@ def _print(report: dict[str, Any]) -> None:
     for method, m in report["methods"].items():
         bins = ", ".join(f"{k} voxels {v:.3f}" for k, v in m["median_dice_by_voxels"].items())
         print(f"median Dice by true size, {method}: {bins}")
+    for method, m in report["methods"].items():
+        slopes = ", ".join(f"{k} {cell(v['slope'])} ({v['lesions']} lesions)"
+                           for k, v in m["ld_change_slope"].items())
+        print(f"slope of measured on true log diameter change, {method}: {slopes}")
     for method, m in report["methods"].items():
         pairs = ", ".join(f"{k} {v}" for k, v in m["recist_agreement"]["confusion"].items())
         print(f"RECIST truth->{method}: {pairs}")

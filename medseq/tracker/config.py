@@ -18,6 +18,11 @@ class TrackerConfig(BaseModel):
     """Edge of the cubic crops, in voxels of the cache grid; a multiple of 8."""
     widths: list[int] = Field(default_factory=lambda: [8, 16, 32, 64])
     """Channels per U-Net level (MONAI ``UNet``, one residual unit per block)."""
+    full_resolution: bool = False
+    """The tracker's U-Net keeps a level at the crop's own resolution (first stride 1; the
+    detector is unchanged). MONAI's ``UNet`` otherwise starts with a stride-2 convolution and
+    ends with a stride-2 transposed one, so no skip connection carries the input's full
+    resolution to the output; about 2.6 times the tracker's compute."""
     prior_logit: float = Field(default=0.0, ge=0)
     """Initial weight of the baseline mask added to the logits (0, the default: a plain U-Net)."""
     prompt_sigma_mm: float = Field(default=6.0, gt=0)
@@ -30,6 +35,16 @@ class TrackerConfig(BaseModel):
     """Training: a tracking pair is drawn with weight 1 + change_weight * |log volume ratio|
     (follow-up to baseline), so lesions that shrank, vanished or grew are seen more often
     than their share (0: uniform)."""
+    track_pairs: Literal["baseline", "all"] = "baseline"
+    """Training: tracking samples pair the baseline with each follow-up (``baseline``), or
+    every ordered pair of a patient's timepoints, time reversed included (``all``): the prior
+    is then the earlier or the later scan's lesion, so shrinking and growing are seen equally
+    often and each patient gives several times as many pairs."""
+    detect_target: Literal["all", "new"] = "all"
+    """Training of the detector: it segments every lesion in its window (``all``), or only the
+    lesions its context scan lacks (``new``): the context is another timepoint of the patient,
+    earlier or later (time reversed: a lesion that vanished is a new lesion seen backwards),
+    so lesions present in both scans are negatives and new ones are many."""
     jitter_mm: float = Field(default=2.0, ge=0)
     """SD of the simulated registration error between baseline and follow-up crops."""
     intensity: Literal["cache", "local"] = "cache"
@@ -47,6 +62,11 @@ class TrackerConfig(BaseModel):
     """Dice term of the loss per crop (every lesion, a shrunken or vanished one included,
     weighs the same; an empty target asks for an empty output) or over the whole batch (large
     lesions dominate; the default before card format 2)."""
+    dice_smooth: float = Field(default=1e-5, gt=0)
+    """Smoothing added to the Dice term's numerator and denominator. At 1e-5 (MONAI's default)
+    a crop whose target is empty (a vanished lesion, a window without lesions) scores about
+    the same whatever the output, so only the cross-entropy, averaged over the whole crop,
+    opposes a spurious blob; at 1 such a blob of v voxels costs v / (v + 1)."""
     mix: tuple[float, float, float] = (0.5, 0.2, 0.3)
     """Shares of tracking pairs, prompt-only (baseline annotation) and unprompted (detection)
     samples."""
@@ -69,6 +89,11 @@ class TrackerConfig(BaseModel):
     tracker itself without a prompt (``shared``, trackers before card format 2; measured: the
     shared network learns to follow the prompt and detects nothing, docs/track.md). With a
     separate detector the tracker's batches hold only the track and self shares of ``mix``."""
+    track_prior: Literal["baseline", "point"] = "baseline"
+    """Inference: a follow-up lesion is segmented with the baseline crop and the baseline
+    lesion's mask as its prior (``baseline``), or from the propagated point alone, the
+    follow-up crop as its own prior and no mask (``point``, the *self* samples' inputs): the
+    lesion's size then comes from the follow-up image only."""
     flip_average: bool = True
     """Inference: a tracked lesion's probabilities are the mean over the 8 flips of its crop
     (test-time augmentation; the network is trained with those flips). Not for the detector's

@@ -20,13 +20,16 @@ def build_detector(config: TrackerConfig) -> torch.nn.Module:
     return _unet(config, len(DETECTOR_CHANNELS))
 
 
-def _unet(config: TrackerConfig, in_channels: int) -> torch.nn.Module:
-    """MONAI ``UNet`` with ``config.widths``, strides 2, one residual unit, instance norm."""
+def _unet(config: TrackerConfig, in_channels: int, *, full_resolution: bool = False
+          ) -> torch.nn.Module:
+    """MONAI ``UNet`` with ``config.widths``, strides 2 (the first 1 with
+    ``full_resolution``), one residual unit, instance norm."""
     from monai.networks.nets import UNet
 
     widths = tuple(config.widths)
+    strides = (1 if full_resolution else 2,) + (2,) * (len(widths) - 2)
     return UNet(spatial_dims=3, in_channels=in_channels, out_channels=1, channels=widths,
-                strides=(2,) * (len(widths) - 1), num_res_units=1, norm="instance")
+                strides=strides, num_res_units=1, norm="instance")
 
 
 def build_network(config: TrackerConfig) -> torch.nn.Module:
@@ -38,7 +41,7 @@ def build_network(config: TrackerConfig) -> torch.nn.Module:
     """
     import torch
 
-    unet = _unet(config, len(CHANNELS))
+    unet = _unet(config, len(CHANNELS), full_resolution=config.full_resolution)
     if config.prior_logit <= 0:
         return unet
 

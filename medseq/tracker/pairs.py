@@ -17,6 +17,11 @@ is a new lesion. Three kinds of sample are drawn:
 - **detect**: [crop, zeros, baseline crop carried onto it (``detect_context``; the crop itself
   at baseline), zeros] -> every lesion in the crop (new-lesion detection). Half of them are
   centred near a lesion, and then on a new one (at a follow-up that has one) half the time.
+  With ``detect_target: new`` the context is another timepoint, earlier or later, and the
+  target only the lesions it lacks.
+
+Links are made for every ordered pair of timepoints (``pair_links``, ``pair_new``): with
+``track_pairs: all`` a tracking sample's prior may be any other timepoint, time reversed too.
 
 Augmentations change no lesion's size: flips, a swap of the two in-plane axes, intensity
 scale and shift.
@@ -72,6 +77,11 @@ class PatientData:
     """Per timepoint: baseline lesion (1-based) -> follow-up components carrying it."""
     new: list[list[int]] = field(default_factory=list)
     """Per timepoint: components no baseline lesion explains."""
+    pair_links: dict[tuple[int, int], dict[int, list[int]]] = field(default_factory=dict)
+    """(source, target) timepoints: source component -> target components carrying it (every
+    ordered pair; ``links[t]`` is ``pair_links[0, t]``)."""
+    pair_new: dict[tuple[int, int], list[int]] = field(default_factory=dict)
+    """(source, target): target components no source component explains."""
 
 
 def normaliser(manifest_config: dict[str, object]) -> PreprocessConfig:
@@ -99,12 +109,19 @@ def load_patient(cache_dir: Path, record: PatientRecord, config: PreprocessConfi
             view = load_view(cache_dir, record, index, config, native=False)
             mask = _view_mask(cache_dir, tp, view)
         assert mask is not None
-        timepoints.append(_timepoint(view.image, mask, view.body, view.spacing, view.to_view))
-    data = PatientData(record.patient_id, timepoints, timepoints[0].spacing)
-    for frame in timepoints:
-        links, new = link(timepoints[0], frame)
-        data.links.append(links)
-        data.new.append(new)
+        timepoints.append(timepoint(view.image, mask, view.body, view.spacing, view.to_view))
+    return linked(record.patient_id, timepoints)
+
+
+def linked(patient_id: str, timepoints: list[Timepoint]) -> PatientData:
+    """A patient's timepoints (the first on the registered grid) with the lesion links of
+    every ordered pair of them."""
+    data = PatientData(patient_id, timepoints, timepoints[0].spacing)
+    for s, source in enumerate(timepoints):
+        for t, target in enumerate(timepoints):
+            data.pair_links[s, t], data.pair_new[s, t] = link(source, target)
+    data.links = [data.pair_links[0, t] for t in range(len(timepoints))]
+    data.new = [data.pair_new[0, t] for t in range(len(timepoints))]
     return data
 
 
@@ -122,8 +139,9 @@ def _view_mask(cache_dir: Path, tp: TimepointRecord, view: View) -> np.ndarray |
     return np.asarray(volume.array > 0)
 
 
-def _timepoint(image: np.ndarray, mask: np.ndarray, body: np.ndarray, spacing: np.ndarray,
-               to_view: np.ndarray) -> Timepoint:
+def timepoint(image: np.ndarray, mask: np.ndarray, body: np.ndarray, spacing: np.ndarray,
+              to_view: np.ndarray) -> Timepoint:
+    """A timepoint from its image and mask on one grid (``to_view``: registered -> it)."""
     from scipy import ndimage
 
     components, count = ndimage.label(mask, structure=np.ones((3, 3, 3)))
@@ -137,13 +155,13 @@ def _timepoint(image: np.ndarray, mask: np.ndarray, body: np.ndarray, spacing: n
 
 
 def link(base: Timepoint, follow: Timepoint) -> tuple[dict[int, list[int]], list[int]]:
-    """Follow-up components per baseline lesion (overlap on the registered grid, else the
-    nearest centroid) and the rest. ``base`` is on the registered grid."""
+    """Components of ``follow`` per component of ``base`` (overlap on ``base``'s grid, else the
+    nearest centroid) and the rest. Either may be any timepoint (each knows its grid)."""
     from medseq.tracker.views import apply
 
     links: dict[int, list[int]] = {i: [] for i in range(1, len(base.voxels) + 1)}
     new: list[int] = []
-    back = np.linalg.inv(follow.to_view)
+    back = base.to_view @ np.linalg.inv(follow.to_view)
     where = np.argwhere(follow.components > 0)
     labels = follow.components[tuple(where.T)].astype(np.int64)
     source = np.rint(apply(back, where)).astype(np.int64)
@@ -184,24 +202,30 @@ class Item:
     patient: int
     timepoint: int
     lesion: int
-    """Baseline lesion (track), component at the timepoint (self), unused (detect)."""
+    """Component of the prior timepoint ``source`` (track; a baseline lesion unless
+    ``track_pairs: all``), component at the timepoint (self), unused (detect)."""
     change: float = 0.0
     """Track items: |log| of the lesion's follow-up to baseline volume ratio (+1 voxel each)."""
+    source: int = 0
+    """Track items: the timepoint whose lesion is the prior (0: the baseline)."""
 
 
-def items(patients: Sequence[PatientData]) -> dict[str, list[Item]]:
-    """Every sample location, by kind."""
+def items(patients: Sequence[PatientData], pairs: str = "baseline") -> dict[str, list[Item]]:
+    """Every sample location, by kind; ``pairs`` as ``TrackerConfig.track_pairs``."""
     out: dict[str, list[Item]] = {"track": [], "self": [], "detect": []}
     for p, data in enumerate(patients):
         for t, tp in enumerate(data.timepoints):
             out["detect"].append(Item("detect", p, t, 0))
             out["self"] += [Item("self", p, t, j) for j in range(1, len(tp.voxels) + 1)]
-            if t:
-                base = data.timepoints[0]
-                for i, parts in data.links[t].items():
+            sources = range(len(data.timepoints)) if pairs == "all" else [0]
+            for s in sources:
+                if s == t:
+                    continue
+                prior = data.timepoints[s]
+                for i, parts in data.pair_links[s, t].items():
                     voxels = float(sum(tp.voxels[j - 1] for j in parts))
-                    ratio = (voxels + 1) / (float(base.voxels[i - 1]) + 1)
-                    out["track"].append(Item("track", p, t, i, abs(float(np.log(ratio)))))
+                    ratio = (voxels + 1) / (float(prior.voxels[i - 1]) + 1)
+                    out["track"].append(Item("track", p, t, i, abs(float(np.log(ratio))), s))
     return out
 
 
@@ -215,14 +239,15 @@ def sample(item: Item, data: PatientData, config: TrackerConfig,
     spacing = tp.spacing
     x = np.zeros((4, size, size, size), dtype=np.float32)
     if item.kind == "track":
-        base = data.timepoints[0]
-        point = apply(tp.to_view, base.centroids[item.lesion - 1])
+        base = data.timepoints[item.source]
+        carry = tp.to_view @ np.linalg.inv(base.to_view)  # prior's grid -> this grid
+        point = apply(carry, base.centroids[item.lesion - 1])
         centre = np.rint(point + rng.normal(0, 1.0, 3)).astype(int)
         shift = np.clip(rng.normal(0, config.jitter_mm, 3), -2 * config.jitter_mm,
                         2 * config.jitter_mm) / spacing if augment else np.zeros(3)
         moved = centre + np.rint(shift).astype(int)
         x[0] = crop(tp.image, moved, size)
-        to_view = tp.to_view
+        to_view = carry
         if augment and config.prior_zoom > 0:
             to_view = to_view @ _zoom(base.centroids[item.lesion - 1],
                                       float(np.exp(rng.uniform(-config.prior_zoom,
@@ -230,7 +255,8 @@ def sample(item: Item, data: PatientData, config: TrackerConfig,
         x[2] = sample_crop(base.image, to_view, centre, size, order=1)
         x[3] = sample_crop(base.components == item.lesion, to_view, centre, size, order=1)
         x[1] = point_prompt(size, point - centre + size // 2, spacing, config.prompt_sigma_mm)
-        y = np.isin(crop(tp.components, moved, size), data.links[item.timepoint][item.lesion])
+        y = np.isin(crop(tp.components, moved, size),
+                    data.pair_links[item.source, item.timepoint][item.lesion])
         y &= _nonzero(crop(tp.components, moved, size))
     elif item.kind == "self":
         point = tp.centroids[item.lesion - 1]
@@ -247,9 +273,25 @@ def sample(item: Item, data: PatientData, config: TrackerConfig,
             x[1] = line_prompt(size, a, b, spacing, config.prompt_sigma_mm)
         y = lesion
     else:
-        if len(tp.voxels) and rng.random() < 0.5:
-            new = data.new[item.timepoint] if item.timepoint else []
-            j = (int(new[int(rng.integers(len(new)))]) - 1 if new and rng.random() < 0.5
+        t = item.timepoint
+        if config.detect_target == "new":
+            # The context is another timepoint, earlier or later; half the time one against
+            # which this timepoint has a new lesion, centred near it.
+            others = [s for s in range(len(data.timepoints)) if s != t] or [t]
+            with_new = [s for s in others if data.pair_new[s, t]]
+            if with_new and rng.random() < 0.5:
+                source = with_new[int(rng.integers(len(with_new)))]
+                new = data.pair_new[source, t]
+            else:
+                source = others[int(rng.integers(len(others)))]
+                new = []
+        else:
+            source, new = 0, data.new[t] if t else []
+        near = (bool(new) or rng.random() < 0.5) if config.detect_target == "new" else (
+            rng.random() < 0.5)
+        if len(tp.voxels) and near:
+            j = (int(new[int(rng.integers(len(new)))]) - 1 if new and (
+                config.detect_target == "new" or rng.random() < 0.5)
                  else int(rng.integers(len(tp.voxels))))
             centre = np.rint(tp.centroids[j] + rng.uniform(-size / 3, size / 3, 3)).astype(int)
         else:
@@ -257,10 +299,15 @@ def sample(item: Item, data: PatientData, config: TrackerConfig,
             centre = (inside[int(rng.integers(len(inside)))] if len(inside)
                       else np.array(tp.image.shape) // 2)
         x[0] = crop(tp.image, centre, size)
+        context = data.timepoints[source]
         if config.detect_context:
-            x[2] = (sample_crop(data.timepoints[0].image, tp.to_view, centre, size, order=1)
-                    if item.timepoint else x[0])
-        y = crop(tp.components, centre, size) > 0
+            x[2] = (sample_crop(context.image, tp.to_view @ np.linalg.inv(context.to_view),
+                                centre, size, order=1) if source != t else x[0])
+        components = crop(tp.components, centre, size)
+        if config.detect_target == "new":
+            y = np.isin(components, data.pair_new[source, t]) & (components > 0)
+        else:
+            y = components > 0
     target = y[None].astype(np.float32)
     if augment:
         x, target = _augment(x, target, rng)

@@ -188,8 +188,11 @@ def track_lesions(tracker: Tracker, follow_up: np.ndarray, baseline: np.ndarray,
         inputs[n, 0] = crop(follow_up, centre, size)
         inputs[n, 1] = point_prompt(size, point - centre + size // 2, spacing,
                                     config.prompt_sigma_mm)
-        inputs[n, 2] = sample_crop(baseline, matrix, centre, size, order=1)
-        inputs[n, 3] = sample_crop(mask, matrix, centre, size, order=1)
+        if config.track_prior == "point":
+            inputs[n, 2] = inputs[n, 0]
+        else:
+            inputs[n, 2] = sample_crop(baseline, matrix, centre, size, order=1)
+            inputs[n, 3] = sample_crop(mask, matrix, centre, size, order=1)
     probabilities = (tracker.predict(inputs, flips=config.flip_average) if len(lesions)
                      else np.zeros((0, 1, 1, 1)))
     return [_outcome(prob, centre, point - centre + size // 2, follow_up.shape, spacing, config)

@@ -117,7 +117,7 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
         scheduler.load_state_dict(info["scheduler"])
         start_epoch, history = int(info["epoch"]), list(info["losses"])
         say(f"resuming after epoch {start_epoch}")
-    pools = items(train)
+    pools = items(train, config.track_pairs)
     tracker_kinds = ("track", "self") if separate else ("track", "self", "detect")
     loss_fn = _loss(config)
     amp = device.type == "cuda" and config.amp == "auto"
@@ -254,7 +254,8 @@ def _batch(train: Sequence[PatientData], pools: dict[str, list[Any]], config: Tr
 def _loss(config: TrackerConfig) -> Callable[[Any, Any], Any]:
     from monai.losses import DiceCELoss
 
-    return DiceCELoss(sigmoid=True, batch=config.dice == "batch")
+    return DiceCELoss(sigmoid=True, batch=config.dice == "batch", smooth_nr=config.dice_smooth,
+                      smooth_dr=config.dice_smooth)
 
 
 def _determinism(config: TrackerConfig) -> None:

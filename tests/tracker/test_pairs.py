@@ -1,4 +1,5 @@
-"""Training samples: the prior-zoom augmentation and detection samples with baseline context."""
+"""Training samples: prior zoom, detection context, links of every ordered pair of timepoints,
+time-reversed tracking pairs and new-lesion detection targets."""
 
 from __future__ import annotations
 
@@ -9,7 +10,19 @@ import pytest
 
 from medseq.contracts.cache import read_manifest
 from medseq.tracker.config import TrackerConfig
-from medseq.tracker.pairs import _zoom, items, load_patient, normaliser, sample
+from medseq.tracker.pairs import (
+    Item,
+    PatientData,
+    Timepoint,
+    _zoom,
+    items,
+    linked,
+    load_patient,
+    normaliser,
+    sample,
+    timepoint,
+)
+from medseq.tracker.prompt import crop
 from medseq.tracker.views import apply
 from tests.tracker.tiny_cache import write_tiny_cache
 
@@ -95,3 +108,97 @@ def test_change_weight_draws_changing_lesions_more_often(tmp_path: Path,
     assert abs(share[0.0] - 0.5) < 0.1
     assert abs(share[20.0] - expected) < 0.1
     assert share[20.0] > share[0.0] + 0.1
+
+
+def _two_scans() -> PatientData:
+    """Baseline (registered grid) with lesions A and B; a follow-up on a grid shifted by
+    (3, -2, 1) voxels where A remains, B is gone and C is new."""
+    shape = (40, 40, 20)
+    spacing = np.array([4.0, 4.0, 5.0])
+    offset = np.array([3, -2, 1])
+    to_view = np.eye(4)
+    to_view[:3, 3] = -offset  # registered voxel v is follow-up voxel v - offset
+    idx = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), axis=-1)
+    body = np.ones(shape, dtype=bool)
+
+    def scan(centres: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        mask = np.zeros(shape, dtype=bool)
+        for c in centres:
+            mask |= np.linalg.norm((idx - c) * spacing, axis=-1) <= 7.0
+        return np.where(mask, 1.0, 0.3).astype(np.float16), mask
+
+    a, b, c = np.array([12, 12, 10]), np.array([28, 26, 9]), np.array([14, 30, 8])
+    base = timepoint(*scan([a, b]), body, spacing, np.eye(4))
+    follow = timepoint(*scan([a - offset, c]), body, spacing, to_view)
+    return linked("P", [base, follow])
+
+
+def _component_at(tp: Timepoint, voxel: np.ndarray) -> int:
+    return int(tp.components[tuple(voxel)])
+
+
+def test_every_ordered_pair_is_linked_and_gone_lesions_are_new_backwards() -> None:
+    data = _two_scans()
+    base, follow = data.timepoints
+    a0, b0 = _component_at(base, np.array([12, 12, 10])), _component_at(base, np.array([28, 26, 9]))
+    a1 = _component_at(follow, np.array([9, 14, 9]))
+    c1 = _component_at(follow, np.array([14, 30, 8]))
+    assert min(a0, b0, a1, c1) > 0
+    assert data.pair_links[0, 1] == {a0: [a1], b0: []}
+    assert data.pair_new[0, 1] == [c1]
+    assert data.links[1] == data.pair_links[0, 1]
+    assert data.new[1] == [c1]
+    assert data.pair_links[1, 0] == {a1: [a0], c1: []}
+    assert data.pair_new[1, 0] == [b0]  # B vanished: seen backwards, it is new
+    assert data.pair_new[0, 0] == []
+    assert data.pair_new[1, 1] == []
+
+
+def test_all_pairs_add_time_reversed_tracking_samples() -> None:
+    data = _two_scans()
+    forward = items([data])["track"]
+    both = items([data], "all")["track"]
+    assert {(i.source, i.timepoint) for i in forward} == {(0, 1)}
+    assert {(i.source, i.timepoint) for i in both} == {(0, 1), (1, 0)}
+    a1 = _component_at(data.timepoints[1], np.array([9, 14, 9]))
+    backwards = next(i for i in both if i.source == 1 and i.lesion == a1)
+    config = TrackerConfig(crop_size=16, jitter_mm=0.0)
+    x, y = sample(backwards, data, config, np.random.default_rng(0), augment=False)
+    base = data.timepoints[0]
+    a0 = _component_at(base, np.array([12, 12, 10]))
+    assert x[3].sum() > 10  # the follow-up's lesion, carried onto the baseline grid
+    # the same draw as sample(): the crop centre near A's centroid carried to the baseline
+    point = apply(np.linalg.inv(data.timepoints[1].to_view),
+                  data.timepoints[1].centroids[a1 - 1])
+    centre = np.rint(point + np.random.default_rng(0).normal(0, 1.0, 3)).astype(int)
+    expected = crop(base.components, centre, 16) == a0
+    assert expected.sum() > 10
+    assert np.array_equal(y[0].astype(bool), expected)
+
+
+def test_new_lesion_detection_targets_only_what_the_context_lacks() -> None:
+    data = _two_scans()
+    config = TrackerConfig(crop_size=16, detect_target="new")
+    base, follow = data.timepoints
+    b0 = _component_at(base, np.array([28, 26, 9]))
+    c1 = _component_at(follow, np.array([14, 30, 8]))
+    for t, tp, new in ((0, base, b0), (1, follow, c1)):
+        item = Item("detect", 0, t, 0)
+        positives = 0
+        for seed in range(40):
+            x, y = sample(item, data, config, np.random.default_rng(seed), augment=False)
+            if y.any():
+                assert not np.array_equal(x[2], x[0])  # the other scan is the context
+                positives += 1
+                # every target voxel is lesion here and background in the other scan
+                target = y[0].astype(bool)
+                assert y.sum() <= (tp.components == new).sum()
+                assert np.all(x[0][target] > 0.9)
+                assert np.all(x[2][target] < 0.5)
+            # a lesion in both scans is never a target
+            assert not (y[0].astype(bool) & (x[0] > 0.9) & (x[2] > 0.9)).any()
+        assert positives >= 10
+    everything = TrackerConfig(crop_size=16)
+    hits = [sample(Item("detect", 0, 0, 0), data, everything, np.random.default_rng(s),
+                   augment=False)[1].any() for s in range(40)]
+    assert any(hits)  # at baseline the "all" target holds the baseline's own lesions

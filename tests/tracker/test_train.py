@@ -100,3 +100,27 @@ def test_cli_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train-tracker", str(cache), "-o", str(tmp_path / "used")])
     assert result.exit_code == 1
     assert "not empty" in result.stderr
+
+
+def test_unit_dice_smoothing_makes_a_blob_on_an_empty_target_costly() -> None:
+    import torch
+
+    from medseq.tracker.train import _loss
+
+    empty_target = torch.zeros(1, 1, 24, 24, 24)
+    nothing = torch.full((1, 1, 24, 24, 24), -12.0)
+    blob = nothing.clone()
+    blob[0, 0, 10:15, 10, 10] = 1.0  # five voxels at p = 0.73
+    costs = {}
+    for smooth in (1e-5, 1.0):
+        loss = _loss(TrackerConfig(dice_smooth=smooth))
+        costs[smooth] = float(loss(blob, empty_target)) - float(loss(nothing, empty_target))
+    assert costs[1e-5] < 0.01  # the default smoothing barely notices the blob
+    assert costs[1.0] > 0.5
+    # a lesion that is there is still scored by its overlap
+    lesion = torch.zeros(1, 1, 24, 24, 24)
+    lesion[0, 0, 8:16, 8:16, 8:16] = 1.0
+    right = torch.where(lesion > 0, 12.0, -12.0)
+    half = torch.where((lesion > 0) & (torch.arange(24).view(1, 1, 24, 1, 1) < 12), 12.0, -12.0)
+    loss = _loss(TrackerConfig(dice_smooth=1.0))
+    assert float(loss(right, lesion)) < 0.01 < 0.3 < float(loss(half, lesion))
