@@ -58,7 +58,9 @@ def build(root: Path) -> ExportCase:
     rows = ["patient_id,timepoint,date,image,mask"]
     grids, study_uids = [], []
     for n, date in enumerate(DATES):
-        study_uid = f"1.2.826.0.1.3680043.8.498.{900 + n}"
+        # A dot after the number: no UID pydicom generates (its root + one integer, as the
+        # source images' instance UIDs, which pseudonymised objects keep) can contain it.
+        study_uid = f"1.2.826.0.1.3680043.8.498.{900 + n}.77"
         _, grid = write_ct(root / "input" / f"pat001_t{n}", study_date=date, study_uid=study_uid,
                            patient_id="PAT001", patient_name="Doe^Jane")
         grids.append(grid)
