@@ -73,15 +73,21 @@ class PatientData:
     timepoints: list[Timepoint]
     spacing: np.ndarray
     """The registered grid's spacing (the baseline's)."""
-    links: list[dict[int, list[int]]] = field(default_factory=list)
-    """Per timepoint: baseline lesion (1-based) -> follow-up components carrying it."""
-    new: list[list[int]] = field(default_factory=list)
-    """Per timepoint: components no baseline lesion explains."""
     pair_links: dict[tuple[int, int], dict[int, list[int]]] = field(default_factory=dict)
     """(source, target) timepoints: source component -> target components carrying it (every
-    ordered pair; ``links[t]`` is ``pair_links[0, t]``)."""
+    ordered pair)."""
     pair_new: dict[tuple[int, int], list[int]] = field(default_factory=dict)
     """(source, target): target components no source component explains."""
+
+    @property
+    def links(self) -> list[dict[int, list[int]]]:
+        """Per timepoint: baseline lesion (1-based) -> follow-up components carrying it."""
+        return [self.pair_links[0, t] for t in range(len(self.timepoints))]
+
+    @property
+    def new(self) -> list[list[int]]:
+        """Per timepoint: components no baseline lesion explains."""
+        return [self.pair_new[0, t] for t in range(len(self.timepoints))]
 
 
 def normaliser(manifest_config: dict[str, object]) -> PreprocessConfig:
@@ -120,8 +126,6 @@ def linked(patient_id: str, timepoints: list[Timepoint]) -> PatientData:
     for s, source in enumerate(timepoints):
         for t, target in enumerate(timepoints):
             data.pair_links[s, t], data.pair_new[s, t] = link(source, target)
-    data.links = [data.pair_links[0, t] for t in range(len(timepoints))]
-    data.new = [data.pair_new[0, t] for t in range(len(timepoints))]
     return data
 
 
