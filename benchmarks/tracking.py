@@ -213,9 +213,10 @@ def _labels(filled: Path, pid: str, index: int) -> np.ndarray:
 def _cache_value(preprocess_config: dict[str, Any], hu: float) -> float:
     """``hu`` in the cache's CT units."""
     from medseq.preprocess.normalize import ct_window_and_range
+    from medseq.tracker.intensity import units_per_hu
 
-    (low, high), (out_low, out_high) = ct_window_and_range(preprocess_config)
-    return out_low + (hu - low) * (out_high - out_low) / (high - low)
+    (low, _), (out_low, _) = ct_window_and_range(preprocess_config)
+    return out_low + (hu - low) * units_per_hu(preprocess_config)
 
 
 def _lesion_metrics(filled: Path, truth: dict[str, PatientData], lung_below: float
