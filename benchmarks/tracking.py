@@ -8,6 +8,9 @@ follow-up mask of the test cohort (kept only as truth) and lets three methods pr
   detector for new lesions);
 - ``registration``: the baseline lesion mask carried by the rigid registration (nearest
   neighbour) onto the follow-up;
+- ``scaled``: registration followed by the local scale registration of
+  :mod:`medseq.tracker.refine` (the carried mask scaled about the propagated point and moved by
+  up to a voxel per axis), no network;
 - ``grower``: a classical region grower seeded at the propagated centroid, inside the carried
   lesion grown by 3 voxels, accepting voxels within 2.5 SD of the baseline lesion's intensity.
 
@@ -51,13 +54,15 @@ from medseq.preprocess.config import PreprocessConfig
 from medseq.preprocess.runner import run_preprocess
 from medseq.tracker.config import TrackerConfig
 from medseq.tracker.fill import fill_cache, hide_follow_up_masks, relocate, write_label_map
+from medseq.tracker.intensity import cache_value
 from medseq.tracker.pairs import PatientData, load_patient, normaliser
 from medseq.tracker.provenance import apply_not_found
+from medseq.tracker.refine import FitLevels
 from medseq.tracker.train import dice, train_tracker
 from medseq.tracking.lesions import find_lesions
 from medseq.tracking.pipeline import track_cache
 
-METHODS = ("tracker", "registration", "grower")
+METHODS = ("tracker", "registration", "scaled", "grower")
 SIZE_BINS = ((0, 10), (10, 30), (30, 100), (100, 0))
 """True lesion sizes (voxels) the median Dice is also broken down by."""
 LUNG_SHELL_HU = -150.0
@@ -97,7 +102,7 @@ def main() -> None:
     truth = {r.patient_id: d for r in manifest.ok_patients()
              if (d := load_patient(test_cache, r, preprocess)) is not None}
     _write_baselines(hidden, work, truth)
-    lung_below = _cache_value(manifest.config, LUNG_SHELL_HU)
+    lung_below = cache_value(manifest.config, LUNG_SHELL_HU)
     lesion_rows = {m: _lesion_metrics(work / f"filled_{m}", truth, lung_below) for m in METHODS}
     truth_tracking = {r.patient_id: r for r in track_cache(test_cache)}
     recist = {}
@@ -152,7 +157,8 @@ def _write_baselines(hidden: Path, work: Path, truth: dict[str, PatientData]) ->
 
     manifest = read_manifest(hidden)
     config = normaliser(manifest.config)
-    for method in ("registration", "grower"):
+    levels = FitLevels.for_cache(manifest.config)
+    for method in ("registration", "scaled", "grower"):
         out = work / f"filled_{method}"
         records = {}
         for pid, record in manifest.patients.items():
@@ -167,6 +173,9 @@ def _write_baselines(hidden: Path, work: Path, truth: dict[str, PatientData]) ->
                     labels = np.zeros(view.shape, dtype=np.uint8)
                     for n in range(1, len(base.voxels) + 1):
                         lesion = warp_labels(base.components == n, view.to_view, view.shape)
+                        if method == "scaled":
+                            lesion = _scaled(base.components == n, base.image, follow.image,
+                                             view.to_view, levels)
                         if method == "grower":
                             lesion = _grow(base.image[base.components == n], follow.image,
                                            lesion)
@@ -177,6 +186,26 @@ def _write_baselines(hidden: Path, work: Path, truth: dict[str, PatientData]) ->
             records[pid] = moved
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(out, manifest.model_copy(update={"patients": records}))
+
+
+def _scaled(lesion: np.ndarray, base_image: np.ndarray, follow: np.ndarray,
+            to_view: np.ndarray, levels: FitLevels, size: int = 32) -> np.ndarray:
+    """The baseline lesion carried by the registration, then scaled and moved as
+    :func:`medseq.tracker.refine.fit_scale` fits it (a ``size``^3 crop, trilinear, >= 0.5)."""
+    from medseq.tracker.prompt import crop, paste
+    from medseq.tracker.refine import fit_scale, scaled_view
+    from medseq.tracker.views import apply, sample_crop
+
+    point = apply(to_view, np.argwhere(lesion).mean(axis=0))
+    centre = np.rint(point).astype(int)
+    prior = sample_crop(lesion, to_view, centre, size, order=1)
+    fit = fit_scale(crop(follow.astype(np.float32), centre, size),
+                    sample_crop(base_image, to_view, centre, size, order=1), prior,
+                    point - centre + size // 2, levels)
+    out = np.zeros(follow.shape, dtype=bool)
+    paste(out, sample_crop(lesion, scaled_view(to_view, point, fit), centre, size, order=1) >= 0.5,
+          centre)
+    return out
 
 
 def _grow(baseline_values: np.ndarray, follow: np.ndarray, lesion: np.ndarray) -> np.ndarray:
@@ -208,15 +237,6 @@ def _labels(filled: Path, pid: str, index: int) -> np.ndarray:
     record = read_manifest(filled).patients[pid]
     tp = record.timepoints[index]
     return load_nifti(filled / str(tp.mask_native or tp.mask)).array
-
-
-def _cache_value(preprocess_config: dict[str, Any], hu: float) -> float:
-    """``hu`` in the cache's CT units."""
-    from medseq.preprocess.normalize import ct_window_and_range
-    from medseq.tracker.intensity import units_per_hu
-
-    (low, _), (out_low, _) = ct_window_and_range(preprocess_config)
-    return out_low + (hu - low) * units_per_hu(preprocess_config)
 
 
 def _lesion_metrics(filled: Path, truth: dict[str, PatientData], lung_below: float

@@ -94,6 +94,13 @@ class TrackerConfig(BaseModel):
     lesion's mask as its prior (``baseline``), or from the propagated point alone, the
     follow-up crop as its own prior and no mask (``point``, the *self* samples' inputs): the
     lesion's size then comes from the follow-up image only."""
+    prior_refine: Literal["none", "scale"] = "scale"
+    """The prior (baseline crop and mask) of a tracked lesion is carried to the follow-up by
+    the rigid registration and then scaled about the propagated point as a local scale
+    registration fits it (``scale``, the default since card format 3,
+    :mod:`medseq.tracker.refine`), in training and at inference: the lesion's growth or
+    shrinkage reaches the network through its prior. ``none``: the rigid registration alone
+    (trackers before card format 3)."""
     flip_average: bool = True
     """Inference: a tracked lesion's probabilities are the mean over the 8 flips of its crop
     (test-time augmentation; the network is trained with those flips). Not for the detector's
@@ -115,9 +122,10 @@ class TrackerCard(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    format: int = 2
+    format: int = 3
     """2: ``detect_context``, ``detector`` and ``dice`` exist (a format-1 card's tracker
-    detects by itself without the baseline image, and was trained with the batch Dice)."""
+    detects by itself without the baseline image, and was trained with the batch Dice);
+    3: ``prior_refine`` exists (a format-2 card's tracker was trained on unscaled priors)."""
     medseq_version: str = __version__
     config: TrackerConfig
     preprocess_config: dict[str, Any] = Field(default_factory=dict)
@@ -135,10 +143,15 @@ class TrackerCard(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _older_cards(cls, data: Any) -> Any:
-        """A format-1 card's network was trained to detect without the baseline image."""
-        if isinstance(data, dict) and int(data.get("format", 1)) < 2:
-            config = data.get("config")
-            if isinstance(config, dict):
-                older = {"detect_context": False, "detector": "shared", "dice": "batch"}
-                data = {**data, "config": {**older, **config}}
-        return data
+        """Settings a card's format predates take the values its tracker was trained with: a
+        format-1 network detects without the baseline image, a format-2 one reads unscaled
+        priors."""
+        if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+            return data
+        version = int(data.get("format", 1))
+        older: dict[str, Any] = {}
+        if version < 2:
+            older.update(detect_context=False, detector="shared", dice="batch")
+        if version < 3:
+            older.update(prior_refine="none")
+        return {**data, "config": {**older, **data["config"]}}

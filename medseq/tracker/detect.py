@@ -134,8 +134,10 @@ def choose_threshold(scored: Sequence[tuple[float, bool]], scans: int, max_fp_pe
 
     ``scored``: (score, is a true new lesion) for every candidate of the held-out scans. None
     when no threshold qualifies: there were no candidates at all (the unprompted network
-    proposed nothing), or the top-scoring ones already exceed the limit. The detector is then
-    off (a number such as 1.0 would still pass a saturated probability).
+    proposed nothing), the top-scoring ones already exceed the limit, or the threshold keeps
+    no true new lesion of the held-out scans (a detector that finds none there adds only
+    false positives, each of which makes its follow-up PD). The detector is then off (a
+    number such as 1.0 would still pass a saturated probability).
     """
     allowed = max_fp_per_scan * max(scans, 1)
     best = None
@@ -144,4 +146,6 @@ def choose_threshold(scored: Sequence[tuple[float, bool]], scans: int, max_fp_pe
         if false_positives > allowed:
             break
         best = threshold
+    if best is None or not any(true and s >= best for s, true in scored):
+        return None
     return best

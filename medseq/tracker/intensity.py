@@ -33,6 +33,12 @@ def units_per_hu(preprocess_config: Mapping[str, Any]) -> float:
     return (out_high - out_low) / (high - low)
 
 
+def cache_value(preprocess_config: Mapping[str, Any], hu: float) -> float:
+    """``hu`` in the cache's CT units."""
+    (low, _), (out_low, _) = ct_window_and_range(preprocess_config)
+    return out_low + (hu - low) * units_per_hu(preprocess_config)
+
+
 def standardise_crop(values: np.ndarray, scale: float, clip: float, window: tuple[float, float]
                      ) -> np.ndarray:
     """(values - soft-tissue median) / scale, clipped to ±clip; all zeros stay zeros."""

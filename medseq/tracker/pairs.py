@@ -41,6 +41,7 @@ from medseq.errors import CacheError
 from medseq.preprocess.config import PreprocessConfig
 from medseq.tracker.config import TrackerConfig
 from medseq.tracker.prompt import crop, line_prompt, point_prompt
+from medseq.tracker.refine import FitLevels, ScaleFit, fit_scale, scaled_view
 
 if TYPE_CHECKING:
     from medseq.tracker.views import View
@@ -78,6 +79,10 @@ class PatientData:
     ordered pair)."""
     pair_new: dict[tuple[int, int], list[int]] = field(default_factory=dict)
     """(source, target): target components no source component explains."""
+    levels: FitLevels | None = None
+    """The cache's levels for ``prior_refine: scale`` (None: the default preprocessing's)."""
+    fits: dict[tuple[int, int, int], ScaleFit] = field(default_factory=dict)
+    """(source, target, source component): the prior's scale fit, computed once."""
 
     @property
     def links(self) -> list[dict[int, list[int]]]:
@@ -116,7 +121,9 @@ def load_patient(cache_dir: Path, record: PatientRecord, config: PreprocessConfi
             mask = _view_mask(cache_dir, tp, view)
         assert mask is not None
         timepoints.append(timepoint(view.image, mask, view.body, view.spacing, view.to_view))
-    return linked(record.patient_id, timepoints)
+    data = linked(record.patient_id, timepoints)
+    data.levels = FitLevels.for_cache(config.model_dump())
+    return data
 
 
 def linked(patient_id: str, timepoints: list[Timepoint]) -> PatientData:
@@ -247,6 +254,10 @@ def sample(item: Item, data: PatientData, config: TrackerConfig,
         carry = tp.to_view @ np.linalg.inv(base.to_view)  # prior's grid -> this grid
         point = apply(carry, base.centroids[item.lesion - 1])
         centre = np.rint(point + rng.normal(0, 1.0, 3)).astype(int)
+        if config.prior_refine == "scale":
+            fit = prior_fit(item, data, carry, point, size)
+            carry = scaled_view(carry, point, fit)
+            point = point + np.asarray(fit.shift)  # the prompt follows the prior
         shift = np.clip(rng.normal(0, config.jitter_mm, 3), -2 * config.jitter_mm,
                         2 * config.jitter_mm) / spacing if augment else np.zeros(3)
         moved = centre + np.rint(shift).astype(int)
@@ -316,6 +327,24 @@ def sample(item: Item, data: PatientData, config: TrackerConfig,
     if augment:
         x, target = _augment(x, target, rng)
     return x, target
+
+
+def prior_fit(item: Item, data: PatientData, carry: np.ndarray, point: np.ndarray,
+              size: int) -> ScaleFit:
+    """The local scale fit of a tracking item's prior (:mod:`medseq.tracker.refine`), on
+    crops centred on the propagated point, computed once per item."""
+    from medseq.tracker.views import sample_crop
+
+    key = (item.source, item.timepoint, item.lesion)
+    if key not in data.fits:
+        base, tp = data.timepoints[item.source], data.timepoints[item.timepoint]
+        centre = np.rint(point).astype(int)
+        data.fits[key] = fit_scale(
+            crop(tp.image.astype(np.float32), centre, size),
+            sample_crop(base.image, carry, centre, size, order=1),
+            sample_crop(base.components == item.lesion, carry, centre, size, order=1),
+            point - centre + size // 2, data.levels or FitLevels.for_cache({}))
+    return data.fits[key]
 
 
 def _zoom(centre: np.ndarray, scale: float) -> np.ndarray:

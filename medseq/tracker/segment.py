@@ -176,9 +176,12 @@ def track_lesions(tracker: Tracker, follow_up: np.ndarray, baseline: np.ndarray,
     (registered voxel index -> follow-up voxel index; None: the registered grid itself) and
     ``spacing`` is its spacing; the outcome masks are on that grid.
     """
+    from medseq.tracker.refine import FitLevels, fit_scale, scaled_view
     from medseq.tracker.views import apply, sample_crop
 
     config = tracker.config
+    levels = (FitLevels.for_cache(tracker.card.preprocess_config)
+              if config.prior_refine == "scale" and config.track_prior != "point" else None)
     size = config.crop_size
     matrix = np.eye(4) if to_view is None else np.asarray(to_view, dtype=np.float64)
     points = [apply(matrix, np.argwhere(mask).mean(axis=0)) for mask in lesions]
@@ -190,9 +193,18 @@ def track_lesions(tracker: Tracker, follow_up: np.ndarray, baseline: np.ndarray,
                                     config.prompt_sigma_mm)
         if config.track_prior == "point":
             inputs[n, 2] = inputs[n, 0]
-        else:
-            inputs[n, 2] = sample_crop(baseline, matrix, centre, size, order=1)
-            inputs[n, 3] = sample_crop(mask, matrix, centre, size, order=1)
+            continue
+        inputs[n, 2] = sample_crop(baseline, matrix, centre, size, order=1)
+        inputs[n, 3] = sample_crop(mask, matrix, centre, size, order=1)
+        if levels is not None:
+            local = point - centre + size // 2
+            fit = fit_scale(inputs[n, 0], inputs[n, 2], inputs[n, 3], local, levels)
+            moved = scaled_view(matrix, point, fit)
+            inputs[n, 2] = sample_crop(baseline, moved, centre, size, order=1)
+            inputs[n, 3] = sample_crop(mask, moved, centre, size, order=1)
+            points[n] = point + np.asarray(fit.shift)  # the prompt follows the prior
+            inputs[n, 1] = point_prompt(size, points[n] - centre + size // 2, spacing,
+                                        config.prompt_sigma_mm)
     probabilities = (tracker.predict(inputs, flips=config.flip_average) if len(lesions)
                      else np.zeros((0, 1, 1, 1)))
     return [_outcome(prob, centre, point - centre + size // 2, follow_up.shape, spacing, config)

@@ -165,8 +165,8 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
     if threshold is None:
         say(f"detector off: {metrics['detect_candidates']} proposals on the held-out scans "
             f"({metrics['detect_true_candidates']} true), no score threshold keeps false "
-            f"positives within {config.detect_max_fp_per_scan} per scan; new lesions will not "
-            "be reported")
+            f"positives within {config.detect_max_fp_per_scan} per scan and a true new lesion; "
+            "new lesions will not be reported")
     save_tracker(run_dir, network.state_dict(), card,
                  detector.state_dict() if detector is not None else None)
     write_text_atomic(run_dir / "metrics.json", json.dumps(card.metrics, indent=1) + "\n")

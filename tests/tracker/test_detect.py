@@ -22,6 +22,14 @@ def test_no_candidates_means_detector_off_not_threshold_one() -> None:
     assert choose_threshold([], 36, 0.3) is None
 
 
+def test_a_threshold_that_keeps_no_true_new_lesion_switches_the_detector_off() -> None:
+    # Within the false-positive limit, but the one true new lesion scores below it: the
+    # detector would add false PDs and find nothing.
+    assert choose_threshold([(0.99, False), (0.9, False), (0.5, True)], 5, 0.2) is None
+    assert choose_threshold([(0.99, False), (0.9, True), (0.5, False), (0.4, False)], 5,
+                            0.2) == 0.9
+
+
 def test_saturated_false_positives_switch_the_detector_off() -> None:
     # Three false positives at probability 1.0 on one scan: no threshold meets 0.3 FP/scan,
     # and 1.0 must not be returned (it would keep exactly those saturated proposals).
@@ -30,7 +38,7 @@ def test_saturated_false_positives_switch_the_detector_off() -> None:
 
 class _Stub:
     def __init__(self, threshold: float | None) -> None:
-        self.config = TrackerConfig(crop_size=8, widths=[8, 16])
+        self.config = TrackerConfig(crop_size=8, widths=[8, 16], prior_refine="none")
         self.card = TrackerCard(config=self.config, detect_threshold=threshold)
 
     def predict(self, inputs: np.ndarray, **_: object) -> np.ndarray:
@@ -103,6 +111,18 @@ def test_format_1_cards_detect_without_context() -> None:
     assert TrackerCard(config=TrackerConfig()).config.detect_context is True
     assert TrackerCard.model_validate_json(TrackerCard(config=TrackerConfig()).model_dump_json()
                                            ).config.detect_context is True
+
+
+def test_format_2_cards_read_unscaled_priors() -> None:
+    config = TrackerConfig().model_dump()
+    del config["prior_refine"]
+    assert TrackerCard.model_validate({"format": 2, "config": config}).config.prior_refine == (
+        "none")
+    assert TrackerCard.model_validate({"format": 3, "config": config}).config.prior_refine == (
+        "scale")
+    card = TrackerCard(config=TrackerConfig())
+    assert card.format == 3
+    assert TrackerCard.model_validate_json(card.model_dump_json()).config.prior_refine == "scale"
 
 
 def test_flip_average_undoes_each_flip() -> None:

@@ -28,7 +28,7 @@ from tests.tracker.tiny_cache import CONFIG, write_tiny_cache
 class StubTracker:
     def __init__(self, flat: float | None = None, config: dict[str, object] | None = None
                  ) -> None:
-        self.config = TrackerConfig(crop_size=32)
+        self.config = TrackerConfig(crop_size=32, prior_refine="none")
         self.card = TrackerCard(config=self.config, preprocess_config=config or CONFIG,
                                 detect_threshold=0.9)
         self.flat = flat
@@ -210,7 +210,8 @@ def test_bundled_tracker_is_small_and_readable() -> None:
     assert (folder / "tracker.safetensors").stat().st_size < 2_000_000
     assert (folder / "detector.safetensors").stat().st_size < 2_000_000
     card = read_card(folder)
-    assert card.format == 2
+    assert card.format == 3
+    assert card.config.prior_refine == "scale"
     assert card.config.detector == "separate"
     assert card.preprocess_config["crop_size"] == 32  # made with default preprocessing
     assert card.detect_threshold is None or 0 < card.detect_threshold <= 1

@@ -56,7 +56,8 @@ def test_point_prior_feeds_the_follow_up_as_its_own_prior_and_no_mask() -> None:
     lesion[8:12, 8:12, 8:12] = True
     seen = {}
     for prior in ("baseline", "point"):
-        recorder = _Recorder(TrackerConfig(crop_size=8, widths=[4, 8], track_prior=prior))
+        recorder = _Recorder(TrackerConfig(crop_size=8, widths=[4, 8], track_prior=prior,
+                                           prior_refine="none"))
         track_lesions(recorder, follow, base, [lesion], np.ones(3))  # type: ignore[arg-type]
         seen[prior] = recorder.inputs[0][0]
     assert np.array_equal(seen["point"][0], seen["baseline"][0])

@@ -202,3 +202,30 @@ def test_new_lesion_detection_targets_only_what_the_context_lacks() -> None:
     hits = [sample(Item("detect", 0, 0, 0), data, everything, np.random.default_rng(s),
                    augment=False)[1].any() for s in range(40)]
     assert any(hits)  # at baseline the "all" target holds the baseline's own lesions
+
+
+def test_refined_prior_is_the_baseline_lesion_scaled_to_the_follow_up() -> None:
+    shape = (40, 40, 20)
+    spacing = np.array([4.0, 4.0, 5.0])
+    idx = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), axis=-1)
+    body = np.ones(shape, dtype=bool)
+    rng = np.random.default_rng(0)
+
+    def scan(radius_mm: float) -> tuple[np.ndarray, np.ndarray]:
+        """A dark soft-tissue lesion (-45 HU against its organ) at (20, 20, 10)."""
+        mask = np.linalg.norm((idx - [20, 20, 10]) * spacing, axis=-1) <= radius_mm
+        image = np.where(mask, 0.43, 0.52) + rng.normal(0, 0.006, shape)
+        return image.astype(np.float16), mask
+
+    data = linked("P", [timepoint(*scan(16.0), body, spacing, np.eye(4)),
+                        timepoint(*scan(9.6), body, spacing, np.eye(4))])
+    (item,) = items([data])["track"]
+    priors = {}
+    for refine in ("none", "scale"):
+        config = TrackerConfig(crop_size=24, jitter_mm=0.0, prior_refine=refine)
+        x, y = sample(item, data, config, np.random.default_rng(1), augment=False)
+        priors[refine] = float(x[3].sum())
+        assert float(y.sum()) == data.timepoints[1].voxels[0]  # the target is the truth
+    assert priors["none"] == pytest.approx(data.timepoints[0].voxels[0], rel=0.05)
+    assert priors["scale"] == pytest.approx(priors["none"] * 0.6**3, rel=0.25)
+    assert data.fits[0, 1, 1].scale == pytest.approx(0.6, rel=0.08)
