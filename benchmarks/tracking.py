@@ -1,8 +1,9 @@
-"""Benchmark: the learned follow-up tracker against registration only and a region grower.
+"""Benchmark: the learned follow-up tracker against registration only (unscaled and scaled) and a
+region grower.
 
 Generates two disjoint ``small`` synthetic cohorts (train: seed 1, test: seed 2; NIfTI),
 preprocesses both, trains a tracker on the first (``train_tracker``, timed), hides every
-follow-up mask of the test cohort (kept only as truth) and lets three methods produce them:
+follow-up mask of the test cohort (kept only as truth) and lets four methods produce them:
 
 - ``tracker``: :func:`medseq.tracker.fill.fill_cache` (propagated prompt + network, and the
   detector for new lesions);

@@ -189,22 +189,20 @@ def track_lesions(tracker: Tracker, follow_up: np.ndarray, baseline: np.ndarray,
     inputs = np.zeros((len(lesions), 4, size, size, size), dtype=np.float32)
     for n, (mask, point, centre) in enumerate(zip(lesions, points, centres, strict=True)):
         inputs[n, 0] = crop(follow_up, centre, size)
-        inputs[n, 1] = point_prompt(size, point - centre + size // 2, spacing,
-                                    config.prompt_sigma_mm)
         if config.track_prior == "point":
             inputs[n, 2] = inputs[n, 0]
-            continue
-        inputs[n, 2] = sample_crop(baseline, matrix, centre, size, order=1)
-        inputs[n, 3] = sample_crop(mask, matrix, centre, size, order=1)
-        if levels is not None:
-            local = point - centre + size // 2
-            fit = fit_scale(inputs[n, 0], inputs[n, 2], inputs[n, 3], local, levels)
-            moved = scaled_view(matrix, point, fit)
-            inputs[n, 2] = sample_crop(baseline, moved, centre, size, order=1)
-            inputs[n, 3] = sample_crop(mask, moved, centre, size, order=1)
-            points[n] = point + np.asarray(fit.shift)  # the prompt follows the prior
-            inputs[n, 1] = point_prompt(size, points[n] - centre + size // 2, spacing,
-                                        config.prompt_sigma_mm)
+        else:
+            prior = matrix
+            if levels is not None:
+                fit = fit_scale(inputs[n, 0], sample_crop(baseline, matrix, centre, size, order=1),
+                                sample_crop(mask, matrix, centre, size, order=1),
+                                point - centre + size // 2, levels)
+                prior = scaled_view(matrix, point, fit)
+                points[n] = point + np.asarray(fit.shift)  # the prompt follows the prior
+            inputs[n, 2] = sample_crop(baseline, prior, centre, size, order=1)
+            inputs[n, 3] = sample_crop(mask, prior, centre, size, order=1)
+        inputs[n, 1] = point_prompt(size, points[n] - centre + size // 2, spacing,
+                                    config.prompt_sigma_mm)
     probabilities = (tracker.predict(inputs, flips=config.flip_average) if len(lesions)
                      else np.zeros((0, 1, 1, 1)))
     return [_outcome(prob, centre, point - centre + size // 2, follow_up.shape, spacing, config)
