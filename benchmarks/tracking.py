@@ -192,17 +192,14 @@ def _write_baselines(hidden: Path, work: Path, truth: dict[str, PatientData]) ->
 def _scaled(lesion: np.ndarray, base_image: np.ndarray, follow: np.ndarray,
             to_view: np.ndarray, levels: FitLevels, size: int = 32) -> np.ndarray:
     """The baseline lesion carried by the registration, then scaled and moved as
-    :func:`medseq.tracker.refine.fit_scale` fits it (a ``size``^3 crop, trilinear, >= 0.5)."""
-    from medseq.tracker.prompt import crop, paste
-    from medseq.tracker.refine import fit_scale, scaled_view
+    :func:`medseq.tracker.refine.fit_carried` fits it (a ``size``^3 crop, trilinear, >= 0.5)."""
+    from medseq.tracker.prompt import paste
+    from medseq.tracker.refine import fit_carried, scaled_view
     from medseq.tracker.views import apply, sample_crop
 
     point = apply(to_view, np.argwhere(lesion).mean(axis=0))
     centre = np.rint(point).astype(int)
-    prior = sample_crop(lesion, to_view, centre, size, order=1)
-    fit = fit_scale(crop(follow.astype(np.float32), centre, size),
-                    sample_crop(base_image, to_view, centre, size, order=1), prior,
-                    point - centre + size // 2, levels)
+    fit = fit_carried(follow, base_image, lesion, to_view, point, size, levels)
     out = np.zeros(follow.shape, dtype=bool)
     paste(out, sample_crop(lesion, scaled_view(to_view, point, fit), centre, size, order=1) >= 0.5,
           centre)

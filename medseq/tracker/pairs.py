@@ -41,7 +41,7 @@ from medseq.errors import CacheError
 from medseq.preprocess.config import PreprocessConfig
 from medseq.tracker.config import TrackerConfig
 from medseq.tracker.prompt import crop, line_prompt, point_prompt
-from medseq.tracker.refine import FitLevels, ScaleFit, fit_scale, scaled_view
+from medseq.tracker.refine import FitLevels, ScaleFit, fit_carried, scaled_view
 
 if TYPE_CHECKING:
     from medseq.tracker.views import View
@@ -333,17 +333,11 @@ def prior_fit(item: Item, data: PatientData, carry: np.ndarray, point: np.ndarra
               size: int) -> ScaleFit:
     """The local scale fit of a tracking item's prior (:mod:`medseq.tracker.refine`), on
     crops centred on the propagated point, computed once per item."""
-    from medseq.tracker.views import sample_crop
-
     key = (item.source, item.timepoint, item.lesion)
     if key not in data.fits:
         base, tp = data.timepoints[item.source], data.timepoints[item.timepoint]
-        centre = np.rint(point).astype(int)
-        data.fits[key] = fit_scale(
-            crop(tp.image.astype(np.float32), centre, size),
-            sample_crop(base.image, carry, centre, size, order=1),
-            sample_crop(base.components == item.lesion, carry, centre, size, order=1),
-            point - centre + size // 2, data.levels or FitLevels.for_cache({}))
+        data.fits[key] = fit_carried(tp.image, base.image, base.components == item.lesion, carry,
+                                     point, size, data.levels or FitLevels.for_cache({}))
     return data.fits[key]
 
 

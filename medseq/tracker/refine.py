@@ -152,6 +152,22 @@ def fit_scale(follow_up: np.ndarray, baseline: np.ndarray, mask: np.ndarray,
     return ScaleFit(best_scale, (float(shift[0]), float(shift[1]), float(shift[2])), best_cost)
 
 
+def fit_carried(follow_up: np.ndarray, baseline: np.ndarray, mask: np.ndarray,
+                to_view: np.ndarray, point: np.ndarray, size: int, levels: FitLevels
+                ) -> ScaleFit:
+    """:func:`fit_scale` on the ``size``^3 crops around ``point`` (view voxel coordinates):
+    the follow-up's own, and the baseline image and lesion ``mask`` (registered grid) carried
+    onto it by ``to_view``, as the tracker's crops are cut."""
+    from medseq.tracker.prompt import crop
+    from medseq.tracker.views import sample_crop
+
+    centre = np.rint(point).astype(int)
+    return fit_scale(crop(follow_up, centre, size).astype(np.float32),
+                     sample_crop(baseline, to_view, centre, size, order=1),
+                     sample_crop(mask, to_view, centre, size, order=1),
+                     np.asarray(point, dtype=np.float64) - centre + size // 2, levels)
+
+
 def scaled_view(to_view: np.ndarray, point: np.ndarray, fit: ScaleFit) -> np.ndarray:
     """``to_view`` followed by the fit's scaling about ``point`` (view voxel coordinates) and
     its shift: a matrix for :func:`medseq.tracker.views.sample_crop`."""

@@ -176,7 +176,7 @@ def track_lesions(tracker: Tracker, follow_up: np.ndarray, baseline: np.ndarray,
     (registered voxel index -> follow-up voxel index; None: the registered grid itself) and
     ``spacing`` is its spacing; the outcome masks are on that grid.
     """
-    from medseq.tracker.refine import FitLevels, fit_scale, scaled_view
+    from medseq.tracker.refine import FitLevels, fit_carried, scaled_view
     from medseq.tracker.views import apply, sample_crop
 
     config = tracker.config
@@ -194,9 +194,7 @@ def track_lesions(tracker: Tracker, follow_up: np.ndarray, baseline: np.ndarray,
         else:
             prior = matrix
             if levels is not None:
-                fit = fit_scale(inputs[n, 0], sample_crop(baseline, matrix, centre, size, order=1),
-                                sample_crop(mask, matrix, centre, size, order=1),
-                                point - centre + size // 2, levels)
+                fit = fit_carried(follow_up, baseline, mask, matrix, point, size, levels)
                 prior = scaled_view(matrix, point, fit)
                 points[n] = point + np.asarray(fit.shift)  # the prompt follows the prior
             inputs[n, 2] = sample_crop(baseline, prior, centre, size, order=1)
