@@ -23,9 +23,12 @@ true lesion's size in voxels), absolute volume error, longest-diameter error (RE
 fragments), and the slope of the predicted on the true log change of the longest diameter
 (baseline to follow-up; 1: change measured in full, 0: the baseline size copied) for lung
 lesions and for the rest (the baseline lesion's 2-voxel shell below -150 HU on average: lung).
-Per
-follow-up: the RECIST category from ``medseq track`` on the produced masks equals the category
-from the true masks. New lesions (tracker only): sensitivity and false positives per scan.
+Per follow-up: the RECIST category from ``medseq track`` on the produced masks equals the category
+from the true masks. New lesions (tracker only): sensitivity and false positives per scan,
+and how visible the true ones are (contrast to their surroundings over the surroundings' SD).
+Diagnostics of the RECIST gap (``recist_ceilings``): the agreement of the tracker's masks with
+the truth's vanished lesions cleared, with the true new lesions added, and both; and of the
+true masks moved by up to half a voxel (the noise floor of any method on this grid).
 Everything is reused from ``--work`` when present, so reruns only redo what is missing.
 
 Usage:
@@ -37,9 +40,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +60,19 @@ from medseq.io.discover import discover
 from medseq.preprocess.config import PreprocessConfig
 from medseq.preprocess.runner import run_preprocess
 from medseq.tracker.config import TrackerConfig
-from medseq.tracker.fill import fill_cache, hide_follow_up_masks, relocate, write_label_map
-from medseq.tracker.intensity import cache_value
+from medseq.tracker.fill import (
+    SOURCE_TRACKER,
+    Provenance,
+    fill_cache,
+    hide_follow_up_masks,
+    relocate,
+    write_label_map,
+)
+from medseq.tracker.intensity import cache_value, units_per_hu
 from medseq.tracker.pairs import PatientData, load_patient, normaliser
 from medseq.tracker.provenance import apply_not_found
 from medseq.tracker.refine import FitLevels
+from medseq.tracker.segment import VANISHED
 from medseq.tracker.train import dice, train_tracker
 from medseq.tracking.lesions import find_lesions
 from medseq.tracking.pipeline import track_cache
@@ -113,6 +127,8 @@ def main() -> None:
             results = apply_not_found(results, provenance)
         recist[method] = _recist_agreement(results, truth_tracking)
     new = _new_lesions(work / "filled_tracker", truth)
+    new["visibility"] = _new_lesion_visibility(truth, manifest.config, lung_below)
+    ceilings = _ceilings(hidden, work, truth, provenance, truth_tracking)
     scans = sum(len(d.timepoints) - 1 for d in truth.values())
     card = json.loads((run / "tracker.json").read_text())["config"]
     patches = args.steps * int(card["batch_size"]) * (2 if card.get("detector") == "separate"
@@ -121,7 +137,7 @@ def main() -> None:
               "follow_ups": scans, "steps": args.steps, "tracker": run.name, "train_seconds": seconds,
               "train_patches_per_s": patches / seconds if seconds else None,
               "fill_seconds": infer_seconds, "peak_memory_mib": _peak_memory_mib(args.device),
-              "device": args.device, "new_lesions": new,
+              "device": args.device, "new_lesions": new, "recist_ceilings": ceilings,
               "methods": {m: {**_summary(lesion_rows[m]), "recist_agreement": recist[m]}
                           for m in METHODS}}
     (work / "results.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -151,42 +167,154 @@ def _cohort(work: Path, name: str, patients: int, *, seed: int) -> Path:
 
 
 def _write_baselines(hidden: Path, work: Path, truth: dict[str, PatientData]) -> None:
-    """Derived caches whose follow-up masks come from the two baseline methods, on each
+    """Derived caches whose follow-up masks come from the three baseline methods, on each
     follow-up's own grid like the tracker's (the baseline lesion carried there by the rigid
     registration, nearest neighbour)."""
-    from medseq.tracker.views import load_view, warp_labels
+    from medseq.tracker.views import warp_labels
+
+    levels = FitLevels.for_cache(read_manifest(hidden).config)
+    for method in ("registration", "scaled", "grower"):
+        def labels_of(pid: str, position: int, view: Any, method: str = method) -> np.ndarray:
+            data = truth[pid]
+            base, follow = data.timepoints[0], data.timepoints[position]
+            labels = np.zeros(view.shape, dtype=np.uint8)
+            for n in range(1, len(base.voxels) + 1):
+                lesion = warp_labels(base.components == n, view.to_view, view.shape)
+                if method == "scaled":
+                    lesion = _scaled(base.components == n, base.image, follow.image,
+                                     view.to_view, levels)
+                if method == "grower":
+                    lesion = _grow(base.image[base.components == n], follow.image, lesion)
+                labels[lesion & (labels == 0)] = n
+            return labels
+
+        _write_filled(hidden, work / f"filled_{method}", truth, labels_of)
+
+
+def _write_filled(hidden: Path, out: Path, truth: dict[str, PatientData],
+                  labels_of: Callable[[str, int, Any], np.ndarray]) -> None:
+    """A derived cache of ``hidden`` whose follow-up label maps are ``labels_of(patient,
+    position, view)``, on each follow-up's own grid (patients in ``truth`` only)."""
+    from medseq.tracker.views import load_view
 
     manifest = read_manifest(hidden)
     config = normaliser(manifest.config)
-    levels = FitLevels.for_cache(manifest.config)
-    for method in ("registration", "scaled", "grower"):
-        out = work / f"filled_{method}"
-        records = {}
-        for pid, record in manifest.patients.items():
-            moved = relocate(record, hidden, out)
-            data = truth.get(pid)
-            if data is not None:
-                affine = np.asarray(record.grid_affine or np.eye(4))
-                base = data.timepoints[0]
-                for position, tp in enumerate(record.timepoints[1:], start=1):
-                    view = load_view(hidden, record, position, config)
-                    follow = data.timepoints[position]
-                    labels = np.zeros(view.shape, dtype=np.uint8)
-                    for n in range(1, len(base.voxels) + 1):
-                        lesion = warp_labels(base.components == n, view.to_view, view.shape)
-                        if method == "scaled":
-                            lesion = _scaled(base.components == n, base.image, follow.image,
-                                             view.to_view, levels)
-                        if method == "grower":
-                            lesion = _grow(base.image[base.components == n], follow.image,
-                                           lesion)
-                        labels[lesion & (labels == 0)] = n
-                    moved = write_label_map(out, moved, position, labels, affine, tp,
-                                            view=view if view.native else None,
-                                            grid_shape=base.image.shape)
-            records[pid] = moved
-        out.mkdir(parents=True, exist_ok=True)
-        write_manifest(out, manifest.model_copy(update={"patients": records}))
+    records = {}
+    for pid, record in manifest.patients.items():
+        moved = relocate(record, hidden, out)
+        data = truth.get(pid)
+        if data is not None:
+            affine = np.asarray(record.grid_affine or np.eye(4))
+            for position, tp in enumerate(record.timepoints[1:], start=1):
+                view = load_view(hidden, record, position, config)
+                moved = write_label_map(out, moved, position, labels_of(pid, position, view),
+                                        affine, tp, view=view if view.native else None,
+                                        grid_shape=data.timepoints[0].image.shape)
+        records[pid] = moved
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, manifest.model_copy(update={"patients": records}))
+
+
+def _ceilings(hidden: Path, work: Path, truth: dict[str, PatientData], provenance: Provenance,
+              truth_tracking: dict[str, Any]) -> dict[str, Any]:
+    """RECIST agreement of the tracker's masks with one error source removed by the truth, and
+    of the true masks moved by a sub-voxel shift: where the gap to the truth lies.
+
+    - ``true_gone``: the tracker's masks, with every baseline lesion the truth says vanished
+      cleared and called vanished;
+    - ``true_new``: the tracker's masks plus the true new lesions;
+    - ``true_gone_and_new``: both;
+    - ``truth_shifted``: the true masks, each component moved by a random shift of up to half
+      a voxel per axis (seeded): how far RECIST moves with a re-delineation at this grid's
+      resolution, the noise floor of any method.
+    """
+    from scipy import ndimage
+
+    tracker_dir = work / "filled_tracker"
+
+    def gone(pid: str, position: int) -> set[int]:
+        return {n for n, parts in truth[pid].links[position].items() if not parts}
+
+    def oracle(clear: bool, add: bool) -> Callable[[str, int, Any], np.ndarray]:
+        def labels_of(pid: str, position: int, view: Any) -> np.ndarray:
+            labels = _labels(tracker_dir, pid, position).astype(np.uint8)
+            if clear:
+                labels[np.isin(labels, sorted(gone(pid, position)))] = 0
+            if add:
+                tp = truth[pid].timepoints[position]
+                count = len(truth[pid].timepoints[0].voxels)
+                for k, j in enumerate(truth[pid].new[position], start=1):
+                    labels[tp.components == j] = count + k
+            return labels
+        return labels_of
+
+    rng = np.random.default_rng(0)
+
+    def shifted(pid: str, position: int, view: Any) -> np.ndarray:
+        data = truth[pid]
+        tp = data.timepoints[position]
+        value = {j: n for n, parts in data.links[position].items() for j in parts}
+        count = len(data.timepoints[0].voxels)
+        value.update({j: count + k for k, j in enumerate(data.new[position], start=1)})
+        labels = np.zeros(tp.components.shape, dtype=np.uint8)
+        for j in range(1, len(tp.voxels) + 1):
+            moved = ndimage.shift((tp.components == j).astype(np.float32),
+                                  rng.uniform(-0.5, 0.5, 3), order=1) >= 0.5
+            labels[moved & (labels == 0)] = value[j]
+        return labels
+
+    vanished = Provenance(filled=provenance.filled, lesions=[])
+    order: dict[tuple[str, int], int] = {}
+    for source in provenance.lesions:
+        if source.source == SOURCE_TRACKER:
+            key = (source.patient_id, source.timepoint)
+            order[key] = n = order.get(key, 0) + 1
+            if source.patient_id in truth and n in gone(*key):
+                source = replace(source, status=VANISHED, value=0)
+        vanished.lesions.append(source)
+    out = {}
+    for name, producer, sources in (("true_gone", oracle(True, False), vanished),
+                                    ("true_new", oracle(False, True), provenance),
+                                    ("true_gone_and_new", oracle(True, True), vanished),
+                                    ("truth_shifted", shifted, None)):
+        filled = work / f"ceiling_{name}"  # rewritten: it follows this run's tracker
+        shutil.rmtree(filled, ignore_errors=True)
+        _write_filled(hidden, filled, truth, producer)
+        results = track_cache(filled)
+        if sources is not None:
+            results = apply_not_found(results, sources)
+        out[name] = _recist_agreement(results, truth_tracking)
+    return out
+
+
+def _new_lesion_visibility(truth: dict[str, PatientData], preprocess_config: dict[str, Any],
+                           lung_below: float) -> dict[str, Any]:
+    """How visible the true new lesions are: per lesion, its mean minus the median of the
+    tissue around it (1-3 voxels out, other lesions excluded) on the follow-up, in HU, over
+    that tissue's SD (the contrast-to-noise ratio a reader or a detector has to go on)."""
+    from scipy import ndimage
+
+    hu = 1.0 / units_per_hu(preprocess_config)
+    rows: list[dict[str, Any]] = []
+    for data in truth.values():
+        for t in range(1, len(data.timepoints)):
+            tp = data.timepoints[t]
+            image = tp.image.astype(np.float64)
+            for j in data.new[t]:
+                lesion = tp.components == j
+                ring = (ndimage.binary_dilation(lesion, iterations=3)
+                        & ~ndimage.binary_dilation(lesion) & (tp.components == 0))
+                around = float(np.median(image[ring]))
+                contrast = (float(image[lesion].mean()) - around) * hu
+                noise = float(image[ring].std()) * hu
+                rows.append({"voxels": int(lesion.sum()), "contrast_hu": contrast,
+                             "noise_hu": noise, "cnr": abs(contrast) / max(noise, 1e-6),
+                             "tissue": "lung" if around < lung_below else "other"})
+    return {"lesions": rows,
+            "cnr_at_least_1": {tissue: sum(r["cnr"] >= 1 for r in rows if r["tissue"] == tissue)
+                               for tissue in ("lung", "other")},
+            "count": {tissue: sum(r["tissue"] == tissue for r in rows)
+                      for tissue in ("lung", "other")}}
 
 
 def _scaled(lesion: np.ndarray, base_image: np.ndarray, follow: np.ndarray,
@@ -382,6 +510,15 @@ def _print(report: dict[str, Any]) -> None:
     print(f"new lesions (tracker): {new['new_lesions']} true, sensitivity "
           f"{cell(new['sensitivity_pct'], 1)} %, {cell(new['fp_per_scan'])} false positives "
           "per scan")
+    seen = new["visibility"]
+    print("true new lesions with contrast-to-noise >= 1: " + ", ".join(
+        f"{tissue} {seen['cnr_at_least_1'][tissue]} of {seen['count'][tissue]}"
+        for tissue in ("lung", "other")) + "; per lesion (voxels, contrast HU / noise HU): "
+        + ", ".join(f"{r['tissue']} {r['voxels']} {r['contrast_hu']:.0f}/{r['noise_hu']:.0f}"
+                    for r in seen["lesions"]))
+    for name, agreement in report["recist_ceilings"].items():
+        pairs = ", ".join(f"{k} {v}" for k, v in agreement["confusion"].items())
+        print(f"RECIST equal, diagnostic {name}: {cell(agreement['equal_pct'], 1)} % ({pairs})")
 
 
 if __name__ == "__main__":
