@@ -263,6 +263,7 @@ def _ceilings(hidden: Path, work: Path, truth: dict[str, PatientData], provenanc
             labels[moved & (labels == 0)] = value[j]
         return labels
 
+    # fill_cache records each follow-up's tracker lesions in baseline-lesion order (1..n).
     vanished = Provenance(filled=provenance.filled, lesions=[])
     order: dict[tuple[str, int], int] = {}
     for source in provenance.lesions:
