@@ -230,14 +230,14 @@ def _ceilings(hidden: Path, work: Path, truth: dict[str, PatientData], provenanc
     """
     from scipy import ndimage
 
-    tracker_dir = work / "filled_tracker"
+    tracker_labels = _label_maps(work / "filled_tracker")
 
     def gone(pid: str, position: int) -> set[int]:
         return {n for n, parts in truth[pid].links[position].items() if not parts}
 
     def oracle(clear: bool, add: bool) -> Callable[[str, int, Any], np.ndarray]:
         def labels_of(pid: str, position: int, view: Any) -> np.ndarray:
-            labels = _labels(tracker_dir, pid, position).astype(np.uint8)
+            labels = tracker_labels(pid, position).astype(np.uint8)
             if clear:
                 labels[np.isin(labels, sorted(gone(pid, position)))] = 0
             if add:
@@ -357,13 +357,18 @@ def _grow(baseline_values: np.ndarray, follow: np.ndarray, lesion: np.ndarray) -
     return components == chosen if chosen else np.zeros_like(accept)
 
 
-def _labels(filled: Path, pid: str, index: int) -> np.ndarray:
-    """The follow-up's label map on its own grid (the grid the truth is loaded on)."""
+def _label_maps(filled: Path) -> Callable[[str, int], np.ndarray]:
+    """(patient, follow-up position) -> that follow-up's label map in ``filled``, on its own
+    grid (the grid the truth is loaded on); the manifest is read once."""
     from medseq.io.nifti import load_nifti
 
-    record = read_manifest(filled).patients[pid]
-    tp = record.timepoints[index]
-    return load_nifti(filled / str(tp.mask_native or tp.mask)).array
+    records = read_manifest(filled).patients
+
+    def labels(pid: str, index: int) -> np.ndarray:
+        tp = records[pid].timepoints[index]
+        return load_nifti(filled / str(tp.mask_native or tp.mask)).array
+
+    return labels
 
 
 def _lesion_metrics(filled: Path, truth: dict[str, PatientData], lung_below: float
@@ -371,6 +376,7 @@ def _lesion_metrics(filled: Path, truth: dict[str, PatientData], lung_below: flo
     from scipy import ndimage
 
     rows = []
+    label_map = _label_maps(filled)
     for pid, data in truth.items():
         base = data.timepoints[0]
         base_affine = np.diag([*base.spacing, 1.0])
@@ -381,7 +387,7 @@ def _lesion_metrics(filled: Path, truth: dict[str, PatientData], lung_below: flo
             base_ld.append(_sod(lesion, base_affine))
             lung.append(bool(base.image[shell].astype(np.float64).mean() < lung_below))
         for t in range(1, len(data.timepoints)):
-            labels = _labels(filled, pid, t)
+            labels = label_map(pid, t)
             tp = data.timepoints[t]
             affine = np.diag([*tp.spacing, 1.0])
             for n in range(1, len(base.voxels) + 1):
@@ -465,10 +471,11 @@ def _category(response: Any) -> str:
 
 def _new_lesions(filled: Path, truth: dict[str, PatientData]) -> dict[str, Any]:
     found = total = false_positives = scans = 0
+    label_map = _label_maps(filled)
     for pid, data in truth.items():
         count = len(data.timepoints[0].voxels)
         for t in range(1, len(data.timepoints)):
-            labels = _labels(filled, pid, t)
+            labels = label_map(pid, t)
             tp = data.timepoints[t]
             proposals = [labels == v for v in np.unique(labels) if v > count]
             truths = [tp.components == j for j in data.new[t]]
