@@ -116,7 +116,8 @@ def main() -> None:
     preprocess = normaliser(manifest.config)
     truth = {r.patient_id: d for r in manifest.ok_patients()
              if (d := load_patient(test_cache, r, preprocess)) is not None}
-    _write_baselines(hidden, work, truth)
+    card = json.loads((run / "tracker.json").read_text())["config"]
+    _write_baselines(hidden, work, truth, float(card.get("scale_prior_sd", 0.0)))
     lung_below = cache_value(manifest.config, LUNG_SHELL_HU)
     lesion_rows = {m: _lesion_metrics(work / f"filled_{m}", truth, lung_below) for m in METHODS}
     truth_tracking = {r.patient_id: r for r in track_cache(test_cache)}
@@ -130,7 +131,6 @@ def main() -> None:
     new["visibility"] = _new_lesion_visibility(truth, manifest.config, lung_below)
     ceilings = _ceilings(hidden, work, truth, provenance, truth_tracking)
     scans = sum(len(d.timepoints) - 1 for d in truth.values())
-    card = json.loads((run / "tracker.json").read_text())["config"]
     patches = args.steps * int(card["batch_size"]) * (2 if card.get("detector") == "separate"
                                                        else 1)
     report = {"train_patients": args.train_patients, "test_patients": len(truth),
@@ -166,13 +166,14 @@ def _cohort(work: Path, name: str, patients: int, *, seed: int) -> Path:
     return cache
 
 
-def _write_baselines(hidden: Path, work: Path, truth: dict[str, PatientData]) -> None:
+def _write_baselines(hidden: Path, work: Path, truth: dict[str, PatientData],
+                     prior_sd: float) -> None:
     """Derived caches whose follow-up masks come from the three baseline methods, on each
     follow-up's own grid like the tracker's (the baseline lesion carried there by the rigid
-    registration, nearest neighbour)."""
+    registration, nearest neighbour; ``scaled`` with the tracker's scale fit)."""
     from medseq.tracker.views import warp_labels
 
-    levels = FitLevels.for_cache(read_manifest(hidden).config)
+    levels = FitLevels.for_cache(read_manifest(hidden).config, prior_sd)
     for method in ("registration", "scaled", "grower"):
         def labels_of(pid: str, position: int, view: Any, method: str = method) -> np.ndarray:
             data = truth[pid]

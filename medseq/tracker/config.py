@@ -45,6 +45,12 @@ class TrackerConfig(BaseModel):
     lesions its context scan lacks (``new``): the context is another timepoint of the patient,
     earlier or later (time reversed: a lesion that vanished is a new lesion seen backwards),
     so lesions present in both scans are negatives and new ones are many."""
+    detect_insert: float = Field(default=0.0, ge=0, le=1)
+    """Training of the detector: share of its windows into whose follow-up channel a lesion of
+    the same patient (any timepoint, shrunk by up to 0.4 in diameter) is pasted at a spot of
+    the tissue it was cut from, as a new lesion the context scan lacks (target: the pasted
+    lesion, with ``detect_target: new`` the real new ones too). Real new lesions are few
+    (about one window in ten); pasted ones give the detector as many as it needs (0: off)."""
     jitter_mm: float = Field(default=2.0, ge=0)
     """SD of the simulated registration error between baseline and follow-up crops."""
     intensity: Literal["cache", "local"] = "cache"
@@ -101,6 +107,11 @@ class TrackerConfig(BaseModel):
     :mod:`medseq.tracker.refine`), in training and at inference: the lesion's growth or
     shrinkage reaches the network through its prior. ``none``: the rigid registration alone
     (trackers before card format 3)."""
+    scale_prior_sd: float = Field(default=0.0, ge=0)
+    """With ``prior_refine: scale``: SD of a normal prior on the fitted log diameter ratio,
+    weighed against the fit's residuals by the follow-up's noise, so a lesion the follow-up
+    barely shows keeps about its baseline size instead of the best of a nearly flat cost
+    (0: plain least squares, trackers before this option)."""
     flip_average: bool = True
     """Inference: a tracked lesion's probabilities are the mean over the 8 flips of its crop
     (test-time augmentation; the network is trained with those flips). Not for the detector's

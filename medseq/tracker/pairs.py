@@ -323,10 +323,71 @@ def sample(item: Item, data: PatientData, config: TrackerConfig,
             y = np.isin(components, data.pair_new[source, t]) & (components > 0)
         else:
             y = components > 0
+        if config.detect_insert > 0 and rng.random() < config.detect_insert:
+            pasted = insert_lesion(x[0], components, data, rng)
+            if pasted is not None:
+                y = y | pasted
     target = y[None].astype(np.float32)
     if augment:
         x, target = _augment(x, target, rng)
     return x, target
+
+
+INSERT_PATCH = 14
+"""Edge (voxels) of the patch a pasted lesion is cut from."""
+INSERT_MAX_VOXELS = 300
+INSERT_TISSUE_HU = 40.0
+"""A lesion is pasted where the follow-up's smoothed value is within this of the median of
+the tissue around it at its own scan."""
+
+
+def insert_lesion(window: np.ndarray, components: np.ndarray, data: PatientData,
+                  rng: np.random.Generator) -> np.ndarray | None:
+    """Paste one of the patient's lesions into ``window`` (in place) as a new lesion: its
+    difference from its surrounding tissue, cut with its mask grown by a voxel, lightly
+    smoothed (so its noise does not add to the window's), shrunk by a random factor, added at
+    a voxel of similar tissue away from the window's lesions. The pasted mask, or None where
+    no lesion or spot qualifies."""
+    from scipy import ndimage
+
+    choices = [(u, j) for u, tp in enumerate(data.timepoints)
+               for j in range(1, len(tp.voxels) + 1) if 3 <= tp.voxels[j - 1] <= INSERT_MAX_VOXELS]
+    if not choices:
+        return None
+    u, j = choices[int(rng.integers(len(choices)))]
+    source = data.timepoints[u]
+    centre = np.rint(source.centroids[j - 1]).astype(int)
+    image = crop(source.image, centre, INSERT_PATCH).astype(np.float32)
+    labels = crop(source.components, centre, INSERT_PATCH)
+    lesion = labels == j
+    grown = ndimage.binary_dilation(lesion)
+    ring = ndimage.binary_dilation(lesion, iterations=3) & ~grown & (labels == 0)
+    if not lesion.any() or not ring.any():
+        return None
+    tissue = float(np.median(image[ring]))
+    contrast = ndimage.gaussian_filter(np.where(grown, image - tissue, 0.0), 0.6)
+    zoom = float(np.exp(rng.uniform(np.log(0.6), 0.0)))
+    contrast = ndimage.zoom(contrast, zoom, order=1)
+    mask = ndimage.zoom(lesion.astype(np.float32), zoom, order=1) >= 0.5
+    if mask.sum() < 2:
+        return None
+    levels = data.levels or FitLevels.for_cache({})
+    tolerance = INSERT_TISSUE_HU * levels.soft_clip / 25.0  # soft_clip is 25 HU
+    half = np.array(mask.shape) // 2
+    free = ~ndimage.binary_dilation(components > 0, iterations=int(half.max()) + 2)
+    spots = free & (np.abs(ndimage.uniform_filter(window, 3) - tissue) < tolerance)
+    spots[:half[0]] = spots[-half[0] - 1:] = False
+    spots[:, :half[1]] = spots[:, -half[1] - 1:] = False
+    spots[:, :, :half[2]] = spots[:, :, -half[2] - 1:] = False
+    candidates = np.argwhere(spots)
+    if not len(candidates):
+        return None
+    at = candidates[int(rng.integers(len(candidates)))] - half
+    box = tuple(slice(a, a + n) for a, n in zip(at, mask.shape, strict=True))
+    window[box] += contrast.astype(np.float32)
+    out = np.zeros(window.shape, dtype=bool)
+    out[box] = mask
+    return out
 
 
 def prior_fit(item: Item, data: PatientData, carry: np.ndarray, point: np.ndarray,

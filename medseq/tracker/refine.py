@@ -30,6 +30,11 @@ search of shifts and scales together fitted worse (soft-tissue median Dice of th
 change (a rendered lesion 6 mm off: true ratio 0.8 fitted 0.60, 1.3 fitted 1.12); the
 network, trained with simulated registration error, then reads the rest from the image.
 
+With ``FitLevels.prior_sd`` > 0 (``scale_prior_sd``) the scale is a MAP estimate: the cost
+plus ``noise^2 / (N prior_sd^2) * (log s)^2``, a normal prior on log s against N residuals of
+the follow-up's robust noise in the outer ring, so a lesion the follow-up barely shows keeps
+about its baseline size rather than the minimum of a nearly flat cost.
+
 With ``prior_refine: scale`` the tracker's prior (baseline crop and mask) is scaled and moved
 by the fit before the network sees it (:func:`medseq.tracker.segment.track_lesions`): the
 networks trained within the CPU budget copy the prior's size in soft tissue (docs/track.md,
@@ -70,14 +75,16 @@ class FitLevels:
 
     lung_below: float
     soft_clip: float
+    prior_sd: float = 0.0
+    """SD of a normal prior on the log diameter ratio (0: none, the fit is least squares)."""
 
     @classmethod
-    def for_cache(cls, preprocess_config: Mapping[str, Any]) -> FitLevels:
+    def for_cache(cls, preprocess_config: Mapping[str, Any], prior_sd: float = 0.0) -> FitLevels:
         """Levels for crops of a cache made with ``preprocess_config`` (its CT window)."""
         from medseq.tracker.intensity import cache_value, units_per_hu
 
         return cls(cache_value(preprocess_config, LUNG_BELOW_HU),
-                   SOFT_CLIP_HU * units_per_hu(preprocess_config))
+                   SOFT_CLIP_HU * units_per_hu(preprocess_config), prior_sd)
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,8 @@ def fit_scale(follow_up: np.ndarray, baseline: np.ndarray, mask: np.ndarray,
     centre = np.asarray(point, dtype=np.float64)
     lung = tissue < levels.lung_below
     clip = levels.soft_clip**2
+    prior = _prior_weight(np.asarray(follow_up, dtype=np.float64)[outer], int(region.sum()),
+                          levels.prior_sd)
 
     def cost(scale: float, shift: np.ndarray) -> float:
         source = (centre + (points - centre - shift) / scale).T
@@ -142,14 +151,31 @@ def fit_scale(follow_up: np.ndarray, baseline: np.ndarray, mask: np.ndarray,
     penalised = [(cost(1.0, t) * (1.0 + SHIFT_PENALTY * float(np.abs(t).sum())), n)
                  for n, t in enumerate(shifts)]
     shift = shifts[min(penalised)[1]]
-    logs = np.linspace(np.log(SCALE_RANGE[0]), np.log(SCALE_RANGE[1]), COARSE_SCALES)
-    best_cost, best_scale = min((cost(float(np.exp(v)), shift), float(np.exp(v))) for v in logs)
-    step = logs[1] - logs[0]
-    for v in np.log(best_scale) + np.linspace(-step, step, FINE_SCALES):
+
+    def objective(v: float) -> tuple[float, float]:
         value = cost(float(np.exp(v)), shift)
-        if value < best_cost:
-            best_cost, best_scale = value, float(np.exp(v))
-    return ScaleFit(best_scale, (float(shift[0]), float(shift[1]), float(shift[2])), best_cost)
+        return value + prior * v * v, value
+
+    logs = np.linspace(np.log(SCALE_RANGE[0]), np.log(SCALE_RANGE[1]), COARSE_SCALES)
+    (best, best_cost), best_log = min((objective(v), v) for v in logs)
+    step = logs[1] - logs[0]
+    for v in best_log + np.linspace(-step, step, FINE_SCALES):
+        (value, raw) = objective(v)
+        if value < best:
+            best, best_cost, best_log = value, raw, v
+    return ScaleFit(float(np.exp(best_log)), (float(shift[0]), float(shift[1]), float(shift[2])),
+                    best_cost)
+
+
+def _prior_weight(outer: np.ndarray, voxels: int, prior_sd: float) -> float:
+    """Weight of (log s)^2 against the mean squared residual: a normal prior of SD
+    ``prior_sd`` on log s against a likelihood of ``voxels`` residuals whose noise is the
+    follow-up's robust SD in the outer ring (so a lesion that barely shows, or sits where the
+    image is busy, keeps about its baseline size instead of the best of a flat cost)."""
+    if prior_sd <= 0 or outer.size == 0:
+        return 0.0
+    noise = max(float(np.median(np.abs(outer - np.median(outer)))) * 1.4826, 1e-6)
+    return noise * noise / (voxels * prior_sd * prior_sd)
 
 
 def fit_carried(follow_up: np.ndarray, baseline: np.ndarray, mask: np.ndarray,

@@ -180,7 +180,7 @@ def track_lesions(tracker: Tracker, follow_up: np.ndarray, baseline: np.ndarray,
     from medseq.tracker.views import apply, sample_crop
 
     config = tracker.config
-    levels = (FitLevels.for_cache(tracker.card.preprocess_config)
+    levels = (FitLevels.for_cache(tracker.card.preprocess_config, config.scale_prior_sd)
               if config.prior_refine == "scale" and config.track_prior != "point" else None)
     size = config.crop_size
     matrix = np.eye(4) if to_view is None else np.asarray(to_view, dtype=np.float64)

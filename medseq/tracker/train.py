@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,9 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
     pp = normaliser(manifest.config)
     patients = [d for r in manifest.ok_patients()
                 if (d := load_patient(cache_dir, r, pp)) is not None]
+    for d in patients:
+        if d.levels is not None:
+            d.levels = replace(d.levels, prior_sd=config.scale_prior_sd)
     if len(patients) < 2:
         raise InputDataError("train-tracker needs at least 2 patients whose every timepoint "
                              "has a lesion mask", path=cache_dir)

@@ -1,5 +1,5 @@
 """Training samples: prior zoom, detection context, links of every ordered pair of timepoints,
-time-reversed tracking pairs and new-lesion detection targets."""
+time-reversed tracking pairs, new-lesion detection targets and pasted new lesions."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from medseq.contracts.cache import read_manifest
 from medseq.tracker.config import TrackerConfig
@@ -15,6 +16,7 @@ from medseq.tracker.pairs import (
     PatientData,
     Timepoint,
     _zoom,
+    insert_lesion,
     items,
     linked,
     load_patient,
@@ -229,3 +231,45 @@ def test_refined_prior_is_the_baseline_lesion_scaled_to_the_follow_up() -> None:
     assert priors["none"] == pytest.approx(data.timepoints[0].voxels[0], rel=0.05)
     assert priors["scale"] == pytest.approx(priors["none"] * 0.6**3, rel=0.25)
     assert data.fits[0, 1, 1].scale == pytest.approx(0.6, rel=0.08)
+
+
+def test_a_pasted_lesion_is_the_patients_own_added_to_like_tissue_away_from_lesions() -> None:
+    data = _two_scans()  # lesions 1.0 in tissue 0.3
+    follow = data.timepoints[1]
+    sizes = {int(v) for tp in data.timepoints for v in tp.voxels}
+    pasted = 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        centre = np.array([20, 20, 10])
+        window = crop(follow.image, centre, 16).astype(np.float32)
+        before = window.copy()
+        labels = crop(follow.components, centre, 16)
+        mask = insert_lesion(window, labels, data, rng)
+        if mask is None:
+            continue
+        pasted += 1
+        assert 2 <= mask.sum() <= max(sizes)
+        assert not (mask & (labels > 0)).any()
+        assert np.allclose(before[mask], 0.3, atol=1e-3)  # pasted into the tissue it came from
+        added = window - before
+        assert 0.3 < added[mask].mean() < 0.75  # the contrast, 0.7, less smoothing and zoom
+        assert np.abs(added[~ndimage.binary_dilation(mask, iterations=3)]).max() < 0.01  # local
+    assert pasted >= 15
+
+
+def test_detection_windows_with_pasting_target_the_pasted_lesion() -> None:
+    data = _two_scans()
+    config = TrackerConfig(crop_size=16, detect_target="new", detect_insert=1.0)
+    targets = 0
+    for seed in range(20):
+        x, y = sample(Item("detect", 0, 1, 0), data, config, np.random.default_rng(seed),
+                      augment=False)
+        target = y[0].astype(bool)
+        if target.any():
+            targets += 1
+            assert np.all(x[2][target & (x[0] > 0.6)] < 0.5)  # absent from the context
+    assert targets >= 18
+    no_paste = TrackerConfig(crop_size=16, detect_target="new")
+    plain = [sample(Item("detect", 0, 1, 0), data, no_paste, np.random.default_rng(s),
+                    augment=False)[1].any() for s in range(20)]
+    assert sum(plain) < targets

@@ -3,6 +3,8 @@ and the prior the tracker then sees."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -45,6 +47,31 @@ def test_fit_recovers_growth_and_shrinkage_under_an_organ_offset(scale: float) -
     follow_up, _ = _lesion(scale, (0.3, -0.2, 0.1), seed=1, tissue=0.53)
     fit = fit_scale(follow_up, baseline, mask.astype(np.float32), CENTRE, LEVELS)
     assert fit.scale == pytest.approx(scale, rel=0.08)
+
+
+@pytest.mark.parametrize("scale", [0.55, 1.45])
+def test_the_scale_prior_leaves_a_visible_change_alone(scale: float) -> None:
+    baseline, mask = _lesion(1.0)
+    follow_up, _ = _lesion(scale, (0.3, -0.2, 0.1), seed=1, tissue=0.53)
+    plain = fit_scale(follow_up, baseline, mask.astype(np.float32), CENTRE, LEVELS)
+    prior = fit_scale(follow_up, baseline, mask.astype(np.float32), CENTRE,
+                      replace(LEVELS, prior_sd=0.6))
+    assert prior.scale == pytest.approx(plain.scale, rel=0.02)
+
+
+def test_the_scale_prior_keeps_a_lesion_lost_in_noise_at_about_its_size() -> None:
+    """An unchanged lesion on a follow-up whose noise (100 HU) hides it: least squares lands
+    anywhere in the search range; with the prior, near 1."""
+    baseline, mask = _lesion(1.0)
+    plain, prior = [], []
+    for seed in range(6):
+        follow_up, _ = _lesion(1.0, seed=30 + seed, tissue=0.53, noise=0.2)
+        plain.append(fit_scale(follow_up, baseline, mask.astype(np.float32), CENTRE,
+                               LEVELS).scale)
+        prior.append(fit_scale(follow_up, baseline, mask.astype(np.float32), CENTRE,
+                               replace(LEVELS, prior_sd=0.6)).scale)
+    assert max(abs(np.log(prior))) < 0.3
+    assert max(abs(np.log(plain))) > 0.6
 
 
 def test_a_lesion_the_registration_left_a_voxel_off_keeps_its_size() -> None:
@@ -117,3 +144,17 @@ def test_track_lesions_hands_the_network_the_scaled_prior() -> None:
     assert results["none"].sum() == mask.sum()
     dice = {k: 2 * (v & truth).sum() / (v.sum() + truth.sum()) for k, v in results.items()}
     assert dice["scale"] > 0.8 > dice["none"]
+
+
+def test_track_lesions_fits_with_the_cards_scale_prior() -> None:
+    baseline, mask = _lesion(1.0)
+    follow_up, _ = _lesion(1.0, seed=31, tissue=0.53, noise=0.2)  # plain fit: 1.78
+    stub = StubTracker()  # returns the prior mask channel as its output
+    sizes = {}
+    for sd in (0.0, 0.6):
+        stub.config = TrackerConfig(crop_size=SIZE, scale_prior_sd=sd, flip_average=False)
+        (outcome,) = track_lesions(stub, follow_up, baseline, [mask], SPACING)  # type: ignore[arg-type]
+        assert outcome.mask is not None
+        sizes[sd] = int(outcome.mask.sum())
+    assert sizes[0.0] > 3 * mask.sum()
+    assert sizes[0.6] < 2.5 * mask.sum()
