@@ -124,3 +124,31 @@ def test_unit_dice_smoothing_makes_a_blob_on_an_empty_target_costly() -> None:
     half = torch.where((lesion > 0) & (torch.arange(24).view(1, 1, 24, 1, 1) < 12), 12.0, -12.0)
     loss = _loss(TrackerConfig(dice_smooth=1.0))
     assert float(loss(right, lesion)) < 0.01 < 0.3 < float(loss(half, lesion))
+
+
+def test_scale_prior_and_pasted_lesions_reach_training(cache: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import medseq.tracker.pairs as pairs
+
+    seen: list[float] = []
+    pasted: list[int] = []
+    fit, insert = pairs.fit_carried, pairs.insert_lesion
+
+    def spy_fit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(args[-1].prior_sd)
+        return fit(*args, **kwargs)
+
+    def spy_insert(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = insert(*args, **kwargs)
+        pasted.append(0 if out is None else int(out.sum()))
+        return out
+
+    monkeypatch.setattr(pairs, "fit_carried", spy_fit)
+    monkeypatch.setattr(pairs, "insert_lesion", spy_insert)
+    config = TrackerConfig.model_validate({**TINY, "steps": 3, "scale_prior_sd": 0.6,
+                                           "detect_target": "new", "detect_insert": 1.0})
+    train_tracker(cache, tmp_path / "run", config)
+    card = Tracker.load(tmp_path / "run").card
+    assert (card.config.scale_prior_sd, card.config.detect_insert) == (0.6, 1.0)
+    assert set(seen) == {0.6}
+    assert max(pasted, default=0) >= 2
