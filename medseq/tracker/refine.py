@@ -160,7 +160,7 @@ def fit_scale(follow_up: np.ndarray, baseline: np.ndarray, mask: np.ndarray,
     (best, best_cost), best_log = min((objective(v), v) for v in logs)
     step = logs[1] - logs[0]
     for v in best_log + np.linspace(-step, step, FINE_SCALES):
-        (value, raw) = objective(v)
+        value, raw = objective(v)
         if value < best:
             best, best_cost, best_log = value, raw, v
     return ScaleFit(float(np.exp(best_log)), (float(shift[0]), float(shift[1]), float(shift[2])),
