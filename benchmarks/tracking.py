@@ -69,7 +69,7 @@ from medseq.tracker.fill import (
     write_label_map,
 )
 from medseq.tracker.intensity import cache_value, units_per_hu
-from medseq.tracker.pairs import PatientData, load_patient, normaliser
+from medseq.tracker.pairs import PatientData, load_patient, normaliser, surrounding_tissue
 from medseq.tracker.provenance import apply_not_found
 from medseq.tracker.refine import FitLevels
 from medseq.tracker.segment import VANISHED
@@ -180,10 +180,11 @@ def _write_baselines(hidden: Path, work: Path, truth: dict[str, PatientData],
             base, follow = data.timepoints[0], data.timepoints[position]
             labels = np.zeros(view.shape, dtype=np.uint8)
             for n in range(1, len(base.voxels) + 1):
-                lesion = warp_labels(base.components == n, view.to_view, view.shape)
                 if method == "scaled":
                     lesion = _scaled(base.components == n, base.image, follow.image,
                                      view.to_view, levels)
+                else:
+                    lesion = warp_labels(base.components == n, view.to_view, view.shape)
                 if method == "grower":
                     lesion = _grow(base.image[base.components == n], follow.image, lesion)
                 labels[lesion & (labels == 0)] = n
@@ -294,8 +295,6 @@ def _new_lesion_visibility(truth: dict[str, PatientData], preprocess_config: dic
     """How visible the true new lesions are: per lesion, its mean minus the median of the
     tissue around it (1-3 voxels out, other lesions excluded) on the follow-up, in HU, over
     that tissue's SD (the contrast-to-noise ratio a reader or a detector has to go on)."""
-    from scipy import ndimage
-
     hu = 1.0 / units_per_hu(preprocess_config)
     rows: list[dict[str, Any]] = []
     for data in truth.values():
@@ -304,8 +303,7 @@ def _new_lesion_visibility(truth: dict[str, PatientData], preprocess_config: dic
             image = tp.image.astype(np.float64)
             for j in data.new[t]:
                 lesion = tp.components == j
-                ring = (ndimage.binary_dilation(lesion, iterations=3)
-                        & ~ndimage.binary_dilation(lesion) & (tp.components == 0))
+                ring = surrounding_tissue(lesion, tp.components)
                 around = float(np.median(image[ring]))
                 contrast = (float(image[lesion].mean()) - around) * hu
                 noise = float(image[ring].std()) * hu

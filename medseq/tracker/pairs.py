@@ -41,7 +41,7 @@ from medseq.errors import CacheError
 from medseq.preprocess.config import PreprocessConfig
 from medseq.tracker.config import TrackerConfig
 from medseq.tracker.prompt import crop, line_prompt, point_prompt
-from medseq.tracker.refine import FitLevels, ScaleFit, fit_carried, scaled_view
+from medseq.tracker.refine import SOFT_CLIP_HU, FitLevels, ScaleFit, fit_carried, scaled_view
 
 if TYPE_CHECKING:
     from medseq.tracker.views import View
@@ -341,6 +341,14 @@ INSERT_TISSUE_HU = 40.0
 the tissue around it at its own scan."""
 
 
+def surrounding_tissue(lesion: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The tissue around a lesion: between its 1- and 3-voxel dilations, lesions excluded."""
+    from scipy import ndimage
+
+    return (ndimage.binary_dilation(lesion, iterations=3) & ~ndimage.binary_dilation(lesion)
+            & (labels == 0))
+
+
 def insert_lesion(window: np.ndarray, components: np.ndarray, data: PatientData,
                   rng: np.random.Generator) -> np.ndarray | None:
     """Paste one of the patient's lesions into ``window`` (in place) as a new lesion: its
@@ -361,7 +369,7 @@ def insert_lesion(window: np.ndarray, components: np.ndarray, data: PatientData,
     labels = crop(source.components, centre, INSERT_PATCH)
     lesion = labels == j
     grown = ndimage.binary_dilation(lesion)
-    ring = ndimage.binary_dilation(lesion, iterations=3) & ~grown & (labels == 0)
+    ring = surrounding_tissue(lesion, labels)
     if not lesion.any() or not ring.any():
         return None
     tissue = float(np.median(image[ring]))
@@ -372,7 +380,7 @@ def insert_lesion(window: np.ndarray, components: np.ndarray, data: PatientData,
     if mask.sum() < 2:
         return None
     levels = data.levels or FitLevels.for_cache({})
-    tolerance = INSERT_TISSUE_HU * levels.soft_clip / 25.0  # soft_clip is 25 HU
+    tolerance = INSERT_TISSUE_HU * levels.soft_clip / SOFT_CLIP_HU
     half = np.array(mask.shape) // 2
     free = ~ndimage.binary_dilation(components > 0, iterations=int(half.max()) + 2)
     spots = free & (np.abs(ndimage.uniform_filter(window, 3) - tissue) < tolerance)
