@@ -27,8 +27,10 @@ Per follow-up: the RECIST category from ``medseq track`` on the produced masks e
 from the true masks. New lesions (tracker only): sensitivity and false positives per scan,
 and how visible the true ones are (contrast to their surroundings over the surroundings' SD).
 Diagnostics of the RECIST gap (``recist_ceilings``): the agreement of the tracker's masks with
-the truth's vanished lesions cleared, with the true new lesions added, and both; and of the
-true masks moved by up to half a voxel (the noise floor of any method on this grid).
+the truth's vanished lesions cleared, with the true new lesions added, and both; of the
+true masks moved by up to half a voxel (the noise floor of any method on this grid); and of
+the baseline masks scaled by the true diameter ratios, exactly and with a 10% error (what
+drawing the baseline's shape at the right size reaches).
 Everything is reused from ``--work`` when present, so reruns only redo what is missing.
 
 Usage:
@@ -71,7 +73,7 @@ from medseq.tracker.fill import (
 from medseq.tracker.intensity import cache_value, units_per_hu
 from medseq.tracker.pairs import PatientData, load_patient, normaliser, surrounding_tissue
 from medseq.tracker.provenance import apply_not_found
-from medseq.tracker.refine import FitLevels
+from medseq.tracker.refine import FitLevels, ScaleFit
 from medseq.tracker.segment import VANISHED
 from medseq.tracker.train import dice, train_tracker
 from medseq.tracking.lesions import find_lesions
@@ -80,6 +82,8 @@ from medseq.tracking.pipeline import track_cache
 METHODS = ("tracker", "registration", "scaled", "grower")
 SIZE_BINS = ((0, 10), (10, 30), (30, 100), (100, 0))
 """True lesion sizes (voxels) the median Dice is also broken down by."""
+SCALE_JITTER = 0.1
+"""SD of the log-normal error given to the true diameter ratios (``true_scale_jitter``)."""
 LUNG_SHELL_HU = -150.0
 """A baseline lesion whose surrounding shell averages below this is a lung lesion."""
 
@@ -228,7 +232,13 @@ def _ceilings(hidden: Path, work: Path, truth: dict[str, PatientData], provenanc
     - ``true_gone_and_new``: both;
     - ``truth_shifted``: the true masks, each component moved by a random shift of up to half
       a voxel per axis (seeded): how far RECIST moves with a re-delineation at this grid's
-      resolution, the noise floor of any method.
+      resolution, the noise floor of any method;
+    - ``true_scale``: no network and no fit: each baseline lesion carried by the registration
+      and scaled by its true diameter ratio (the cube root of the truth's volume ratio; gone
+      where the truth has no voxel of it), with no new lesions: what a method that draws the
+      baseline's shape at exactly the right size reaches;
+    - ``true_scale_jitter``: the same with each ratio multiplied by a seeded log-normal error
+      of SD ``SCALE_JITTER``: how exactly the size has to be measured.
     """
     from scipy import ndimage
 
@@ -265,6 +275,25 @@ def _ceilings(hidden: Path, work: Path, truth: dict[str, PatientData], provenanc
             labels[moved & (labels == 0)] = value[j]
         return labels
 
+    def true_scale(jitter: float) -> Callable[[str, int, Any], np.ndarray]:
+        draw = np.random.default_rng(1)
+
+        def labels_of(pid: str, position: int, view: Any) -> np.ndarray:
+            data = truth[pid]
+            base, tp = data.timepoints[0], data.timepoints[position]
+            per_voxel = float(np.prod(tp.spacing) / np.prod(base.spacing))
+            labels = np.zeros(view.shape, dtype=np.uint8)
+            for n in range(1, len(base.voxels) + 1):
+                voxels = sum(int(tp.voxels[j - 1]) for j in data.links[position][n])
+                error = float(np.exp(draw.normal(0.0, jitter))) if jitter else 1.0
+                if voxels:
+                    ratio = (voxels * per_voxel / float(base.voxels[n - 1])) ** (1.0 / 3.0)
+                    lesion = _carried_scaled(base.components == n, view.to_view, view.shape,
+                                             ScaleFit(ratio * error, (0.0, 0.0, 0.0), 0.0))
+                    labels[lesion & (labels == 0)] = n
+            return labels
+        return labels_of
+
     # fill_cache records each follow-up's tracker lesions in baseline-lesion order (1..n).
     vanished = Provenance(filled=provenance.filled, lesions=[])
     order: dict[tuple[str, int], int] = {}
@@ -279,7 +308,9 @@ def _ceilings(hidden: Path, work: Path, truth: dict[str, PatientData], provenanc
     for name, producer, sources in (("true_gone", oracle(True, False), vanished),
                                     ("true_new", oracle(False, True), provenance),
                                     ("true_gone_and_new", oracle(True, True), vanished),
-                                    ("truth_shifted", shifted, None)):
+                                    ("truth_shifted", shifted, None),
+                                    ("true_scale", true_scale(0.0), None),
+                                    ("true_scale_jitter", true_scale(SCALE_JITTER), None)):
         filled = work / f"ceiling_{name}"  # rewritten: it follows this run's tracker
         shutil.rmtree(filled, ignore_errors=True)
         _write_filled(hidden, filled, truth, producer)
@@ -320,15 +351,30 @@ def _new_lesion_visibility(truth: dict[str, PatientData], preprocess_config: dic
 def _scaled(lesion: np.ndarray, base_image: np.ndarray, follow: np.ndarray,
             to_view: np.ndarray, levels: FitLevels, size: int = 32) -> np.ndarray:
     """The baseline lesion carried by the registration, then scaled and moved as
-    :func:`medseq.tracker.refine.fit_carried` fits it (a ``size``^3 crop, trilinear, >= 0.5)."""
-    from medseq.tracker.prompt import paste
-    from medseq.tracker.refine import fit_carried, scaled_view
-    from medseq.tracker.views import apply, sample_crop
+    :func:`medseq.tracker.refine.fit_carried` fits it (on a ``size``^3 crop)."""
+    from medseq.tracker.refine import fit_carried
+    from medseq.tracker.views import apply
 
     point = apply(to_view, np.argwhere(lesion).mean(axis=0))
-    centre = np.rint(point).astype(int)
     fit = fit_carried(follow, base_image, lesion, to_view, point, size, levels)
-    out = np.zeros(follow.shape, dtype=bool)
+    return _carried_scaled(lesion, to_view, follow.shape, fit, size)
+
+
+def _carried_scaled(lesion: np.ndarray, to_view: np.ndarray, shape: tuple[int, ...],
+                    fit: ScaleFit, size: int = 32) -> np.ndarray:
+    """The baseline ``lesion`` (registered grid) carried onto a follow-up grid of ``shape`` by
+    ``to_view``, scaled by ``fit`` about its carried centroid and moved by its shift: trilinear,
+    >= 0.5, on a crop of at least ``size``^3 that holds the scaled lesion."""
+    from medseq.tracker.prompt import paste
+    from medseq.tracker.refine import scaled_view
+    from medseq.tracker.views import apply, sample_crop
+
+    inside = np.argwhere(lesion)
+    point = apply(to_view, inside.mean(axis=0))
+    centre = np.rint(point).astype(int)
+    reach = float(np.abs(inside - inside.mean(axis=0)).max()) * fit.scale
+    size = max(size, 2 * int(np.ceil(reach)) + 8)
+    out = np.zeros(shape, dtype=bool)
     paste(out, sample_crop(lesion, scaled_view(to_view, point, fit), centre, size, order=1) >= 0.5,
           centre)
     return out
