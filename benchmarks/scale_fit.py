@@ -88,13 +88,14 @@ def fit_rows(work: Path, cohort: str, prior_sd: float) -> tuple[list[dict[str, A
     config = normaliser(manifest.config)
     levels = FitLevels.for_cache(manifest.config, prior_sd)
     lung_below = cache_value(manifest.config, LUNG_SHELL_HU)
-    key = read_salt(cache)
-    if key is None:
+    key = read_salt(cache) if manifest.pseudonymised else None
+    if manifest.pseudonymised and key is None:
         raise SystemExit(f"{cache}: no pseudonym key; run benchmarks/tracking.py first")
     rows: list[dict[str, Any]] = []
     unmatched = 0
     for patient in truth["patients"]:
-        record = manifest.patients.get(pseudonym(patient["patient_id"], key))
+        record = manifest.patients.get(pseudonym(patient["patient_id"], key) if key
+                                       else patient["patient_id"])
         data = None if record is None or record.status != "ok" else load_patient(cache, record,
                                                                                  config)
         if record is None or data is None:
