@@ -11,8 +11,8 @@ the training cohort (the default) is where a change to it is judged.
 
 Reports, for lesions present at the follow-up: the log error ``log(fitted / true)`` as median
 of its absolute value, RMS, mean (the bias), the share within 0.1 (10%) and beyond 0.35, by
-tissue (lung: the baseline lesion's 2-voxel shell below -150 HU on average, as in the tracking
-benchmark; soft tissue by organ), by baseline size, by the generator's hidden change of rim
+tissue (lung: the baseline lesion's 2-voxel shell below -150 HU on average, the tracking
+benchmark's own rule; soft tissue by organ), by baseline size, by the generator's hidden change of rim
 enhancement under treatment (sensitive lesions lose it, resistant ones gain it), for RECIST
 target lesions, and the share of fits at the ends of the search; for lesions the truth says
 vanished, the quartiles of the fitted ratio. The RECIST agreement such errors allow is the
@@ -37,6 +37,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tracking import LUNG_SHELL_HU, SIZE_BINS, is_lung_lesion
+
 from medseq.contracts.cache import read_manifest
 from medseq.preprocess.pseudonym import pseudonym, read_salt
 from medseq.tracker.intensity import cache_value
@@ -44,10 +46,8 @@ from medseq.tracker.pairs import load_patient, normaliser
 from medseq.tracker.refine import SCALE_RANGE, FitLevels, fit_carried
 from medseq.tracker.views import apply
 
-LUNG_SHELL_HU = -150.0
 MATCH_MM = 5.0
 """A baseline mask component is the generator's lesion whose centroid is this close."""
-SIZE_BINS = ((0, 10), (10, 30), (30, 100), (100, 0))
 RIM_CHANGE_HU = 10.0
 """Rim enhancement lost or gained under treatment by more than this (HU): the ``rim`` rows."""
 
@@ -96,9 +96,10 @@ def fit_rows(work: Path, cohort: str, prior_sd: float) -> tuple[list[dict[str, A
     for patient in truth["patients"]:
         record = manifest.patients.get(pseudonym(patient["patient_id"], key) if key
                                        else patient["patient_id"])
-        data = None if record is None or record.status != "ok" else load_patient(cache, record,
-                                                                                 config)
-        if record is None or data is None:
+        if record is None or record.status != "ok":
+            continue
+        data = load_patient(cache, record, config)
+        if data is None:
             continue
         affine = np.asarray(record.grid_affine)
         base = data.timepoints[0]
@@ -112,8 +113,7 @@ def fit_rows(work: Path, cohort: str, prior_sd: float) -> tuple[list[dict[str, A
             volumes = [next((les["volume_ml"] for les in scan["lesions"]
                              if les["lesion_id"] == lesion_id), 0.0)
                        for scan in patient["timepoints"]]
-            shell = _shell(mask)
-            lung = bool(base.image[shell].astype(np.float64).mean() < lung_below)
+            lung = is_lung_lesion(base.image, mask, lung_below)
             for t in range(1, len(data.timepoints)):
                 tp = data.timepoints[t]
                 point = apply(tp.to_view, base.centroids[n - 1])
@@ -137,12 +137,6 @@ def _match(affine: np.ndarray, centroid: np.ndarray, lesions: list[dict[str, Any
     if best is None or np.linalg.norm(np.asarray(best["centroid_mm"]) - where) > MATCH_MM:
         return None
     return str(best["lesion_id"])
-
-
-def _shell(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
-    return np.asarray(ndimage.binary_dilation(mask, iterations=2) & ~mask)
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

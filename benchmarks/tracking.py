@@ -418,7 +418,6 @@ def _label_maps(filled: Path) -> Callable[[str, int], np.ndarray]:
 
 def _lesion_metrics(filled: Path, truth: dict[str, PatientData], lung_below: float
                     ) -> list[dict[str, Any]]:
-    from scipy import ndimage
 
     rows = []
     label_map = _label_maps(filled)
@@ -428,9 +427,8 @@ def _lesion_metrics(filled: Path, truth: dict[str, PatientData], lung_below: flo
         base_ld, lung = [], []
         for n in range(1, len(base.voxels) + 1):
             lesion = base.components == n
-            shell = ndimage.binary_dilation(lesion, iterations=2) & ~lesion
             base_ld.append(_sod(lesion, base_affine))
-            lung.append(bool(base.image[shell].astype(np.float64).mean() < lung_below))
+            lung.append(is_lung_lesion(base.image, lesion, lung_below))
         for t in range(1, len(data.timepoints)):
             labels = label_map(pid, t)
             tp = data.timepoints[t]
@@ -455,6 +453,15 @@ def _lesion_metrics(filled: Path, truth: dict[str, PatientData], lung_below: flo
                                ld_predicted=_sod(pred, affine))
                 rows.append(row)
     return rows
+
+
+def is_lung_lesion(image: np.ndarray, lesion: np.ndarray, lung_below: float) -> bool:
+    """A lesion whose 2-voxel shell on ``image`` averages below ``lung_below`` (cache units of
+    ``LUNG_SHELL_HU``) lies in the lung (also used by ``benchmarks/scale_fit.py``)."""
+    from scipy import ndimage
+
+    shell = ndimage.binary_dilation(lesion, iterations=2) & ~lesion
+    return bool(image[shell].astype(np.float64).mean() < lung_below)
 
 
 def _sod(mask: np.ndarray, affine: np.ndarray) -> float:
