@@ -25,7 +25,9 @@ fragments), and the slope of the predicted on the true log change of the longest
 lesions and for the rest (the baseline lesion's 2-voxel shell below -150 HU on average: lung).
 Per follow-up: the RECIST category from ``medseq track`` on the produced masks equals the category
 from the true masks. New lesions (tracker only): sensitivity and false positives per scan,
-and how visible the true ones are (contrast to their surroundings over the surroundings' SD).
+how visible the true ones are (contrast to their surroundings over the surroundings' SD), and
+the subtraction detector's sensitivity and false positives at the thresholds that the training
+cohort gives for 0.02, 0.1 and 0.5 false positives per follow-up (``subtraction_froc``).
 Diagnostics of the RECIST gap (``recist_ceilings``): the agreement of the tracker's masks with
 the truth's vanished lesions cleared, with the true new lesions added, and both; of the
 true masks moved by up to half a voxel (the noise floor of any method on this grid); and of
@@ -133,6 +135,8 @@ def main() -> None:
         recist[method] = _recist_agreement(results, truth_tracking)
     new = _new_lesions(work / "filled_tracker", truth)
     new["visibility"] = _new_lesion_visibility(truth, manifest.config, lung_below)
+    new["subtraction_froc"] = _subtraction_froc(train_cache, work / "filled_tracker", truth,
+                                                manifest.config)
     ceilings = _ceilings(hidden, work, truth, provenance, truth_tracking)
     scans = sum(len(d.timepoints) - 1 for d in truth.values())
     patches = args.steps * int(card["batch_size"]) * (2 if card.get("detector") == "separate"
@@ -346,6 +350,59 @@ def _new_lesion_visibility(truth: dict[str, PatientData], preprocess_config: dic
                                for tissue in ("lung", "other")},
             "count": {tissue: sum(r["tissue"] == tissue for r in rows)
                       for tissue in ("lung", "other")}}
+
+
+def _subtraction_froc(train_cache: Path, filled: Path, truth: dict[str, PatientData],
+                      preprocess_config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The subtraction detector at thresholds chosen on the training cohort's follow-ups for
+    several false-positive limits (``train-tracker`` uses ``subtract_max_fp_per_scan``):
+    sensitivity and false positives per follow-up on the test set, with the tracker's
+    follow-up masks explaining what changed (as in ``track --tracker``)."""
+    from medseq.tracker.detect import choose_subtraction_threshold, detect_by_subtraction
+    from medseq.tracker.train import subtraction_scores
+    from medseq.tracker.views import warp_labels
+
+    manifest = read_manifest(train_cache)
+    config = normaliser(manifest.config)
+    train = [d for r in manifest.ok_patients()
+             if (d := load_patient(train_cache, r, config)) is not None]
+    train_scored, train_scans, _ = subtraction_scores(train, manifest.config)
+    label_map = _label_maps(filled)
+    found: list[tuple[float, int]] = []  # (best score on the lesion, lesion id)
+    false: list[float] = []
+    scans = total = 0
+    for pid, data in truth.items():
+        base = data.timepoints[0]
+        count = len(base.voxels)
+        lesions = [base.components == n for n in range(1, count + 1)]
+        for t in range(1, len(data.timepoints)):
+            tp = data.timepoints[t]
+            labels = label_map(pid, t)
+            tracked = [(labels > 0) & (labels <= count)]
+            carried = [warp_labels(m, tp.to_view, tp.image.shape) for m in lesions]
+            candidates = detect_by_subtraction(
+                tp.image.astype(np.float32), tp.body, tp.spacing, tracked=tracked,
+                baseline=carried, baseline_image=base.image, to_view=tp.to_view,
+                preprocess_config=preprocess_config)
+            for j in data.new[t]:
+                mask = tp.components == j
+                scores = [c.score for c in candidates if (c.mask & mask).any()]
+                found.append((max(scores) if scores else -1.0, total))
+                total += 1
+            truths = np.isin(tp.components, data.new[t]) & (tp.components > 0)
+            false += [c.score for c in candidates if not (c.mask & truths).any()]
+            scans += 1
+    out = []
+    for limit in (0.02, 0.1, 0.5):
+        threshold = choose_subtraction_threshold(train_scored, train_scans, limit)
+        if threshold is None:
+            continue
+        hits = sum(score >= threshold for score, _ in found)
+        out.append({"train_fp_limit": limit, "threshold": threshold,
+                    "sensitivity_pct": 100 * hits / total if total else None,
+                    "found": hits, "new_lesions": total,
+                    "fp_per_scan": sum(s >= threshold for s in false) / max(scans, 1)})
+    return out
 
 
 def _scaled(lesion: np.ndarray, base_image: np.ndarray, follow: np.ndarray,
@@ -576,6 +633,12 @@ def _print(report: dict[str, Any]) -> None:
         for tissue in ("lung", "other")) + "; per lesion (voxels, contrast HU / noise HU): "
         + ", ".join(f"{r['tissue']} {r['voxels']} {r['contrast_hu']:.0f}/{r['noise_hu']:.0f}"
                     for r in seen["lesions"]))
+    for point in new.get("subtraction_froc", []):
+        print(f"subtraction detector at the threshold with <= {point['train_fp_limit']} false "
+              f"positives per training follow-up ({point['threshold']:.2f}): "
+              f"{point['found']} of {point['new_lesions']} test new lesions "
+              f"({cell(point['sensitivity_pct'], 1)} %), {cell(point['fp_per_scan'], 3)} "
+              "false positives per follow-up")
     for name, agreement in report["recist_ceilings"].items():
         pairs = ", ".join(f"{k} {v}" for k, v in agreement["confusion"].items())
         print(f"RECIST equal, diagnostic {name}: {cell(agreement['equal_pct'], 1)} % ({pairs})")

@@ -89,12 +89,18 @@ class TrackerConfig(BaseModel):
     """The detection threshold is the lowest score with at most this many false positives per
     scan on the held-out training patients."""
     min_new_voxels: int = Field(default=2, ge=1)
-    detector: Literal["separate", "shared"] = "separate"
-    """New-lesion detection by a second network of the same shape over [follow-up, baseline]
-    channels, trained beside the tracker on detection samples only (``separate``), or by the
-    tracker itself without a prompt (``shared``, trackers before card format 2; measured: the
-    shared network learns to follow the prompt and detects nothing, docs/track.md). With a
-    separate detector the tracker's batches hold only the track and self shares of ``mix``."""
+    detector: Literal["subtraction", "separate", "shared"] = "subtraction"
+    """New-lesion detection by subtracting the registered baseline from the follow-up
+    (``subtraction``, the default: no network, :mod:`medseq.tracker.subtraction`, CT only), by
+    a second network of the same shape over [follow-up, baseline] channels, trained beside the
+    tracker on detection samples only (``separate``), or by the tracker itself without a
+    prompt (``shared``, trackers before card format 2; measured: the shared network learns to
+    follow the prompt and detects nothing, docs/track.md). Without a shared detector the
+    tracker's batches hold only the track and self shares of ``mix``."""
+    subtract_max_fp_per_scan: float = Field(default=0.02, ge=0)
+    """``detector: subtraction``: the threshold is the lowest score with at most this many
+    false positives per follow-up on all training patients (their true follow-up lesions
+    explain what changed); each false positive makes a follow-up PD, hence the low default."""
     track_prior: Literal["baseline", "point"] = "baseline"
     """Inference: a follow-up lesion is segmented with the baseline crop and the baseline
     lesion's mask as its prior (``baseline``), or from the propagated point alone, the
@@ -126,6 +132,19 @@ class TrackerConfig(BaseModel):
     """``auto``: bf16 autocast on CUDA only; ``off``."""
     threads: int | None = None
     deterministic: bool = True
+
+    @model_validator(mode="after")
+    def _network_detector_settings(self) -> TrackerConfig:
+        """Settings that only train a detection network are refused without one, rather than
+        silently ignored."""
+        if self.detector == "subtraction":
+            if self.detect_insert > 0:
+                raise ValueError("detect_insert trains a detection network: it needs "
+                                 "detector: separate or shared")
+            if self.detect_target != "all":
+                raise ValueError("detect_target trains a detection network: it needs "
+                                 "detector: separate or shared")
+        return self
 
 
 class TrackerCard(BaseModel):

@@ -1,20 +1,22 @@
-"""New lesions: the tracker's network without a prompt, slid over the follow-up's body.
+"""New lesions: by subtraction (the default, :mod:`medseq.tracker.subtraction`) or by a
+network without a prompt slid over the follow-up's body.
 
-The prompt and the baseline-mask channel are zero, so the network segments every lesion it
+The network's prompt and baseline-mask channels are zero, so it segments every lesion it
 sees (it is trained so on the ``detect`` samples); with ``detect_context`` the baseline
-channel holds the baseline image carried onto the window, so the network also sees what was
-there before. Windows overlap by a quarter; probabilities
-are averaged. Components above the voxel threshold, inside the body, that no baseline lesion
-explains (they touch no tracked lesion's mask grown by one voxel, and their centroid is farther
-than the lesion's radius + 10 mm from every baseline lesion's propagated position) are
-proposals; the score is the component's maximum probability, kept when it reaches the
-threshold chosen on the held-out training patients (:func:`choose_threshold`).
+channel holds the baseline image carried onto the window, so it also sees what was there
+before. Windows overlap by a quarter; probabilities are averaged. Either way, components that
+no baseline lesion explains (they touch no tracked lesion's mask, grown by one voxel for the
+network and two for subtraction, and their centroid is farther than the lesion's radius +
+10 mm from every baseline lesion's propagated position) are proposals, kept when their score
+reaches the threshold chosen on training patients (:func:`choose_threshold` on the held-out
+ones for a network, :func:`choose_subtraction_threshold` on all of them for subtraction).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -50,15 +52,8 @@ def detect_new(tracker: Tracker, image: np.ndarray, body: np.ndarray, spacing: n
                                       structure=np.ones((3, 3, 3)))
     if not count:
         return []
-    explained = np.zeros(image.shape, dtype=bool)
-    for mask in tracked:
-        explained |= mask
-    explained = ndimage.binary_dilation(explained, structure=np.ones((3, 3, 3)))
-    anchors = []
-    for mask in baseline:
-        voxels = int(mask.sum())
-        radius = (3 * voxels * float(np.prod(spacing)) / (4 * np.pi)) ** (1 / 3)
-        anchors.append((np.argwhere(mask).mean(axis=0), radius + EXPLAIN_MARGIN_MM))
+    explained = _explained(image.shape, tracked)
+    anchors = _anchors(baseline, spacing)
     out = []
     for j, box in enumerate(ndimage.find_objects(components), start=1):
         if box is None:
@@ -68,12 +63,66 @@ def detect_new(tracker: Tracker, image: np.ndarray, body: np.ndarray, spacing: n
         if int(mask.sum()) < config.min_new_voxels or (explained & mask).any():
             continue
         centroid = np.argwhere(mask).mean(axis=0)
-        if any(np.linalg.norm((centroid - a) * spacing) <= r for a, r in anchors):
+        if _near_anchor(centroid, anchors, spacing):
             continue
         score = float(probability[mask].max())
         if score >= min_score:
             out.append(Candidate(mask=mask, score=score, centroid=centroid))
     return out
+
+
+def detect_by_subtraction(image: np.ndarray, body: np.ndarray, spacing: np.ndarray, *,
+                          tracked: Sequence[np.ndarray], baseline: Sequence[np.ndarray],
+                          baseline_image: np.ndarray, to_view: np.ndarray | None,
+                          preprocess_config: Mapping[str, Any], min_score: float = 0.0,
+                          min_voxels: int = 2) -> list[Candidate]:
+    """New-lesion candidates of :mod:`medseq.tracker.subtraction` not explained by
+    ``tracked`` (follow-up masks) or ``baseline`` lesions (both on the follow-up's grid);
+    ``baseline_image`` is on the registered grid, reached by ``to_view``."""
+    from medseq.tracker.subtraction import Levels, resample_to_view, subtraction_candidates
+
+    carried = resample_to_view(baseline_image, to_view, image.shape)
+    explained = np.zeros(image.shape, dtype=bool)
+    for mask in [*tracked, *baseline]:
+        explained |= mask
+    anchors = _anchors(baseline, spacing)
+    out = []
+    for mask, score in subtraction_candidates(image, carried, body, spacing, explained,
+                                              Levels.for_cache(preprocess_config)):
+        if int(mask.sum()) < min_voxels or score < min_score:
+            continue
+        centroid = np.argwhere(mask).mean(axis=0)
+        if not _near_anchor(centroid, anchors, spacing):
+            out.append(Candidate(mask=mask, score=score, centroid=centroid))
+    return out
+
+
+def _explained(shape: tuple[int, ...], tracked: Sequence[np.ndarray]) -> np.ndarray:
+    """The tracked lesions grown by one voxel."""
+    from scipy import ndimage
+
+    explained = np.zeros(shape, dtype=bool)
+    for mask in tracked:
+        explained |= mask
+    return ndimage.binary_dilation(explained, structure=np.ones((3, 3, 3)))
+
+
+def _anchors(baseline: Sequence[np.ndarray], spacing: np.ndarray
+             ) -> list[tuple[np.ndarray, float]]:
+    """(carried centroid, radius + ``EXPLAIN_MARGIN_MM``) of every baseline lesion."""
+    anchors = []
+    for mask in baseline:
+        voxels = int(mask.sum())
+        if not voxels:
+            continue
+        radius = (3 * voxels * float(np.prod(spacing)) / (4 * np.pi)) ** (1 / 3)
+        anchors.append((np.argwhere(mask).mean(axis=0), radius + EXPLAIN_MARGIN_MM))
+    return anchors
+
+
+def _near_anchor(centroid: np.ndarray, anchors: Sequence[tuple[np.ndarray, float]],
+                 spacing: np.ndarray) -> bool:
+    return any(np.linalg.norm((centroid - a) * spacing) <= r for a, r in anchors)
 
 
 def sliding_window(tracker: Tracker, image: np.ndarray, body: np.ndarray,
@@ -149,3 +198,23 @@ def choose_threshold(scored: Sequence[tuple[float, bool]], scans: int, max_fp_pe
     if best is None or not any(true and s >= best for s, true in scored):
         return None
     return best
+
+
+def choose_subtraction_threshold(scores: Sequence[tuple[float, bool]], scans: int,
+                                 max_fp_per_scan: float) -> float | None:
+    """The lowest score threshold whose false positives (candidates that are no true new
+    lesion) stay within ``max_fp_per_scan`` on ``scans`` training follow-ups.
+
+    Unlike :func:`choose_threshold` a true new lesion above it is not required: the score is
+    not learned, so the false positives alone fix what it costs (each makes its follow-up PD),
+    and a training cohort's new lesions may all lie in tissue where subtraction sees none.
+    None: no candidate at all (nothing to threshold). With fewer false positives than allowed,
+    the lowest score seen.
+    """
+    if not scores:
+        return None
+    allowed = int(np.floor(max_fp_per_scan * max(scans, 1) + 1e-9))
+    false = sorted((s for s, true in scores if not true), reverse=True)
+    if allowed >= len(false):
+        return float(min(s for s, _ in scores))
+    return float(np.nextafter(false[allowed], np.inf))

@@ -193,6 +193,8 @@ def _fill_patient(tracker: object, cache_dir: Path, out_dir: Path, record: Patie
     else:
         return moved
     grid_shape = base_image.shape
+    if tracker.config.detector == "subtraction" and not _all_ct(record):  # type: ignore[attr-defined]
+        detect = False  # its rules are in HU
     for position, tp in enumerate(timepoints[1:], start=1):
         if tp.mask or tp.mask_native:
             continue
@@ -208,6 +210,11 @@ def _fill_patient(tracker: object, cache_dir: Path, out_dir: Path, record: Patie
     return moved.model_copy(update={"has_mask": True})
 
 
+def _all_ct(record: PatientRecord) -> bool:
+    return all((tp.intensity or {}).get("kind", "ct_window") == "ct_window"
+               for tp in record.timepoints)
+
+
 def follow_up_labels(tracker: object, patient_id: str, timepoint: int, image: np.ndarray,
                      body: np.ndarray, base_image: np.ndarray, lesions: Sequence[np.ndarray],
                      spacing: np.ndarray, affine: np.ndarray, *, detect: bool = True,
@@ -219,7 +226,7 @@ def follow_up_labels(tracker: object, patient_id: str, timepoint: int, image: np
     registered grid (``base_image``, ``lesions``, ``affine``) by ``to_view`` (None: the
     registered grid itself); the label map is on the follow-up's grid.
     """
-    from medseq.tracker.detect import detect_new
+    from medseq.tracker.detect import detect_by_subtraction, detect_new
     from medseq.tracker.segment import FOUND, track_lesions
     from medseq.tracker.views import warp_labels
 
@@ -240,9 +247,16 @@ def follow_up_labels(tracker: object, patient_id: str, timepoint: int, image: np
         tracked = [o.mask for o in outcomes if o.mask is not None]
         carried = (lesions if to_view is None
                    else [warp_labels(m, to_view, image.shape) for m in lesions])
-        candidates = detect_new(tracker, image, body, spacing, tracked=tracked,  # type: ignore[arg-type]
-                                baseline=carried, min_score=threshold,
-                                baseline_image=base_image, to_view=to_view)
+        if tracker.config.detector == "subtraction":  # type: ignore[attr-defined]
+            candidates = detect_by_subtraction(
+                image, body, spacing, tracked=tracked, baseline=carried,
+                baseline_image=base_image, to_view=to_view, min_score=threshold,
+                preprocess_config=tracker.card.preprocess_config,  # type: ignore[attr-defined]
+                min_voxels=tracker.config.min_new_voxels)  # type: ignore[attr-defined]
+        else:
+            candidates = detect_new(tracker, image, body, spacing, tracked=tracked,  # type: ignore[arg-type]
+                                    baseline=carried, min_score=threshold,
+                                    baseline_image=base_image, to_view=to_view)
         value = len(lesions)
         for candidate in sorted(candidates, key=lambda c: -c.score):
             value += 1

@@ -100,6 +100,7 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
     torch.manual_seed(config.seed)
     network = build_network(config).to(device)
     separate = config.detector == "separate"
+    shared = config.detector == "shared"
     detector = build_detector(config).to(device) if separate else None
     # One module and one optimiser over both networks: checkpoints and resume stay as they are.
     modules = torch.nn.ModuleDict({"tracker": network, **({"detector": detector}
@@ -121,7 +122,7 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
         start_epoch, history = int(info["epoch"]), list(info["losses"])
         say(f"resuming after epoch {start_epoch}")
     pools = items(train, config.track_pairs)
-    tracker_kinds = ("track", "self") if separate else ("track", "self", "detect")
+    tracker_kinds = ("track", "self", "detect") if shared else ("track", "self")
     loss_fn = _loss(config)
     amp = device.type == "cuda" and config.amp == "auto"
     for epoch in range(start_epoch, epochs):
@@ -162,10 +163,21 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
     modules.eval()
     tracker = Tracker(card, network, device, detector)
     held_out = val or train
-    metrics, threshold = evaluate_held_out(tracker, held_out, config)
+    metrics, threshold = evaluate_held_out(tracker, held_out, config,
+                                           detect=config.detector != "subtraction")
+    if config.detector == "subtraction":
+        found, threshold = subtraction_threshold(patients, config, manifest.config)
+        metrics.update(found)
+        shown = "none" if threshold is None else f"{threshold:.2f}"
+        say(f"subtraction detector: threshold {shown}, {found['detect_true_kept']} "
+            f"of {found['detect_new_lesions']} training new lesions at or above it, "
+            f"{found['detect_fp_per_scan']:.3f} false positives per follow-up")
     card.detect_threshold = threshold
     card.metrics.update(metrics)
-    if threshold is None:
+    if threshold is None and config.detector == "subtraction":
+        say("detector off: the subtraction found no candidate on the training follow-ups; "
+            "new lesions will not be reported")
+    elif threshold is None:
         say(f"detector off: {metrics['detect_candidates']} proposals on the held-out scans "
             f"({metrics['detect_true_candidates']} true), no score threshold keeps false "
             f"positives within {config.detect_max_fp_per_scan} per scan and a true new lesion; "
@@ -179,10 +191,10 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
                         time.monotonic() - started)
 
 
-def evaluate_held_out(tracker: Any, patients: Sequence[PatientData], config: TrackerConfig
-                      ) -> tuple[dict[str, Any], float | None]:
-    """Median follow-up Dice and the detection threshold (None: detector off) on held-out
-    patients."""
+def evaluate_held_out(tracker: Any, patients: Sequence[PatientData], config: TrackerConfig,
+                      *, detect: bool = True) -> tuple[dict[str, Any], float | None]:
+    """Median follow-up Dice and the network detector's threshold (None: detector off, or not
+    ``detect``) on held-out patients."""
     from medseq.tracker.detect import choose_threshold, detect_new
     from medseq.tracker.segment import track_lesions
     from medseq.tracker.views import warp_labels
@@ -202,6 +214,10 @@ def evaluate_held_out(tracker: Any, patients: Sequence[PatientData], config: Tra
                 truth = np.isin(tp.components, data.links[t][i]) & (tp.components > 0)
                 if truth.any():
                     dices.append(dice(outcome.mask, truth))
+            scans += 1
+            truths += len(data.new[t])
+            if not detect:
+                continue
             tracked = [o.mask for o in outcomes if o.mask is not None]
             carried = [warp_labels(m, tp.to_view, tp.image.shape) for m in lesions]
             candidates = detect_new(tracker, tp.image.astype(np.float32), tp.body,
@@ -210,14 +226,61 @@ def evaluate_held_out(tracker: Any, patients: Sequence[PatientData], config: Tra
                                     to_view=tp.to_view)
             new = np.isin(tp.components, data.new[t]) & (tp.components > 0)
             scored += [(c.score, bool((c.mask & new).any())) for c in candidates]
-            scans += 1
-            truths += len(data.new[t])
-    threshold = choose_threshold(scored, scans, config.detect_max_fp_per_scan)
+    threshold = (choose_threshold(scored, scans, config.detect_max_fp_per_scan) if detect
+                 else None)
     metrics = {"val_median_dice": float(np.median(dices)) if dices else None,
                "val_lesions": len(dices), "val_scans": scans, "val_new_lesions": truths,
                "detect_threshold": threshold, "detect_candidates": len(scored),
                "detect_true_candidates": sum(true for _, true in scored)}
     return metrics, threshold
+
+
+def subtraction_threshold(patients: Sequence[PatientData], config: TrackerConfig,
+                          preprocess_config: dict[str, Any]
+                          ) -> tuple[dict[str, Any], float | None]:
+    """The subtraction detector's threshold on every training follow-up
+    (:func:`subtraction_scores`, :func:`choose_subtraction_threshold`) and what it keeps."""
+    from medseq.tracker.detect import choose_subtraction_threshold
+
+    scored, scans, truths = subtraction_scores(patients, preprocess_config,
+                                               config.min_new_voxels)
+    threshold = choose_subtraction_threshold(scored, scans, config.subtract_max_fp_per_scan)
+    kept = [true for s, true in scored if threshold is not None and s >= threshold]
+    return ({"detect_scans": scans, "detect_new_lesions": truths,
+             "detect_candidates": len(scored),
+             "detect_true_candidates": sum(true for _, true in scored),
+             "detect_true_kept": sum(kept),
+             "detect_fp_per_scan": (len(kept) - sum(kept)) / max(scans, 1),
+             "detect_threshold": threshold}, threshold)
+
+
+def subtraction_scores(patients: Sequence[PatientData], preprocess_config: dict[str, Any],
+                       min_voxels: int = 2) -> tuple[list[tuple[float, bool]], int, int]:
+    """(score, is a true new lesion) of every subtraction candidate on the patients'
+    follow-ups, the number of follow-ups and of true new lesions. Each follow-up's true
+    lesions linked to a baseline lesion explain what changed."""
+    from medseq.tracker.detect import detect_by_subtraction
+    from medseq.tracker.views import warp_labels
+
+    scored: list[tuple[float, bool]] = []
+    scans = truths = 0
+    for data in patients:
+        base = data.timepoints[0]
+        lesions = [base.components == i for i in range(1, len(base.voxels) + 1)]
+        for t in range(1, len(data.timepoints)):
+            tp = data.timepoints[t]
+            linked = [j for parts in data.links[t].values() for j in parts]
+            tracked = [np.isin(tp.components, linked) & (tp.components > 0)]
+            carried = [warp_labels(m, tp.to_view, tp.image.shape) for m in lesions]
+            candidates = detect_by_subtraction(
+                tp.image.astype(np.float32), tp.body, tp.spacing, tracked=tracked,
+                baseline=carried, baseline_image=base.image, to_view=tp.to_view,
+                preprocess_config=preprocess_config, min_voxels=min_voxels)
+            new = np.isin(tp.components, data.new[t]) & (tp.components > 0)
+            scored += [(c.score, bool((c.mask & new).any())) for c in candidates]
+            scans += 1
+            truths += len(data.new[t])
+    return scored, scans, truths
 
 
 def dice(mask: np.ndarray | None, truth: np.ndarray) -> float:

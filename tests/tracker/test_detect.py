@@ -37,8 +37,9 @@ def test_saturated_false_positives_switch_the_detector_off() -> None:
 
 
 class _Stub:
-    def __init__(self, threshold: float | None) -> None:
-        self.config = TrackerConfig(crop_size=8, widths=[8, 16], prior_refine="none")
+    def __init__(self, threshold: float | None, detector: str = "subtraction") -> None:
+        self.config = TrackerConfig(crop_size=8, widths=[8, 16], prior_refine="none",
+                                    detector=detector)  # type: ignore[arg-type]
         self.card = TrackerCard(config=self.config, detect_threshold=threshold)
 
     def predict(self, inputs: np.ndarray, **_: object) -> np.ndarray:
@@ -47,22 +48,26 @@ class _Stub:
     predict_detection = predict
 
 
+@pytest.mark.parametrize("detector", ["subtraction", "separate"])
 @pytest.mark.parametrize("threshold", [None, 0.9])
 def test_follow_up_labels_runs_the_detector_only_when_on(
-        threshold: float | None, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[float] = []
+        threshold: float | None, detector: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, float]] = []
 
-    def fake_detect(*args: object, min_score: float, **kwargs: object) -> list[object]:
-        calls.append(min_score)
-        return []
+    def fake(name: str) -> object:
+        def run(*args: object, min_score: float, **kwargs: object) -> list[object]:
+            calls.append((name, min_score))
+            return []
+        return run
 
-    monkeypatch.setattr(detect, "detect_new", fake_detect)
+    monkeypatch.setattr(detect, "detect_new", fake("separate"))
+    monkeypatch.setattr(detect, "detect_by_subtraction", fake("subtraction"))
     image = np.zeros((16, 16, 16), dtype=np.float32)
     lesion = np.zeros(image.shape, dtype=bool)
     lesion[6:9, 6:9, 6:9] = True
-    labels, sources = follow_up_labels(_Stub(threshold), "P1", 1, image, image > -1, image,
-                                       [lesion], np.ones(3), np.eye(4))
-    assert calls == ([] if threshold is None else [threshold])
+    labels, sources = follow_up_labels(_Stub(threshold, detector), "P1", 1, image, image > -1,
+                                       image, [lesion], np.ones(3), np.eye(4))
+    assert calls == ([] if threshold is None else [(detector, threshold)])
     assert int((labels == 1).sum()) == 27
     assert [s.status for s in sources] == ["found"]
 

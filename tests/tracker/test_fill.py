@@ -16,9 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from medseq.cli import app
-from medseq.contracts.cache import read_manifest
+from medseq.contracts.cache import read_manifest, write_manifest
 from medseq.contracts.tracks import read_tracks
-from medseq.io.nifti import load_nifti
+from medseq.io.nifti import load_nifti, save_nifti
+from medseq.io.volume import Volume
 from medseq.tracker.config import TrackerCard, TrackerConfig
 from medseq.tracker.segment import Tracker
 from medseq.tracking.outputs import read_lesions_csv
@@ -26,11 +27,12 @@ from tests.tracker.tiny_cache import CONFIG, write_tiny_cache
 
 
 class StubTracker:
-    def __init__(self, flat: float | None = None, config: dict[str, object] | None = None
-                 ) -> None:
-        self.config = TrackerConfig(crop_size=32, prior_refine="none")
+    def __init__(self, flat: float | None = None, config: dict[str, object] | None = None,
+                 detector: str = "separate", threshold: float = 0.9) -> None:
+        self.config = TrackerConfig(crop_size=32, prior_refine="none",
+                                    detector=detector)  # type: ignore[arg-type]
         self.card = TrackerCard(config=self.config, preprocess_config=config or CONFIG,
-                                detect_threshold=0.9)
+                                detect_threshold=threshold)
         self.flat = flat
 
     def predict(self, inputs: np.ndarray, **_: object) -> np.ndarray:
@@ -79,6 +81,48 @@ def test_track_fills_follow_ups_and_adds_source_columns(tmp_path: Path,
         (r["source"], float(r["confidence"]) if r["confidence"] else None) for r in rows]
     stored = read_tracks(tmp_path / "out/tracks.json")
     assert stored.patients[0].lesions == typed
+
+
+@pytest.mark.parametrize("kind", ["ct_window", "mr_zscore"])
+def test_subtraction_reports_a_new_lesion_on_ct_only(kind: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = write_tiny_cache(tmp_path / "cache", patients=1, timepoints=2, follow_up_masks=False)
+    follow = load_nifti(cache / "P000/t01_image.nii")
+    grid = np.indices(follow.array.shape).transpose(1, 2, 3, 0) * np.array([4.0, 4.0, 5.0])
+    new = np.linalg.norm(grid - np.array([20, 30, 10]) * np.array([4.0, 4.0, 5.0]),
+                         axis=-1) <= 8.0  # 110 HU in 40 HU tissue, far from both lesions
+    image = follow.array.copy()
+    image[new] += 70
+    save_nifti(Volume(image, follow.affine), cache / "P000/t01_image.nii")
+    if kind != "ct_window":
+        manifest = read_manifest(cache)
+        record = manifest.patients["P000"]
+        # z-scores equal to the CT window's units: only the modality differs
+        timepoints = [tp.model_copy(update={"intensity": {"kind": kind, "mean": -200.0,
+                                                          "std": 500.0}})
+                      for tp in record.timepoints]
+        manifest.patients["P000"] = record.model_copy(update={"timepoints": timepoints})
+        write_manifest(cache, manifest)
+    (tmp_path / "run").mkdir()
+    _stub(monkeypatch, StubTracker(detector="subtraction", threshold=5.0))
+    result = CliRunner().invoke(app, ["track", str(cache), "-o", str(tmp_path / "out")
+                                      , "--tracker", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    rows = _rows(tmp_path / "out/lesions.csv")
+    detected = [r for r in rows if r["source"] == "detector"]
+    response = {r["timepoint"]: r for r in _rows(tmp_path / "out/response.csv")}
+    if kind == "ct_window":
+        assert len(detected) == 1
+        assert detected[0]["timepoint"] == "1"
+        assert float(detected[0]["confidence"]) >= 5.0
+        derived = read_manifest(tmp_path / "out/tracker_cache").patients["P000"]
+        labels = load_nifti(tmp_path / "out/tracker_cache" / str(derived.timepoints[1].mask))
+        assert (labels.array[new] == 3).sum() >= new.sum() // 2  # after the two tracked ones
+        assert response["1"]["response"] == "PD"
+        assert "new lesion" in response["1"]["reasons"]
+    else:  # the rules are in HU: no detection on MR
+        assert detected == []
+        assert response["1"]["response"] != "PD"
 
 
 def test_unsure_empty_output_is_not_found_not_zero(tmp_path: Path,
@@ -208,10 +252,13 @@ def test_bundled_tracker_is_small_and_readable() -> None:
 
     folder = resolve_tracker(Path("bundled"))
     assert (folder / "tracker.safetensors").stat().st_size < 2_000_000
-    assert (folder / "detector.safetensors").stat().st_size < 2_000_000
+    assert not (folder / "detector.safetensors").exists()  # subtraction needs no network
     card = read_card(folder)
     assert card.format == 3
     assert card.config.prior_refine == "scale"
-    assert card.config.detector == "separate"
+    assert card.config.detector == "subtraction"
     assert card.preprocess_config["crop_size"] == 32  # made with default preprocessing
-    assert card.detect_threshold is None or 0 < card.detect_threshold <= 1
+    # chosen on the training follow-ups, above the candidates' floor of 3
+    assert card.detect_threshold is not None
+    assert card.detect_threshold > 3.0
+    assert card.metrics["detect_fp_per_scan"] <= card.config.subtract_max_fp_per_scan

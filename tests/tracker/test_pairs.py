@@ -180,7 +180,7 @@ def test_all_pairs_add_time_reversed_tracking_samples() -> None:
 
 def test_new_lesion_detection_targets_only_what_the_context_lacks() -> None:
     data = _two_scans()
-    config = TrackerConfig(crop_size=16, detect_target="new")
+    config = TrackerConfig(crop_size=16, detector="separate", detect_target="new")
     base, follow = data.timepoints
     b0 = _component_at(base, np.array([28, 26, 9]))
     c1 = _component_at(follow, np.array([14, 30, 8]))
@@ -259,7 +259,8 @@ def test_a_pasted_lesion_is_the_patients_own_added_to_like_tissue_away_from_lesi
 
 def test_detection_windows_with_pasting_target_the_pasted_lesion() -> None:
     data = _two_scans()
-    config = TrackerConfig(crop_size=16, detect_target="new", detect_insert=1.0)
+    config = TrackerConfig(crop_size=16, detector="separate", detect_target="new",
+                           detect_insert=1.0)
     targets = 0
     for seed in range(20):
         x, y = sample(Item("detect", 0, 1, 0), data, config, np.random.default_rng(seed),
@@ -269,7 +270,7 @@ def test_detection_windows_with_pasting_target_the_pasted_lesion() -> None:
             targets += 1
             assert np.all(x[2][target & (x[0] > 0.6)] < 0.5)  # absent from the context
     assert targets >= 18
-    no_paste = TrackerConfig(crop_size=16, detect_target="new")
+    no_paste = TrackerConfig(crop_size=16, detector="separate", detect_target="new")
     plain = [sample(Item("detect", 0, 1, 0), data, no_paste, np.random.default_rng(s),
                     augment=False)[1].any() for s in range(20)]
     assert sum(plain) < targets

@@ -26,7 +26,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_train_writes_safetensors_and_card_deterministically(cache: Path,
                                                              tmp_path: Path) -> None:
-    config = TrackerConfig.model_validate(TINY)
+    config = TrackerConfig.model_validate({**TINY, "detector": "separate"})
     first = train_tracker(cache, tmp_path / "a", config)
     train_tracker(cache, tmp_path / "b", config)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
@@ -57,7 +57,7 @@ def test_resume_repeats_an_unbroken_run(cache: Path, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import medseq.training.checkpoint as checkpoint
 
-    config = TrackerConfig.model_validate(TINY)
+    config = TrackerConfig.model_validate({**TINY, "detector": "separate"})
     train_tracker(cache, tmp_path / "whole", config)
     real = checkpoint.save_checkpoint
 
@@ -75,6 +75,26 @@ def test_resume_repeats_an_unbroken_run(cache: Path, tmp_path: Path,
         a = load_file(tmp_path / "whole" / name)
         b = load_file(tmp_path / "broken" / name)
         assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_subtraction_detector_writes_one_network_and_its_threshold(cache: Path,
+                                                                   tmp_path: Path) -> None:
+    config = TrackerConfig.model_validate(TINY)
+    assert config.detector == "subtraction"  # the default
+    summary = train_tracker(cache, tmp_path / "sub", config)
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == [
+        "metrics.json", "tracker.json", "tracker.safetensors", "tracker_config.json"]
+    tracker = Tracker.load(tmp_path / "sub")
+    assert tracker.detector is None
+    metrics = tracker.card.metrics
+    # chosen on every training follow-up (both patients), not only the held-out one
+    assert metrics["detect_scans"] == 4
+    assert metrics["detect_candidates"] >= metrics["detect_true_candidates"] >= (
+        metrics["detect_true_kept"])
+    assert tracker.card.detect_threshold == summary.detect_threshold
+    if summary.detect_threshold is not None:
+        assert summary.detect_threshold > 3.0  # above the candidates' floor
+        assert metrics["detect_fp_per_scan"] <= config.subtract_max_fp_per_scan
 
 
 def test_shared_detector_writes_one_network(cache: Path, tmp_path: Path) -> None:
@@ -100,6 +120,14 @@ def test_cli_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train-tracker", str(cache), "-o", str(tmp_path / "used")])
     assert result.exit_code == 1
     assert "not empty" in result.stderr
+    # a setting of the detection network without one is refused, not ignored
+    (tmp_path / "insert.yaml").write_text("detect_insert: 0.5\n")
+    result = runner.invoke(app, ["train-tracker", str(cache), "-o", str(tmp_path / "run"),
+                                 "--config", str(tmp_path / "insert.yaml")])
+    assert result.exit_code == 1
+    assert "detect_insert trains a detection network" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
 
 
 def test_unit_dice_smoothing_makes_a_blob_on_an_empty_target_costly() -> None:
@@ -146,7 +174,8 @@ def test_scale_prior_and_pasted_lesions_reach_training(cache: Path, tmp_path: Pa
     monkeypatch.setattr(pairs, "fit_carried", spy_fit)
     monkeypatch.setattr(pairs, "insert_lesion", spy_insert)
     config = TrackerConfig.model_validate({**TINY, "steps": 3, "scale_prior_sd": 0.6,
-                                           "detect_target": "new", "detect_insert": 1.0})
+                                           "detector": "separate", "detect_target": "new",
+                                           "detect_insert": 1.0})
     train_tracker(cache, tmp_path / "run", config)
     card = Tracker.load(tmp_path / "run").card
     assert (card.config.scale_prior_sd, card.config.detect_insert) == (0.6, 1.0)
