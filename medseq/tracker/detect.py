@@ -87,13 +87,14 @@ def detect_by_subtraction(image: np.ndarray, body: np.ndarray, spacing: np.ndarr
         explained |= mask
     anchors = _anchors(baseline, spacing)
     out = []
-    for mask, score in subtraction_candidates(image, carried, body, spacing, explained,
-                                              Levels.for_cache(preprocess_config)):
-        if int(mask.sum()) < min_voxels or score < min_score:
+    for blob in subtraction_candidates(image, carried, body, spacing, explained,
+                                       Levels.for_cache(preprocess_config)):
+        if blob.voxels < min_voxels or blob.score < min_score:
             continue
-        centroid = np.argwhere(mask).mean(axis=0)
+        centroid = blob.centroid()
         if not _near_anchor(centroid, anchors, spacing):
-            out.append(Candidate(mask=mask, score=score, centroid=centroid))
+            out.append(Candidate(mask=blob.full(image.shape), score=blob.score,
+                                 centroid=centroid))
     return out
 
 

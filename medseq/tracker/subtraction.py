@@ -73,26 +73,33 @@ class Levels:
 
 
 def resample_to_view(array: np.ndarray, to_view: np.ndarray | None,
-                     shape: Sequence[int]) -> np.ndarray:
+                     shape: Sequence[int], *, slab: int = 16) -> np.ndarray:
     """A registered-grid image on a view grid of ``shape`` (trilinear; the nearest value
-    beyond the edge). ``to_view`` None: the same grid."""
+    beyond the edge), ``slab`` planes of the first axis at a time so the sample coordinates
+    of a full-resolution CT never exist at once. ``to_view`` None: the same grid."""
     from scipy import ndimage
-
-    from medseq.tracker.views import apply
 
     if to_view is None:
         return np.asarray(array, dtype=np.float32)
-    grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape],
-                                indexing="ij"), axis=-1).reshape(-1, 3)
-    points = apply(np.linalg.inv(np.asarray(to_view, dtype=np.float64)), grid)
-    out = ndimage.map_coordinates(np.asarray(array, dtype=np.float32), points.T, order=1,
-                                  mode="nearest")
-    return out.reshape(tuple(shape)).astype(np.float32)
+    source = np.asarray(array, dtype=np.float32)
+    back = np.linalg.inv(np.asarray(to_view, dtype=np.float64))
+    out = np.empty(tuple(shape), dtype=np.float32)
+    j, k = np.meshgrid(np.arange(shape[1], dtype=np.float64),
+                       np.arange(shape[2], dtype=np.float64), indexing="ij")
+    for start in range(0, int(shape[0]), slab):
+        i = np.arange(start, min(start + slab, int(shape[0])), dtype=np.float64)
+        points = [back[a, 0] * i[:, None, None] + back[a, 1] * j + back[a, 2] * k + back[a, 3]
+                  for a in range(3)]
+        out[start:start + len(i)] = ndimage.map_coordinates(source, points, order=1,
+                                                            mode="nearest")
+    return out
 
 
 def score_map(follow: np.ndarray, baseline: np.ndarray, body: np.ndarray,
-              spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(band-passed difference, score) on the follow-up's grid; ``baseline`` already on it."""
+              spacing: np.ndarray, *, inside: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(band-passed difference, score) on the follow-up's grid; ``baseline`` already on it.
+    ``inside``: the body eroded by two voxels, when the caller has it."""
     from scipy import ndimage
 
     ratio = float(spacing[2] / spacing[0]) if spacing[0] > 0 else 1.0
@@ -107,7 +114,8 @@ def score_map(follow: np.ndarray, baseline: np.ndarray, body: np.ndarray,
     difference = band(follow) - band(baseline)
     smooth = ndimage.gaussian_filter(baseline, 0.5)
     gradient = np.sqrt(sum(np.square(ndimage.sobel(smooth, axis=a) / 8.0) for a in range(3)))
-    inside = _inside(body)
+    if inside is None:
+        inside = _inside(body)
     values = difference[inside] if inside.any() else difference.ravel()
     noise = 1.4826 * float(np.median(np.abs(values - np.median(values))))
     noise = max(noise, 1e-6)
@@ -121,17 +129,40 @@ def _inside(body: np.ndarray) -> np.ndarray:
     return ndimage.binary_erosion(body, structure=np.ones((3, 3, 3)), iterations=2)
 
 
+@dataclass(frozen=True)
+class Blob:
+    """A candidate: its mask inside a box of the follow-up's grid, and its score."""
+
+    box: tuple[slice, ...]
+    mask: np.ndarray
+    score: float
+
+    @property
+    def voxels(self) -> int:
+        return int(self.mask.sum())
+
+    def centroid(self) -> np.ndarray:
+        """Voxel coordinates on the follow-up's grid."""
+        return np.argwhere(self.mask).mean(axis=0) + np.array([b.start for b in self.box])
+
+    def full(self, shape: Sequence[int]) -> np.ndarray:
+        out = np.zeros(tuple(shape), dtype=bool)
+        out[self.box] = self.mask
+        return out
+
+
 def subtraction_candidates(follow: np.ndarray, baseline: np.ndarray, body: np.ndarray,
                            spacing: np.ndarray, explained: np.ndarray, levels: Levels
-                           ) -> list[tuple[np.ndarray, float]]:
-    """(mask, score) of every component that passes the rules, before the anchor test and
-    the threshold; ``explained`` (follow-up grid): voxels a known lesion accounts for."""
+                           ) -> list[Blob]:
+    """Every component that passes the rules, before the anchor test and the threshold;
+    ``explained`` (follow-up grid): voxels a known lesion accounts for."""
     from scipy import ndimage
 
-    difference, score = score_map(follow, baseline, body, spacing)
+    inside = _inside(body)
+    difference, score = score_map(follow, baseline, body, spacing, inside=inside)
     grown = ndimage.binary_dilation(explained, structure=np.ones((3, 3, 3)),
                                     iterations=EXPLAINED_VOXELS) if explained.any() else explained
-    components, count = ndimage.label((score > CANDIDATE_SCORE) & _inside(body) & ~grown,
+    components, count = ndimage.label((score > CANDIDATE_SCORE) & inside & ~grown,
                                       structure=np.ones((3, 3, 3)))
     if not count:
         return []
@@ -157,7 +188,5 @@ def subtraction_candidates(follow: np.ndarray, baseline: np.ndarray, body: np.nd
                     and b_ring >= levels.fat
                     and abs(float(f[mask].mean()) - f_ring) <= levels.max_soft_contrast)
         if keep:
-            full = np.zeros(follow.shape, dtype=bool)
-            full[pad] = mask
-            out.append((full, float(score[pad][peak])))
+            out.append(Blob(pad, mask, float(score[pad][peak])))
     return out

@@ -56,9 +56,14 @@ def pair() -> dict[str, np.ndarray]:
 
 def proposals(pair: dict[str, np.ndarray], explained: np.ndarray | None = None
               ) -> list[tuple[np.ndarray, float]]:
-    return subtraction_candidates(pair["follow"], pair["baseline"], pair["body"], SPACING,
-                                  np.zeros(SHAPE, dtype=bool) if explained is None else explained,
-                                  Levels.for_cache(CONFIG))
+    blobs = subtraction_candidates(pair["follow"], pair["baseline"], pair["body"], SPACING,
+                                   np.zeros(SHAPE, dtype=bool) if explained is None
+                                   else explained, Levels.for_cache(CONFIG))
+    for blob in blobs:  # the box and the full mask agree
+        full = blob.full(SHAPE)
+        assert full.sum() == blob.voxels
+        assert np.allclose(np.argwhere(full).mean(axis=0), blob.centroid())
+    return [(blob.full(SHAPE), blob.score) for blob in blobs]
 
 
 def hit(found: list[tuple[np.ndarray, float]], truth: np.ndarray) -> list[float]:
@@ -114,6 +119,19 @@ def test_a_registered_baseline_reaches_the_follow_up_grid(pair: dict) -> None:
     on_view = resample_to_view(pair["baseline"], move, SHAPE)
     assert np.allclose(on_view[5:40, 5:40, :], pair["baseline"][7:42, 4:39, :])
     assert np.array_equal(resample_to_view(pair["baseline"], None, SHAPE), pair["baseline"])
+    # any rigid matrix, slab by slab, equals sampling every voxel at once
+    from scipy import ndimage
+    from scipy.spatial.transform import Rotation
+
+    turn = np.eye(4)
+    turn[:3, :3] = Rotation.from_euler("xyz", [4, -3, 7], degrees=True).as_matrix()
+    turn[:3, 3] = [1.5, -2.25, 0.5]
+    points = np.indices((20, 18, 10)).reshape(3, -1).astype(np.float64)
+    back = np.linalg.inv(turn)
+    direct = ndimage.map_coordinates(pair["baseline"], back[:3, :3] @ points + back[:3, 3:],
+                                     order=1, mode="nearest").reshape(20, 18, 10)
+    assert np.allclose(resample_to_view(pair["baseline"], turn, (20, 18, 10), slab=3), direct,
+                       atol=1e-6)
 
 
 def test_threshold_keeps_at_most_the_allowed_false_positives() -> None:
