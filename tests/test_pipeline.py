@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -231,6 +232,34 @@ def test_predict_reproduces_the_out_of_fold_probability(demo: tuple[Path, str]) 
     assert doc["model"]["fold"] == recorded[doc["patient_id"]]["fold"]
     assert doc["prediction"]["probability"] == pytest.approx(
         recorded[doc["patient_id"]]["probability"], abs=2e-6)
+
+
+def test_predict_with_the_bundled_tracker_needs_only_the_baseline_mask(
+        demo: tuple[Path, str], tmp_path: Path) -> None:
+    """A sample patient whose follow-up mask is taken away: ``predict --tracker bundled``
+    segments the follow-up itself and scores the patient, leaving the input as it was."""
+    out, _ = demo
+    study = tmp_path / "SYN0004"
+    shutil.copytree(SAMPLE / "nifti" / "SYN0004", study)
+    _, *later = sorted(p for p in study.iterdir() if p.is_dir())
+    assert later
+    for folder in later:
+        (folder / "mask.nii.gz").unlink()
+    before = sorted((p.relative_to(study), p.stat().st_size) for p in study.rglob("*"))
+    proc = subprocess.run([sys.executable, "-m", "medseq", "predict", str(study), "--model",
+                           str(out / "runs" / "demo"), "--tracker", "bundled", "--json"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    follow_up = [row for row in doc["lesions"] if row["timepoint"] > 0]
+    assert follow_up
+    assert {row["source"] for row in follow_up} <= {"tracker", "detector"}
+    assert any(row["status"] == "tracked" and row["volume_ml"] > 0 for row in follow_up)
+    assert all(row["source"] == "mask" for row in doc["lesions"] if row["timepoint"] == 0)
+    assert 0.0 <= doc["prediction"]["probability"] <= 1.0
+    assert [r["response"] for r in doc["recist"]][1:] != [None] * len(later)
+    assert sorted((p.relative_to(study), p.stat().st_size) for p in study.rglob("*")) == before
 
 
 def test_report_has_every_figure(demo: tuple[Path, str]) -> None:
