@@ -193,7 +193,8 @@ def _fill_patient(tracker: object, cache_dir: Path, out_dir: Path, record: Patie
     else:
         return moved
     grid_shape = base_image.shape
-    if tracker.config.detector == "subtraction" and not _all_ct(record):  # type: ignore[attr-defined]
+    ct = _all_ct(record)
+    if tracker.config.detector == "subtraction" and not ct:  # type: ignore[attr-defined]
         detect = False  # its rules are in HU
     for position, tp in enumerate(timepoints[1:], start=1):
         if tp.mask or tp.mask_native:
@@ -202,7 +203,8 @@ def _fill_patient(tracker: object, cache_dir: Path, out_dir: Path, record: Patie
         labels, sources = follow_up_labels(tracker, record.patient_id, tp.index,
                                            view.image.astype(np.float32), view.body,
                                            base_image.astype(np.float32), lesions, view.spacing,
-                                           affine, detect=detect, to_view=view.to_view)
+                                           affine, detect=detect, to_view=view.to_view,
+                                           ct=ct)
         moved = write_label_map(out_dir, moved, position, labels, affine, tp,
                                 view=view if view.native else None, grid_shape=grid_shape)
         provenance.filled.setdefault(record.patient_id, set()).add(tp.index)
@@ -218,20 +220,25 @@ def _all_ct(record: PatientRecord) -> bool:
 def follow_up_labels(tracker: object, patient_id: str, timepoint: int, image: np.ndarray,
                      body: np.ndarray, base_image: np.ndarray, lesions: Sequence[np.ndarray],
                      spacing: np.ndarray, affine: np.ndarray, *, detect: bool = True,
-                     to_view: np.ndarray | None = None
+                     to_view: np.ndarray | None = None, ct: bool = True
                      ) -> tuple[np.ndarray, list[LesionSource]]:
     """The tracker's label map of one follow-up and where each label came from.
 
     ``image``, ``body`` and ``spacing`` are the follow-up's own grid, reached from the
     registered grid (``base_image``, ``lesions``, ``affine``) by ``to_view`` (None: the
-    registered grid itself); the label map is on the follow-up's grid.
+    registered grid itself); the label map is on the follow-up's grid. On CT (``ct``) a
+    lesion drawn on nothing denser than aerated lung is vanished (:func:`empty_in_image`).
     """
     from medseq.tracker.detect import detect_by_subtraction, detect_new
-    from medseq.tracker.segment import FOUND, track_lesions
+    from medseq.tracker.intensity import cache_value
+    from medseq.tracker.segment import EMPTY_HU, FOUND, empty_in_image, track_lesions
     from medseq.tracker.views import warp_labels
 
     outcomes = track_lesions(tracker, image, base_image, lesions, spacing,  # type: ignore[arg-type]
                              to_view)
+    if ct:
+        empty_below = cache_value(tracker.card.preprocess_config, EMPTY_HU)  # type: ignore[attr-defined]
+        outcomes = [empty_in_image(o, image, empty_below) for o in outcomes]
     labels = np.zeros(image.shape, dtype=np.uint8)
     sources = []
     for n, (lesion, outcome) in enumerate(zip(lesions, outcomes, strict=True), start=1):

@@ -62,7 +62,7 @@ def test_follow_up_labels_runs_the_detector_only_when_on(
 
     monkeypatch.setattr(detect, "detect_new", fake("separate"))
     monkeypatch.setattr(detect, "detect_by_subtraction", fake("subtraction"))
-    image = np.zeros((16, 16, 16), dtype=np.float32)
+    image = np.full((16, 16, 16), 0.5, dtype=np.float32)  # soft tissue, not empty lung
     lesion = np.zeros(image.shape, dtype=bool)
     lesion[6:9, 6:9, 6:9] = True
     labels, sources = follow_up_labels(_Stub(threshold, detector), "P1", 1, image, image > -1,
@@ -159,3 +159,22 @@ def test_flip_average_undoes_each_flip() -> None:
     averaged = ramp.predict(flat, flips=True)
     assert np.allclose(averaged, averaged[:, ::-1], atol=1e-6)
     assert not np.allclose(ramp.predict(flat), ramp.predict(flat)[:, ::-1])
+
+
+def test_a_lesion_drawn_on_empty_lung_is_vanished() -> None:
+    from medseq.tracker.segment import FOUND, VANISHED, LesionOutcome, empty_in_image
+
+    image = np.zeros((12, 12, 12), dtype=np.float32)  # the window floor: air, aerated lung
+    mask = np.zeros(image.shape, dtype=bool)
+    mask[4:7, 4:7, 4:7] = True
+    found = LesionOutcome(FOUND, mask, 0.8, 0.95)
+    level = 0.02  # -190 HU in the default window's units
+    gone = empty_in_image(found, image, level)
+    assert (gone.status, gone.mask, gone.confidence) == (VANISHED, None, 1.0)
+    image[5, 5, 6] = 0.03  # one voxel of partial-volume tissue: still there
+    assert empty_in_image(found, image, level) is found
+    image[5, 5, 6] = 0.0
+    image[0, 0, 0] = 0.5  # tissue outside the mask does not count
+    assert empty_in_image(found, image, level).status == VANISHED
+    not_found = LesionOutcome("not_found", None, 0.3, 0.7)
+    assert empty_in_image(not_found, image, level) is not_found

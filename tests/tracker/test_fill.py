@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from typer.testing import CliRunner
 
 from medseq.cli import app
@@ -123,6 +124,44 @@ def test_subtraction_reports_a_new_lesion_on_ct_only(kind: str, tmp_path: Path,
     else:  # the rules are in HU: no detection on MR
         assert detected == []
         assert response["1"]["response"] != "PD"
+
+
+@pytest.mark.parametrize("kind", ["ct_window", "mr_zscore"])
+def test_a_lesion_whose_follow_up_shows_only_air_is_vanished_on_ct(
+        kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stub draws the carried baseline lesion; where the follow-up holds only air there,
+    CT calls it vanished (0 mm), MR keeps what the network drew."""
+    cache = write_tiny_cache(tmp_path / "cache", patients=1, timepoints=2, follow_up_masks=False)
+    baseline = load_nifti(cache / "P000/t00_mask.nii").array > 0
+    components, _ = ndimage.label(baseline, structure=np.ones((3, 3, 3)))
+    first = ndimage.binary_dilation(components == 1, iterations=3)
+    follow = load_nifti(cache / "P000/t01_image.nii")
+    image = follow.array.copy()
+    image[first] = -900  # the first lesion's place is now empty lung
+    save_nifti(Volume(image, follow.affine), cache / "P000/t01_image.nii")
+    if kind != "ct_window":
+        manifest = read_manifest(cache)
+        record = manifest.patients["P000"]
+        timepoints = [tp.model_copy(update={"intensity": {"kind": kind, "mean": -200.0,
+                                                          "std": 500.0}})
+                      for tp in record.timepoints]
+        manifest.patients["P000"] = record.model_copy(update={"timepoints": timepoints})
+        write_manifest(cache, manifest)
+    (tmp_path / "run").mkdir()
+    _stub(monkeypatch, StubTracker())
+    result = CliRunner().invoke(app, ["track", str(cache), "-o", str(tmp_path / "out"),
+                                      "--tracker", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    rows = [r for r in _rows(tmp_path / "out/lesions.csv") if r["timepoint"] == "1"]
+    assert len(rows) == 2
+    statuses = sorted(r["status"] for r in rows)
+    if kind == "ct_window":
+        assert statuses == ["tracked", "vanished"]
+        gone = next(r for r in rows if r["status"] == "vanished")
+        assert float(gone["longest_diameter_mm"]) == 0.0
+        assert float(gone["confidence"]) == 1.0
+    else:
+        assert statuses == ["tracked", "tracked"]
 
 
 def test_unsure_empty_output_is_not_found_not_zero(tmp_path: Path,
