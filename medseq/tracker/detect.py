@@ -79,9 +79,15 @@ def detect_by_subtraction(image: np.ndarray, body: np.ndarray, spacing: np.ndarr
     """New-lesion candidates of :mod:`medseq.tracker.subtraction` not explained by
     ``tracked`` (follow-up masks) or ``baseline`` lesions (both on the follow-up's grid);
     ``baseline_image`` is on the registered grid, reached by ``to_view``."""
-    from medseq.tracker.subtraction import Levels, resample_to_view, subtraction_candidates
+    from medseq.tracker.subtraction import (
+        Levels,
+        covered,
+        resample_to_view,
+        subtraction_candidates,
+    )
 
     carried = resample_to_view(baseline_image, to_view, image.shape)
+    body = body & covered(to_view, baseline_image.shape, image.shape, spacing)
     explained = np.zeros(image.shape, dtype=bool)
     for mask in [*tracked, *baseline]:
         explained |= mask

@@ -22,8 +22,10 @@ A component must also look like a lesion where it is:
   soft tissue (>= ``SOFT_MEAN_HU``) and it differs from its surroundings by at most
   ``MAX_SOFT_CONTRAST_HU`` (a tumour is never as dark as the bowel gas that moved in).
 
-Only CT (the HU rules need the cache's CT window). The threshold on the score is chosen on the
-training patients' follow-ups (:func:`medseq.tracker.detect.choose_subtraction_threshold`).
+Only where the baseline was scanned (``covered``: a follow-up that reaches further than its
+baseline proposes nothing beyond it), and only CT (the HU rules need the cache's CT window).
+The threshold on the score is chosen on the training patients' follow-ups
+(:func:`medseq.tracker.detect.choose_subtraction_threshold`).
 """
 
 from __future__ import annotations
@@ -92,6 +94,30 @@ def resample_to_view(array: np.ndarray, to_view: np.ndarray | None,
                   for a in range(3)]
         out[start:start + len(i)] = ndimage.map_coordinates(source, points, order=1,
                                                             mode="nearest")
+    return out
+
+
+def covered(to_view: np.ndarray | None, source_shape: Sequence[int], shape: Sequence[int],
+            spacing: np.ndarray, *, slab: int = 16) -> np.ndarray:
+    """Voxels of a view grid of ``shape`` whose registered-grid position lies inside an array
+    of ``source_shape`` by at least the surround's width (``SURROUND_SIGMA`` voxels in-plane,
+    scaled by the slice spacing across slices): where the baseline was scanned. A follow-up
+    that reaches further than its baseline has nothing to be compared with there."""
+    back = np.eye(4) if to_view is None else np.linalg.inv(np.asarray(to_view,
+                                                                        dtype=np.float64))
+    ratio = float(spacing[2] / spacing[0]) if spacing[0] > 0 else 1.0
+    margin = np.array([SURROUND_SIGMA, SURROUND_SIGMA, SURROUND_SIGMA / ratio])
+    limit = np.asarray(source_shape, dtype=np.float64) - 1 - margin
+    out = np.empty(tuple(shape), dtype=bool)
+    j, k = np.meshgrid(np.arange(shape[1], dtype=np.float64),
+                       np.arange(shape[2], dtype=np.float64), indexing="ij")
+    for start in range(0, int(shape[0]), slab):
+        i = np.arange(start, min(start + slab, int(shape[0])), dtype=np.float64)
+        inside = np.ones((len(i), *j.shape), dtype=bool)
+        for a in range(3):
+            value = back[a, 0] * i[:, None, None] + back[a, 1] * j + back[a, 2] * k + back[a, 3]
+            inside &= (value >= margin[a]) & (value <= limit[a])
+        out[start:start + len(i)] = inside
     return out
 
 

@@ -151,3 +151,24 @@ def test_threshold_keeps_at_most_the_allowed_false_positives() -> None:
     # fewer false positives than allowed: the lowest score; none at all: off
     assert choose_subtraction_threshold([(7.0, False), (4.0, True)], 100, 0.05) == 4.0
     assert choose_subtraction_threshold([], 100, 0.05) is None
+
+
+def test_nothing_is_proposed_where_the_baseline_was_not_scanned(pair: dict) -> None:
+    from medseq.tracker.subtraction import covered
+
+    short = pair["baseline"][:, :, :18]  # the baseline stops 6 slices before the follow-up
+    follow = pair["follow"].copy()
+    beyond = ball((14, 30, 21), 6.0)
+    follow[beyond] = hu(40.0)  # a "nodule" where the baseline has no slice to compare with
+    found = detect_by_subtraction(follow, pair["body"], SPACING, tracked=[], baseline=[],
+                                  baseline_image=short, to_view=np.eye(4),
+                                  preprocess_config=CONFIG)
+    assert any((c.mask & pair["nodule"]).any() for c in found)
+    assert not any((c.mask & beyond).any() for c in found)
+    assert all(c.centroid[2] <= 15 for c in found)
+    # the surround's width inside the baseline's last slice (2.5 voxels in-plane = 2 slices)
+    inside = covered(np.eye(4), (48, 48, 18), SHAPE, SPACING)
+    assert inside[10:38, 10:38, 15].all()
+    assert not inside[:, :, 16:].any()
+    assert not inside[:2, :, :].any()
+    assert inside[3, 10, 10]
