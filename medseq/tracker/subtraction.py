@@ -30,7 +30,7 @@ The threshold on the score is chosen on the training patients' follow-ups
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,17 +84,25 @@ def resample_to_view(array: np.ndarray, to_view: np.ndarray | None,
     if to_view is None:
         return np.asarray(array, dtype=np.float32)
     source = np.asarray(array, dtype=np.float32)
-    back = np.linalg.inv(np.asarray(to_view, dtype=np.float64))
     out = np.empty(tuple(shape), dtype=np.float32)
+    for planes, points in _source_points(to_view, shape, slab):
+        out[planes] = ndimage.map_coordinates(source, points, order=1, mode="nearest")
+    return out
+
+
+def _source_points(to_view: np.ndarray | None, shape: Sequence[int], slab: int
+                   ) -> Iterator[tuple[slice, list[np.ndarray]]]:
+    """Per slab of ``slab`` planes of a view grid: the planes and their registered-grid
+    coordinates (one array per axis)."""
+    back = np.eye(4) if to_view is None else np.linalg.inv(np.asarray(to_view,
+                                                                        dtype=np.float64))
     j, k = np.meshgrid(np.arange(shape[1], dtype=np.float64),
                        np.arange(shape[2], dtype=np.float64), indexing="ij")
     for start in range(0, int(shape[0]), slab):
         i = np.arange(start, min(start + slab, int(shape[0])), dtype=np.float64)
-        points = [back[a, 0] * i[:, None, None] + back[a, 1] * j + back[a, 2] * k + back[a, 3]
-                  for a in range(3)]
-        out[start:start + len(i)] = ndimage.map_coordinates(source, points, order=1,
-                                                            mode="nearest")
-    return out
+        yield slice(start, start + len(i)), [
+            back[a, 0] * i[:, None, None] + back[a, 1] * j + back[a, 2] * k + back[a, 3]
+            for a in range(3)]
 
 
 def covered(to_view: np.ndarray | None, source_shape: Sequence[int], shape: Sequence[int],
@@ -103,21 +111,15 @@ def covered(to_view: np.ndarray | None, source_shape: Sequence[int], shape: Sequ
     of ``source_shape`` by at least the surround's width (``SURROUND_SIGMA`` voxels in-plane,
     scaled by the slice spacing across slices): where the baseline was scanned. A follow-up
     that reaches further than its baseline has nothing to be compared with there."""
-    back = np.eye(4) if to_view is None else np.linalg.inv(np.asarray(to_view,
-                                                                        dtype=np.float64))
     ratio = float(spacing[2] / spacing[0]) if spacing[0] > 0 else 1.0
     margin = np.array([SURROUND_SIGMA, SURROUND_SIGMA, SURROUND_SIGMA / ratio])
     limit = np.asarray(source_shape, dtype=np.float64) - 1 - margin
     out = np.empty(tuple(shape), dtype=bool)
-    j, k = np.meshgrid(np.arange(shape[1], dtype=np.float64),
-                       np.arange(shape[2], dtype=np.float64), indexing="ij")
-    for start in range(0, int(shape[0]), slab):
-        i = np.arange(start, min(start + slab, int(shape[0])), dtype=np.float64)
-        inside = np.ones((len(i), *j.shape), dtype=bool)
-        for a in range(3):
-            value = back[a, 0] * i[:, None, None] + back[a, 1] * j + back[a, 2] * k + back[a, 3]
+    for planes, points in _source_points(to_view, shape, slab):
+        inside = np.ones(points[0].shape, dtype=bool)
+        for a, value in enumerate(points):
             inside &= (value >= margin[a]) & (value <= limit[a])
-        out[start:start + len(i)] = inside
+        out[planes] = inside
     return out
 
 
