@@ -84,6 +84,18 @@ def test_track_fills_follow_ups_and_adds_source_columns(tmp_path: Path,
     assert stored.patients[0].lesions == typed
 
 
+def _normalised_as_mr(cache: Path) -> None:
+    """Record P000's scans as MR z-scores equal to the CT window's units: only the modality
+    differs from the tiny cache's CT."""
+    manifest = read_manifest(cache)
+    record = manifest.patients["P000"]
+    timepoints = [tp.model_copy(update={"intensity": {"kind": "mr_zscore", "mean": -200.0,
+                                                      "std": 500.0}})
+                  for tp in record.timepoints]
+    manifest.patients["P000"] = record.model_copy(update={"timepoints": timepoints})
+    write_manifest(cache, manifest)
+
+
 @pytest.mark.parametrize("kind", ["ct_window", "mr_zscore"])
 def test_subtraction_reports_a_new_lesion_on_ct_only(kind: str, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,14 +108,7 @@ def test_subtraction_reports_a_new_lesion_on_ct_only(kind: str, tmp_path: Path,
     image[new] += 70
     save_nifti(Volume(image, follow.affine), cache / "P000/t01_image.nii")
     if kind != "ct_window":
-        manifest = read_manifest(cache)
-        record = manifest.patients["P000"]
-        # z-scores equal to the CT window's units: only the modality differs
-        timepoints = [tp.model_copy(update={"intensity": {"kind": kind, "mean": -200.0,
-                                                          "std": 500.0}})
-                      for tp in record.timepoints]
-        manifest.patients["P000"] = record.model_copy(update={"timepoints": timepoints})
-        write_manifest(cache, manifest)
+        _normalised_as_mr(cache)
     (tmp_path / "run").mkdir()
     _stub(monkeypatch, StubTracker(detector="subtraction", threshold=5.0))
     result = CliRunner().invoke(app, ["track", str(cache), "-o", str(tmp_path / "out")
@@ -140,13 +145,7 @@ def test_a_lesion_whose_follow_up_shows_only_air_is_vanished_on_ct(
     image[first] = -900  # the first lesion's place is now empty lung
     save_nifti(Volume(image, follow.affine), cache / "P000/t01_image.nii")
     if kind != "ct_window":
-        manifest = read_manifest(cache)
-        record = manifest.patients["P000"]
-        timepoints = [tp.model_copy(update={"intensity": {"kind": kind, "mean": -200.0,
-                                                          "std": 500.0}})
-                      for tp in record.timepoints]
-        manifest.patients["P000"] = record.model_copy(update={"timepoints": timepoints})
-        write_manifest(cache, manifest)
+        _normalised_as_mr(cache)
     (tmp_path / "run").mkdir()
     _stub(monkeypatch, StubTracker())
     result = CliRunner().invoke(app, ["track", str(cache), "-o", str(tmp_path / "out"),
