@@ -19,11 +19,16 @@ estimates the background from the baseline scan (with its own noise), does worse
 that keeps false positives per scan at or below ``F`` over ``M`` places a lesion could occupy
 can flag each place at a false-alarm rate of at most about ``F / M``; its chance of flagging a
 lesion is then at most ``Phi(d' - z)``, with ``z`` the normal quantile of ``1 - F / M``.
-Reported: per lesion its organ, volume, voxels, mean contrast to what is behind it and ``d'``;
-the expected number found at ``F = 0.5`` for several ``M`` (10, 100, and the scanned volume of
-the host organs over the volume of a 10 mm ball, the tracking benchmark's "found" radius); the
-same with ``d' / sqrt(2)`` (the background read from a baseline scan with equal noise: an
-approximation, resampling changes the noise).
+Two more observers bracket what practical detectors use: the same signal under white noise
+of the same SD, and the lesion's **mean** contrast alone (the signal summed over its true mask
+over the SD of the noise summed over it: a detector of brighter or darker blobs).
+
+Reported: per lesion its organ, volume, voxels, mean contrast to what is behind it and the
+three ``d'``; for each observer the expected number found at ``F = 0.5`` for several ``M``
+(10, 100, and the scanned volume of the host organs over the volume of a 10 mm ball, the
+tracking benchmark's "found" radius), with the background known and with ``d' / sqrt(2)``
+(the background read from a baseline scan with equal noise: an approximation, resampling
+changes the noise).
 
 Usage:
     python benchmarks/new_lesion_bound.py [--patients 60] [--seed 2] [--out bound.json]
