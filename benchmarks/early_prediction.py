@@ -33,6 +33,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cohort_key import pin_key  # noqa: E402  (benchmarks/, first on sys.path)
+
 from medseq.contracts.evaluation import Comparison  # noqa: E402
 from medseq.evaluation.evaluate import evaluate_run  # noqa: E402
 from medseq.evaluation.verdict import FEATURE_MODEL, MODEL  # noqa: E402
@@ -84,6 +86,8 @@ def _cohort(work: Path, args: argparse.Namespace) -> Path:
                args.size, "--format", "nifti", "--timepoints", args.timepoints, "--seed",
                str(args.cohort_seed), "--workers", "2", "--force"])
     if not (cache / "manifest.json").is_file():
+        pin_key(cache, f"early prediction {args.size} seed {args.cohort_seed} "
+                       f"{args.generate} patients")
         _call([*medseq, "preprocess", str(raw / "manifest.csv"), "-o", str(cache),
                "--workers", "2"])
     return cache

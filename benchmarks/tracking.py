@@ -57,6 +57,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cohort_key import pin_key  # benchmarks/, first on sys.path when run as a script
+
 from medseq.config import load_config
 from medseq.contracts.cache import read_manifest, write_manifest
 from medseq.data.synthetic import generate_cohort
@@ -169,6 +171,7 @@ def _cohort(work: Path, name: str, patients: int, *, seed: int) -> Path:
     if not (raw / "manifest.csv").is_file():
         generate_cohort(raw, patients=patients, size="small", seed=seed, fmt="nifti")
     if not (cache / "manifest.json").is_file() or len(read_manifest(cache).patients) < patients:
+        pin_key(cache, f"tracking {name} seed {seed}")
         run_preprocess(discover(raw / "manifest.csv"), cache, config=PreprocessConfig(),
                        workers=1)
     return cache
