@@ -37,6 +37,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import statistics
@@ -45,7 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from medseq.data.synthetic import portable
+from medseq.arrays import nonzero_box
+from medseq.data.synthetic import generate_cohort, portable
 from medseq.data.synthetic.cohort import CohortSpec
 from medseq.data.synthetic.coords import BodyCoords
 from medseq.data.synthetic.plan import ORGANS, PatientPlan
@@ -58,7 +60,6 @@ OBSERVERS = ("d_prime", "d_prime_white", "d_prime_mean")
 contrast alone."""
 BALL_ML = 4.0 / 3.0 * math.pi * 10.0**3 / 1000.0
 """A 10 mm ball: the tracking benchmark counts a lesion found within 10 mm of its centroid."""
-HOST_ORGANS = {"lung_right", "lung_left", "liver", "spleen", "kidney_right", "kidney_left"}
 
 
 def main() -> None:
@@ -67,9 +68,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    spec = CohortSpec(patients=args.patients, timepoints=(2, 6), fmt="nifti", size="small",
-                      seed=args.seed, repositioning_mm=None, lesions=(1, 5),
-                      dicom_compression="none")
+    spec = _tracking_cohort(args.patients, args.seed)
     rows: list[dict[str, Any]] = []
     searched: list[float] = []
     for index in range(args.patients):
@@ -94,6 +93,16 @@ def main() -> None:
     _print(report, rows)
 
 
+def _tracking_cohort(patients: int, seed: int) -> CohortSpec:
+    """The cohort ``benchmarks/tracking.py`` generates: ``generate_cohort``'s defaults but for
+    the size, format, seed and number of patients it passes."""
+    default = {name: p.default for name, p in inspect.signature(generate_cohort).parameters.items()}
+    return CohortSpec(patients=patients, timepoints=default["timepoints"], fmt="nifti",
+                      size="small", seed=seed, repositioning_mm=default["repositioning_mm"],
+                      lesions=default["lesions"],
+                      dicom_compression=default["dicom_compression"])
+
+
 def _row(plan: PatientPlan, t: int, les: Any, signal: np.ndarray, behind: np.ndarray
          ) -> dict[str, Any]:
     inside = np.zeros(signal.shape, dtype=bool)
@@ -101,14 +110,14 @@ def _row(plan: PatientPlan, t: int, les: Any, signal: np.ndarray, behind: np.nda
     inside[i:i + block.shape[0], j:j + block.shape[1], k:k + block.shape[2]] = block
     vox = float(np.prod(plan.scans[t].grid.spacing)) / 1000.0
     d = detectability(signal, plan.size.noise_hu)
-    white = math.sqrt(float(np.square(signal).sum())) / plan.size.noise_hu
+    energy = float(np.square(signal).sum())
     return {"patient": plan.patient_id, "scan": t, "lesion": les.plan.lesion_id,
             "organ": les.plan.organ, "volume_ml": round(les.plan.course.volumes_ml[t], 3),
             "voxels": int(inside.sum()), "voxel_ml": round(vox, 4),
             "mean_contrast_hu": round(float(signal[inside].mean()), 2) if inside.any() else None,
             "behind_hu": round(float(np.median(behind[inside])), 1) if inside.any() else None,
-            "signal_energy_hu2": round(float(np.square(signal).sum()), 1),
-            "d_prime": round(d, 3), "d_prime_white": round(white, 3),
+            "signal_energy_hu2": round(energy, 1),
+            "d_prime": round(d, 3), "d_prime_white": round(math.sqrt(energy) / plan.size.noise_hu, 3),
             "d_prime_mean": round(mean_observer(signal, inside, plan.size.noise_hu), 3)}
 
 
@@ -141,7 +150,7 @@ def mean_observer(signal: np.ndarray, inside: np.ndarray, noise_hu: float) -> fl
     lesion's size, with the background known, can use)."""
     if not inside.any():
         return 0.0
-    box = _support(inside.astype(np.float64), pad=4)
+    box = _support(inside, pad=4)
     mask = inside[box].astype(np.float64)
     psd = _noise_psd(mask.shape[:2], noise_hu)
     spectrum = np.abs(np.fft.fft2(mask, axes=(0, 1))) ** 2
@@ -149,29 +158,23 @@ def mean_observer(signal: np.ndarray, inside: np.ndarray, noise_hu: float) -> fl
     return abs(float(signal[inside].sum())) / math.sqrt(variance)
 
 
-def _support(signal: np.ndarray, pad: int) -> tuple[slice, ...]:
-    nz = np.argwhere(signal != 0)
-    if not len(nz):
-        return tuple(slice(0, 1) for _ in signal.shape)
-    lo = np.maximum(nz.min(0) - pad, 0)
-    hi = np.minimum(nz.max(0) + pad + 1, signal.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+def _support(array: np.ndarray, pad: int) -> tuple[slice, ...]:
+    """The non-zero voxels' box grown by ``pad`` (within the array); one voxel if none."""
+    box = nonzero_box(array)
+    if box is None:
+        return tuple(slice(0, 1) for _ in array.shape)
+    return tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n))
+                 for b, n in zip(box, array.shape, strict=True))
 
 
 def _host_volume_ml(plan: PatientPlan, t: int) -> float:
     """Scanned volume of the organs new lesions arise in (their ellipsoids on scan ``t``)."""
     grid = plan.scans[t].grid
-    nx, ny, nz = grid.shape
-    coords = BodyCoords(grid, plan.body_to_world(t), (slice(0, nx), slice(0, ny), slice(0, nz)))
-    x, y, z = coords.x, coords.y, coords.z
+    coords = BodyCoords(grid, plan.body_to_world(t))
     inside = np.zeros(coords.shape, dtype=bool)
-    for name in sorted(HOST_ORGANS & set(ORGANS)):
-        inside |= plan.anatomy.organs[name].distance(x, y, z) < 0
+    for name in ORGANS:
+        inside |= plan.anatomy.organs[name].distance(coords.x, coords.y, coords.z) < 0
     return float(inside.sum() * np.prod(grid.spacing) / 1000.0)
-
-
-def _normal_quantile(p: float) -> float:
-    return statistics.NormalDist().inv_cdf(p)
 
 
 def _summary(rows: list[dict[str, Any]], searched_ml: list[float]) -> dict[str, Any]:
@@ -180,7 +183,7 @@ def _summary(rows: list[dict[str, Any]], searched_ml: list[float]) -> dict[str, 
     bounds = []
     for label, places in (("M=10", 10.0), ("M=100", 100.0),
                           (f"M={organ_places:.0f} (host organs / 10 mm ball)", organ_places)):
-        z = _normal_quantile(1.0 - FALSE_POSITIVES_PER_SCAN / places)
+        z = statistics.NormalDist().inv_cdf(1.0 - FALSE_POSITIVES_PER_SCAN / places)
         entry: dict[str, Any] = {"places": label, "z": round(z, 3)}
         for key in OBSERVERS:
             for background, factor in (("known_background", 1.0),
