@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cohort_key import pin_key  # noqa: E402  (benchmarks/, first on sys.path)
+from machine import cpu_kernels  # noqa: E402
 
 from medseq.contracts.evaluation import Comparison  # noqa: E402
 from medseq.evaluation.evaluate import evaluate_run  # noqa: E402
@@ -69,7 +70,8 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         walls = list(pool.map(lambda job: _train(cache, work, *job, folds=args.folds), jobs))
     print(f"training: {len(jobs)} runs, {time.perf_counter() - began:.0f} s wall "
-          f"(per run: {', '.join(f'{w:.0f}' for w in walls)} s)", file=sys.stderr)
+          f"(per run: {', '.join(f'{w:.0f}' for w in walls)} s; CPU kernels {cpu_kernels()}: "
+          "weights differ between kinds)", file=sys.stderr)
     rows = [_score(work, seed) for seed in args.seeds]
     print(_table(rows, cache))
     if args.json:

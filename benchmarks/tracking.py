@@ -58,6 +58,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cohort_key import pin_key  # benchmarks/, first on sys.path when run as a script
+from machine import cpu_kernels
 
 from medseq.config import load_config
 from medseq.contracts.cache import read_manifest, write_manifest
@@ -147,7 +148,8 @@ def main() -> None:
               "follow_ups": scans, "steps": args.steps, "tracker": run.name, "train_seconds": seconds,
               "train_patches_per_s": patches / seconds if seconds else None,
               "fill_seconds": infer_seconds, "peak_memory_mib": _peak_memory_mib(args.device),
-              "device": args.device, "new_lesions": new, "recist_ceilings": ceilings,
+              "device": args.device, "cpu_capability": cpu_kernels(),
+              "new_lesions": new, "recist_ceilings": ceilings,
               "methods": {m: {**_summary(lesion_rows[m]), "recist_agreement": recist[m]}
                           for m in METHODS}}
     (work / "results.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -607,7 +609,8 @@ def _print(report: dict[str, Any]) -> None:
           f" (seed 2), {report['follow_ups']} follow-ups; {report['steps']} steps, train "
           f"{cell(report['train_seconds'], 0)} s ({cell(report['train_patches_per_s'], 1)} "
           f"patches/s), fill {cell(report['fill_seconds'], 1)} s, peak memory "
-          f"{cell(report['peak_memory_mib'], 0)} MiB on {report['device']}")
+          f"{cell(report['peak_memory_mib'], 0)} MiB on {report['device']} (CPU kernels "
+          f"{report['cpu_capability']})")
     print("| method | lesions | found % | median Dice | median abs vol err (mL) | median "
           "abs LD err (mm) | vanished called empty | RECIST equal % |")
     print("|---|---|---|---|---|---|---|---|")

@@ -113,11 +113,11 @@ class TrackerConfig(BaseModel):
     :mod:`medseq.tracker.refine`), in training and at inference: the lesion's growth or
     shrinkage reaches the network through its prior. ``none``: the rigid registration alone
     (trackers before card format 3)."""
-    scale_prior_sd: float = Field(default=0.0, ge=0)
+    scale_prior_sd: float = Field(default=0.6, ge=0)
     """With ``prior_refine: scale``: SD of a normal prior on the fitted log diameter ratio,
     weighed against the fit's residuals by the follow-up's noise, so a lesion the follow-up
     barely shows keeps about its baseline size instead of the best of a nearly flat cost
-    (0: plain least squares, trackers before this option)."""
+    (0: plain least squares, as trackers whose card predates this option were trained)."""
     flip_average: bool = True
     """Inference: a tracked lesion's probabilities are the mean over the 8 flips of its crop
     (test-time augmentation; the network is trained with those flips). Not for the detector's
@@ -173,9 +173,9 @@ class TrackerCard(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _older_cards(cls, data: Any) -> Any:
-        """Settings a card's format predates take the values its tracker was trained with: a
-        format-1 network detects without the baseline image, a format-2 one reads unscaled
-        priors."""
+        """Settings a card predates take the values its tracker was trained with: a format-1
+        network detects without the baseline image, a format-2 one reads unscaled priors, and
+        one written before ``scale_prior_sd`` existed fits the scale without the prior."""
         if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
             return data
         version = int(data.get("format", 1))
@@ -184,4 +184,6 @@ class TrackerCard(BaseModel):
             older.update(detect_context=False, detector="shared", dice="batch")
         if version < 3:
             older.update(prior_refine="none")
+        if "scale_prior_sd" not in data["config"]:
+            older.update(scale_prior_sd=0.0)  # cards written before the option: least squares
         return {**data, "config": {**older, **data["config"]}}

@@ -130,6 +130,17 @@ def test_format_2_cards_read_unscaled_priors() -> None:
     assert TrackerCard.model_validate_json(card.model_dump_json()).config.prior_refine == "scale"
 
 
+def test_cards_without_the_scale_prior_fit_by_least_squares() -> None:
+    """The prior is on by default for new trackers; one whose card predates the setting was
+    trained with plain least squares and keeps it."""
+    assert TrackerConfig().scale_prior_sd == 0.6
+    config = TrackerConfig().model_dump()
+    del config["scale_prior_sd"]
+    assert TrackerCard.model_validate({"format": 3, "config": config}).config.scale_prior_sd == 0
+    written = TrackerCard(config=TrackerConfig(scale_prior_sd=0.4)).model_dump_json()
+    assert TrackerCard.model_validate_json(written).config.scale_prior_sd == 0.4
+
+
 def test_flip_average_undoes_each_flip() -> None:
     """A network that returns the baseline-mask channel is flip-equivariant: averaging over
     the flips gives its plain output; one that adds a fixed ramp becomes symmetric."""

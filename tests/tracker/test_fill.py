@@ -295,6 +295,7 @@ def test_bundled_tracker_is_small_and_readable() -> None:
     assert card.format == 3
     assert card.config.prior_refine == "scale"
     assert card.config.detector == "subtraction"
+    assert card.config.scale_prior_sd == TrackerConfig().scale_prior_sd  # trained as defaults
     assert card.preprocess_config["crop_size"] == 32  # made with default preprocessing
     # chosen on the training follow-ups, above the candidates' floor of 3
     assert card.detect_threshold is not None
