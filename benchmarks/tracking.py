@@ -148,7 +148,7 @@ def main() -> None:
               "follow_ups": scans, "steps": args.steps, "tracker": run.name, "train_seconds": seconds,
               "train_patches_per_s": patches / seconds if seconds else None,
               "fill_seconds": infer_seconds, "peak_memory_mib": _peak_memory_mib(args.device),
-              "device": args.device, "cpu_capability": cpu_kernels(),
+              "device": args.device, "cpu_kernels": cpu_kernels(),
               "new_lesions": new, "recist_ceilings": ceilings,
               "methods": {m: {**_summary(lesion_rows[m]), "recist_agreement": recist[m]}
                           for m in METHODS}}
@@ -613,13 +613,13 @@ def _print(report: dict[str, Any]) -> None:
           f"{cell(report['train_seconds'], 0)} s ({cell(report['train_patches_per_s'], 1)} "
           f"patches/s), fill {cell(report['fill_seconds'], 1)} s, peak memory "
           f"{cell(report['peak_memory_mib'], 0)} MiB on {report['device']} (CPU kernels "
-          f"{report['cpu_capability']})")
+          f"{report['cpu_kernels']})")
     print("| method | lesions | found % | median Dice | mean Dice | median abs vol err (mL) | "
           "median abs LD err (mm) | vanished called empty | RECIST equal % |")
     print("|---|---|---|---|---|---|---|---|---|")
     for method, m in report["methods"].items():
         print(f"| {method} | {m['lesions']} | {cell(m['found_pct'], 1)} | "
-              f"{cell(m['median_dice'], 3)} | {cell(m.get('mean_dice'), 3)} | "
+              f"{cell(m['median_dice'], 3)} | {cell(m['mean_dice'], 3)} | "
               f"{cell(m['median_volume_error_ml'])} | "
               f"{cell(m['median_diameter_error_mm'], 1)} | {m['vanished_called_empty']}/"
               f"{m['vanished']} | {cell(m['recist_agreement']['equal_pct'], 1)} |")
