@@ -73,6 +73,12 @@ class TrackerConfig(BaseModel):
     a crop whose target is empty (a vanished lesion, a window without lesions) scores about
     the same whatever the output, so only the cross-entropy, averaged over the whole crop,
     opposes a spurious blob; at 1 such a blob of v voxels costs v / (v + 1)."""
+    volume_weight: float = Field(default=0.0, ge=0)
+    """Weight of a volume term added to the tracker's loss: per crop, |log((V_p + 1) / (V_y + 1))|
+    with V_p the summed output probability above 0.05 and V_y the target's voxels. The Dice and
+    cross-entropy terms hardly price a lesion drawn at its prior's size where it shrank or
+    vanished; this term prices the relative size error of every lesion alike, a blob where
+    nothing is included (0: off; the detector's loss is unchanged)."""
     mix: tuple[float, float, float] = (0.5, 0.2, 0.3)
     """Shares of tracking pairs, prompt-only (baseline annotation) and unprompted (detection)
     samples."""

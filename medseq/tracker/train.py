@@ -2,11 +2,11 @@
 
 Patient-level split (``val_fraction`` held out, seeded); a fixed number of optimiser steps on
 batches mixing tracking, prompt-only and unprompted samples (:mod:`medseq.tracker.pairs`);
-AdamW with cosine decay; Dice + cross-entropy. Every epoch re-seeds numpy and torch from
-(seed, epoch) and ends with a checkpoint (safetensors + JSON, :mod:`medseq.training.checkpoint`),
-so ``--resume`` repeats exactly what an unbroken run does. On the held-out patients it measures
-the follow-up Dice and chooses the detection threshold; the result is ``tracker.safetensors`` +
-``tracker.json`` (never a pickle).
+AdamW with cosine decay; Dice + cross-entropy (and an optional volume term). Every epoch
+re-seeds numpy and torch from (seed, epoch) and ends with a checkpoint (safetensors + JSON,
+:mod:`medseq.training.checkpoint`), so ``--resume`` repeats exactly what an unbroken run does.
+On the held-out patients it measures the follow-up Dice and chooses the detection threshold;
+the result is ``tracker.safetensors`` + ``tracker.json`` (never a pickle).
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from medseq.tracker.intensity import standardise_inputs
 from medseq.tracker.pairs import PatientData, items, load_patient, normaliser, sample
 
 CONFIG_NAME = "tracker_config.json"
+VOLUME_FLOOR = 0.05
+"""Probabilities at or below this do not count in the volume term (the vanished-lesion level
+of :class:`TrackerConfig`'s default ``vanish_max_probability``)."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
     pools = items(train, config.track_pairs)
     tracker_kinds = ("track", "self", "detect") if shared else ("track", "self")
     loss_fn = _loss(config)
+    tracker_loss = _tracker_loss(config)
     amp = device.type == "cuda" and config.amp == "auto"
     for epoch in range(start_epoch, epochs):
         rng = np.random.default_rng([config.seed, epoch])
@@ -136,7 +140,7 @@ def train_tracker(cache_dir: Path, run_dir: Path, config: TrackerConfig, *, resu
             x = standardise_inputs(x, config, manifest.config)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = network(torch.from_numpy(x).to(device))
-            loss = loss_fn(logits.float(), torch.from_numpy(y).to(device))
+            loss = tracker_loss(logits.float(), torch.from_numpy(y).to(device))
             if detector is not None:
                 xd, yd = _batch(train, pools, config, rng, kinds=("detect",))
                 xd = standardise_inputs(xd, config, manifest.config)[:, list(DETECTOR_CHANNELS)]
@@ -322,6 +326,30 @@ def _loss(config: TrackerConfig) -> Callable[[Any, Any], Any]:
 
     return DiceCELoss(sigmoid=True, batch=config.dice == "batch", smooth_nr=config.dice_smooth,
                       smooth_dr=config.dice_smooth)
+
+
+def _tracker_loss(config: TrackerConfig) -> Callable[[Any, Any], Any]:
+    """The tracker's loss: Dice + cross-entropy, plus ``volume_weight`` times the mean over
+    crops of |log((V_p + 1) / (V_y + 1))| (V_p: summed probability of the voxels above
+    ``VOLUME_FLOOR``, V_y: target voxels)."""
+    base = _loss(config)
+    if config.volume_weight <= 0:
+        return base
+    import torch
+
+    weight = config.volume_weight
+
+    def loss(logits: Any, target: Any) -> Any:
+        dims = tuple(range(1, logits.ndim))
+        probability = torch.sigmoid(logits)
+        # the faint background of a whole crop (13 824 voxels at 1e-3 is 14 voxels) is the
+        # cross-entropy's business; what is drawn is what a lesion could be measured from
+        drawn = (probability * (probability > VOLUME_FLOOR).to(probability.dtype)).sum(dim=dims)
+        true = target.sum(dim=dims)
+        volume = torch.log((drawn + 1.0) / (true + 1.0)).abs().mean()
+        return base(logits, target) + weight * volume
+
+    return loss
 
 
 def _determinism(config: TrackerConfig) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,40 @@ def test_unit_dice_smoothing_makes_a_blob_on_an_empty_target_costly() -> None:
     half = torch.where((lesion > 0) & (torch.arange(24).view(1, 1, 24, 1, 1) < 12), 12.0, -12.0)
     loss = _loss(TrackerConfig(dice_smooth=1.0))
     assert float(loss(right, lesion)) < 0.01 < 0.3 < float(loss(half, lesion))
+
+
+def test_unit_volume_term_prices_a_lesion_drawn_at_the_wrong_size() -> None:
+    import torch
+
+    from medseq.tracker.train import _loss, _tracker_loss
+
+    lesion = torch.zeros(2, 1, 24, 24, 24)
+    lesion[0, 0, 10:13, 10:13, 10:13] = 1.0  # 27 voxels; crop 1: the lesion vanished
+    logits = torch.where(lesion > 0, 20.0, -20.0)
+    drawn_big = torch.full_like(lesion, -20.0)
+    drawn_big[:, :, 9:14, 9:14, 9:14] = 20.0  # 125 voxels in both crops
+    plain, volume = _loss(TrackerConfig()), _tracker_loss(TrackerConfig(volume_weight=1.0))
+    # right sizes: the volume term adds (almost) nothing
+    assert abs(float(volume(logits, lesion)) - float(plain(logits, lesion))) < 1e-3
+    # drawn at 125 voxels: log(126 / 28) for the lesion, log(126) where it vanished, averaged
+    extra = float(volume(drawn_big, lesion)) - float(plain(drawn_big, lesion))
+    assert extra == pytest.approx((math.log(126 / 28) + math.log(126)) / 2, rel=1e-3)
+    # it is symmetric in the log: a lesion drawn empty costs like one drawn too large
+    nothing = torch.full_like(lesion, -20.0)
+    extra_empty = float(volume(nothing, lesion)) - float(plain(nothing, lesion))
+    assert extra_empty == pytest.approx(math.log(28) / 2, rel=1e-3)
+
+
+def test_volume_term_reaches_training_and_the_card(cache: Path, tmp_path: Path) -> None:
+    plain = TrackerConfig.model_validate(TINY)
+    weighted = TrackerConfig.model_validate({**TINY, "volume_weight": 1.0})
+    train_tracker(cache, tmp_path / "plain", plain)
+    train_tracker(cache, tmp_path / "volume", weighted)
+    a = load_file(tmp_path / "plain/tracker.safetensors")
+    b = load_file(tmp_path / "volume/tracker.safetensors")
+    assert any(not np.array_equal(a[k], b[k]) for k in a)
+    assert Tracker.load(tmp_path / "volume").card.config.volume_weight == 1.0
+    assert Tracker.load(tmp_path / "plain").card.config.volume_weight == 0.0
 
 
 def test_scale_prior_and_pasted_lesions_reach_training(cache: Path, tmp_path: Path,
