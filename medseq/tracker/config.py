@@ -79,6 +79,10 @@ class TrackerConfig(BaseModel):
     cross-entropy terms hardly price a lesion drawn at its prior's size where it shrank or
     vanished; this term prices the relative size error of every lesion alike, a blob where
     nothing is included (0: off; the detector's loss is unchanged)."""
+    volume_empty: bool = True
+    """With ``volume_weight``: crops whose target is empty (a vanished lesion) count in the
+    volume term too (False: only crops with a lesion to draw, so the term sizes lesions that
+    are there and does not push toward empty outputs)."""
     mix: tuple[float, float, float] = (0.5, 0.2, 0.3)
     """Shares of tracking pairs, prompt-only (baseline annotation) and unprompted (detection)
     samples."""

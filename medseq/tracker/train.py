@@ -346,7 +346,12 @@ def _tracker_loss(config: TrackerConfig) -> Callable[[Any, Any], Any]:
         # cross-entropy's business; what is drawn is what a lesion could be measured from
         drawn = (probability * (probability > VOLUME_FLOOR).to(probability.dtype)).sum(dim=dims)
         true = target.sum(dim=dims)
-        volume = torch.log((drawn + 1.0) / (true + 1.0)).abs().mean()
+        error = torch.log((drawn + 1.0) / (true + 1.0)).abs()
+        if not config.volume_empty:
+            counted = (true > 0).to(error.dtype)
+            volume = (error * counted).sum() / counted.sum().clamp(min=1.0)
+        else:
+            volume = error.mean()
         return base(logits, target) + weight * volume
 
     return loss

@@ -175,6 +175,10 @@ def test_unit_volume_term_prices_a_lesion_drawn_at_the_wrong_size() -> None:
     nothing = torch.full_like(lesion, -20.0)
     extra_empty = float(volume(nothing, lesion)) - float(plain(nothing, lesion))
     assert extra_empty == pytest.approx(math.log(28) / 2, rel=1e-3)
+    # volume_empty: false: the vanished lesion's crop does not count
+    present = _tracker_loss(TrackerConfig(volume_weight=1.0, volume_empty=False))
+    extra_present = float(present(drawn_big, lesion)) - float(plain(drawn_big, lesion))
+    assert extra_present == pytest.approx(math.log(126 / 28), rel=1e-3)
 
 
 def test_volume_term_reaches_training_and_the_card(cache: Path, tmp_path: Path) -> None:
