@@ -79,7 +79,7 @@ from medseq.tracker.intensity import cache_value, units_per_hu
 from medseq.tracker.pairs import PatientData, load_patient, normaliser, surrounding_tissue
 from medseq.tracker.provenance import apply_not_found
 from medseq.tracker.refine import FitLevels, ScaleFit
-from medseq.tracker.segment import VANISHED
+from medseq.tracker.segment import NOT_FOUND, VANISHED
 from medseq.tracker.train import dice, train_tracker
 from medseq.tracking.lesions import find_lesions
 from medseq.tracking.pipeline import track_cache
@@ -149,6 +149,7 @@ def main() -> None:
               "train_patches_per_s": patches / seconds if seconds else None,
               "fill_seconds": infer_seconds, "peak_memory_mib": _peak_memory_mib(args.device),
               "device": args.device, "cpu_kernels": cpu_kernels(),
+              "tracker_outcomes": _outcomes(provenance),
               "new_lesions": new, "recist_ceilings": ceilings,
               "methods": {m: {**_summary(lesion_rows[m]), "recist_agreement": recist[m]}
                           for m in METHODS}}
@@ -604,6 +605,23 @@ def _new_lesions(filled: Path, truth: dict[str, PatientData]) -> dict[str, Any]:
             "fp_per_scan": false_positives / max(scans, 1)}
 
 
+def _outcomes(provenance: Provenance) -> dict[str, Any]:
+    """What the tracker returned for the baseline lesions on the follow-ups (``found``,
+    ``vanished`` or ``not_found``), and the peak probability of the not-found ones: an empty
+    output under ``vanish_max_probability`` is vanished, above it not found, and a follow-up
+    with a target not found is NE, so these say how close the empty outputs came to the rule."""
+    counts: dict[str, int] = {}
+    peaks = []
+    for source in provenance.lesions:
+        if source.source != SOURCE_TRACKER:
+            continue
+        counts[source.status] = counts.get(source.status, 0) + 1
+        if source.status == NOT_FOUND:
+            peaks.append(1.0 - source.confidence)
+    quartiles = ([float(q) for q in np.percentile(peaks, [25, 50, 75])] if peaks else None)
+    return {"counts": dict(sorted(counts.items())), "not_found_peak_quartiles": quartiles}
+
+
 def _print(report: dict[str, Any]) -> None:
     def cell(value: Any, digits: int = 2) -> str:
         return "n/a" if value is None else f"{value:.{digits}f}"
@@ -633,6 +651,12 @@ def _print(report: dict[str, Any]) -> None:
     for method, m in report["methods"].items():
         pairs = ", ".join(f"{k} {v}" for k, v in m["recist_agreement"]["confusion"].items())
         print(f"RECIST truth->{method}: {pairs}")
+    outcomes = report["tracker_outcomes"]
+    peaks = outcomes["not_found_peak_quartiles"]
+    print("tracker outcomes on the follow-ups: " + ", ".join(
+        f"{k} {v}" for k, v in outcomes["counts"].items())
+        + ("" if peaks is None else "; peak probability of the not-found ones (quartiles) "
+           + " / ".join(f"{q:.2f}" for q in peaks)))
     new = report["new_lesions"]
     print(f"new lesions (tracker): {new['new_lesions']} true, sensitivity "
           f"{cell(new['sensitivity_pct'], 1)} %, {cell(new['fp_per_scan'])} false positives "
