@@ -48,6 +48,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -610,14 +611,9 @@ def _outcomes(provenance: Provenance) -> dict[str, Any]:
     ``vanished`` or ``not_found``), and the peak probability of the not-found ones: an empty
     output under ``vanish_max_probability`` is vanished, above it not found, and a follow-up
     with a target not found is NE, so these say how close the empty outputs came to the rule."""
-    counts: dict[str, int] = {}
-    peaks = []
-    for source in provenance.lesions:
-        if source.source != SOURCE_TRACKER:
-            continue
-        counts[source.status] = counts.get(source.status, 0) + 1
-        if source.status == NOT_FOUND:
-            peaks.append(1.0 - source.confidence)
+    tracked = [s for s in provenance.lesions if s.source == SOURCE_TRACKER]
+    counts = Counter(s.status for s in tracked)
+    peaks = [1.0 - s.confidence for s in tracked if s.status == NOT_FOUND]
     quartiles = ([float(q) for q in np.percentile(peaks, [25, 50, 75])] if peaks else None)
     return {"counts": dict(sorted(counts.items())), "not_found_peak_quartiles": quartiles}
 

@@ -28,9 +28,9 @@ from medseq.tracker.intensity import standardise_inputs
 from medseq.tracker.pairs import PatientData, items, load_patient, normaliser, sample
 
 CONFIG_NAME = "tracker_config.json"
-VOLUME_FLOOR = 0.05
-"""Probabilities at or below this do not count in the volume term (the vanished-lesion level
-of :class:`TrackerConfig`'s default ``vanish_max_probability``)."""
+VOLUME_FLOOR: float = TrackerConfig.model_fields["vanish_max_probability"].default
+"""Probabilities at or below this do not count in the volume term: the vanished-lesion level
+of :class:`TrackerConfig`'s default ``vanish_max_probability``."""
 
 
 @dataclass(frozen=True)
@@ -347,11 +347,8 @@ def _tracker_loss(config: TrackerConfig) -> Callable[[Any, Any], Any]:
         drawn = (probability * (probability > VOLUME_FLOOR).to(probability.dtype)).sum(dim=dims)
         true = target.sum(dim=dims)
         error = torch.log((drawn + 1.0) / (true + 1.0)).abs()
-        if not config.volume_empty:
-            counted = (true > 0).to(error.dtype)
-            volume = (error * counted).sum() / counted.sum().clamp(min=1.0)
-        else:
-            volume = error.mean()
+        counted = (true > 0) | config.volume_empty  # every crop, or those with a lesion
+        volume = error[counted].sum() / max(int(counted.sum()), 1)
         return base(logits, target) + weight * volume
 
     return loss
