@@ -129,6 +129,15 @@ def test_cli_errors(tmp_path: Path) -> None:
     assert "detect_insert trains a detection network" in result.stderr
     assert "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
+    # a negative volume weight is refused with the setting named, one line, nothing written
+    (tmp_path / "volume.yaml").write_text("volume_weight: -0.1\n")
+    result = runner.invoke(app, ["train-tracker", str(cache), "-o", str(tmp_path / "run"),
+                                 "--config", str(tmp_path / "volume.yaml")])
+    assert result.exit_code == 1
+    assert "volume_weight" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
 
 
 def test_unit_dice_smoothing_makes_a_blob_on_an_empty_target_costly() -> None:
